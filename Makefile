@@ -1,0 +1,36 @@
+# Everything bootstraps from python3 and the package registries alone.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: install check test run bench bench-quick chaos clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+check: install
+	$(BIN)/ruff check ispring_async tests benchmarks
+	$(BIN)/ruff format --check ispring_async tests benchmarks
+	$(BIN)/mypy
+
+test: check
+	$(BIN)/pytest -q
+
+run: install
+	$(BIN)/python -m ispring_async.examples.stream
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+bench-quick: install
+	$(BIN)/python -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache

@@ -1,0 +1,7 @@
+"""``python -m ispring_async`` runs the ``ispring-async`` command."""
+
+import sys
+
+from ispring_async._cli import main
+
+sys.exit(main())

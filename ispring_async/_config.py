@@ -1,0 +1,91 @@
+"""Options as small frozen value objects with production defaults. Durations are seconds (floats)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "DEFAULT_PAGE_SIZE",
+    "DEFAULT_RETRY",
+    "DEFAULT_TIMEOUTS",
+    "MAX_PAGE_SIZE",
+    "Limits",
+    "ResponseFormat",
+    "RetryPolicy",
+    "Timeouts",
+]
+
+DEFAULT_PAGE_SIZE = 1000
+MAX_PAGE_SIZE = 1000
+
+
+class ResponseFormat(enum.StrEnum):
+    """The body format asked of the API. XML is the API's default; JSON is cheaper to parse."""
+
+    XML = "xml"
+    JSON = "json"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """How long each stage of one request may take.
+
+    ``read`` bounds the silence between two chunks of a body, so a server that stalls mid-body fails
+    the attempt (and it is retried) instead of hanging the export.
+    """
+
+    connect: float = 10.0
+    read: float = 60.0
+    request: float = 300.0
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            if getattr(self, field.name) <= 0:
+                raise ValueError(f"Timeouts.{field.name} must be > 0 seconds")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Connection pool limits of the client's one aiohttp session."""
+
+    max_connections: int = 32
+    keepalive_expiry: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 1:
+            raise ValueError("Limits.max_connections must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter for retryable failures.
+
+    Retried: 429 (honouring ``Retry-After``), 500/502/503/504, connection errors, read timeouts and
+    bodies that break part-way. Never retried: 400, 403, 404. ``attempts`` counts the first try;
+    ``total`` bounds the time spent waiting across retries of one request.
+    ``RetryPolicy(wait_scale=0)`` keeps the retry logic but never sleeps (for tests).
+    """
+
+    attempts: int = 8
+    initial: float = 0.5
+    maximum: float = 30.0
+    total: float = 300.0
+    max_retry_after: float = 120.0
+    wait_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError("RetryPolicy.attempts must be >= 1")
+        if self.initial < 0 or self.maximum < 0 or self.total < 0 or self.wait_scale < 0:
+            raise ValueError("RetryPolicy durations must be >= 0")
+
+    def backoff(self, retry: int, jitter: float) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based); ``jitter`` is uniform in [0, 1)."""
+        return min(self.maximum, self.initial * 2 ** (retry - 1)) * jitter * self.wait_scale
+
+
+DEFAULT_TIMEOUTS = Timeouts()
+DEFAULT_LIMITS = Limits()
+DEFAULT_RETRY = RetryPolicy()

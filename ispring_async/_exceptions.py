@@ -1,0 +1,152 @@
+"""Every error ispring_async raises, under one root.
+
+    ISpringError
+    ├── ConfigurationError          bad options (also a ValueError)
+    ├── TransportError              connection refused/reset, TLS, timeouts (after retries)
+    │   └── ReadTimeoutError        the server stopped sending
+    ├── APIError                    the API answered with an error status (code, message, status, url)
+    │   ├── BadRequestError         400
+    │   ├── AuthenticationError     401, or the token endpoint refused the credentials
+    │   ├── PermissionDeniedError   403
+    │   ├── NotFoundError           404 (often a wrong base URL)
+    │   ├── RateLimitError          429, after retries (retry_after)
+    │   └── ServerError             5xx, after retries
+    ├── ResponseError               a 2xx the client cannot use
+    │   ├── UnexpectedContentError  HTML or another content type where XML/JSON was asked for
+    │   ├── ParseError              malformed XML/JSON or wrong field types (page, where)
+    │   │   └── UnsafeXMLError      DTDs, entity declarations, external references
+    │   └── PaginationError         a page token that repeats
+    └── PartitionError              a fan-out partition failed (partition, __cause__)
+
+aiohttp, expat and msgspec exceptions are translated where they are caught (``raise ... from exc``)
+and never reach callers untranslated. No message ever contains a secret or a token.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ISpringError",
+    "NotFoundError",
+    "PaginationError",
+    "ParseError",
+    "PartitionError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "ReadTimeoutError",
+    "ResponseError",
+    "ServerError",
+    "TransportError",
+    "UnexpectedContentError",
+    "UnsafeXMLError",
+]
+
+
+class ISpringError(Exception):
+    """The root of every error this library raises."""
+
+
+class ConfigurationError(ISpringError, ValueError):
+    """An option or query is invalid; raised before any request is made."""
+
+
+class TransportError(ISpringError):
+    """The request could not be completed at the network level (after retries)."""
+
+
+class ReadTimeoutError(TransportError):
+    """The server stopped sending before the response was complete."""
+
+
+class APIError(ISpringError):
+    """The API answered with an error status.
+
+    ``code`` and ``message`` are the API's own (from its error body) when it sent them.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        url: str,
+        code: int | None = None,
+        api_message: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.url = url
+        self.code = code
+        self.api_message = api_message
+
+
+class BadRequestError(APIError):
+    """400: the API refused the query (an unknown id can fail a whole request)."""
+
+
+class AuthenticationError(APIError):
+    """401, or the token endpoint refused the client credentials."""
+
+
+class PermissionDeniedError(APIError):
+    """403: the account may not read these results."""
+
+
+class NotFoundError(APIError):
+    """404: usually a wrong base URL or path."""
+
+
+class RateLimitError(APIError):
+    """429 still returned after every retry; ``retry_after`` is the server's last hint in seconds."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx still returned after every retry."""
+
+
+class ResponseError(ISpringError):
+    """A successful status whose body the client cannot use."""
+
+
+class UnexpectedContentError(ResponseError):
+    """The body is not the XML/JSON that was asked for (e.g. an HTML page from a wrong base URL)."""
+
+
+class ParseError(ResponseError):
+    """The body is malformed, or a field has a value of the wrong type.
+
+    ``page`` names the page (its URL without credentials) and ``where`` the element or record.
+    """
+
+    def __init__(self, message: str, *, page: str | None = None, where: str | None = None) -> None:
+        parts = [message]
+        if where:
+            parts.append(f"at {where}")
+        if page:
+            parts.append(f"in {page}")
+        super().__init__(" ".join(parts))
+        self.page = page
+        self.where = where
+
+
+class UnsafeXMLError(ParseError):
+    """The XML declares a DTD or entities, or references external resources; refused outright."""
+
+
+class PaginationError(ResponseError):
+    """The API returned a page token it had already returned: following it would loop forever."""
+
+
+class PartitionError(ISpringError):
+    """A fan-out partition failed; ``partition`` names it and ``__cause__`` says why."""
+
+    def __init__(self, message: str, *, partition: str) -> None:
+        super().__init__(message)
+        self.partition = partition
