@@ -1,0 +1,574 @@
+"""Sinks: every format round-trips, resumes exactly after a crash, never publishes an incomplete export."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import gc
+import logging
+import signal
+import sqlite3
+import subprocess
+import sys
+import types
+import warnings
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import ispring_async.sinks
+from ispring_async._exceptions import ConfigurationError
+from ispring_async._models import CompletionStatus, LearnerResult
+from ispring_async.sinks import (
+    CsvSink,
+    JsonlSink,
+    ParquetSink,
+    Sink,
+    SinkError,
+    SqliteSink,
+    format_for_path,
+    open_sink,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+API_NAMES = [f.encode_name for f in msgspec.structs.fields(LearnerResult)]
+EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "sqlite": "sqlite"}
+FORMATS = [pytest.param(name, id=name) for name in EXTENSIONS]
+FILE_FORMATS = [pytest.param(name, id=name) for name in ("jsonl", "csv", "parquet")]
+
+_BASE = datetime(2024, 3, 1, 8, 30, tzinfo=UTC)
+_ZONES = (UTC, timezone(timedelta(hours=3)), timezone(-timedelta(hours=5, minutes=30)))
+_STATUSES = list(CompletionStatus)
+
+
+def make_records(n: int, *, start: int = 0, revision: int = 0) -> list[LearnerResult]:
+    """Deterministic records covering absent values, offsets, microseconds, CSV-hostile text, identities."""
+    records = []
+    for i in range(start, start + n):
+        full = i % 3 != 0
+        title = f'Курс {i % 7}, "intro"\nline two' if i % 5 == 0 else f"Course {i % 7}"
+        records.append(
+            LearnerResult(
+                user_id=f"user-{i // 4}",
+                course_id=f"course-{i % 4}",
+                course_title=title + (f" (rev {revision})" if revision else ""),
+                access_date=(_BASE + timedelta(minutes=i, microseconds=i * 7919 % 1_000_000)).astimezone(
+                    _ZONES[i % 3]
+                ),
+                completion_status=_STATUSES[(i + revision) % len(_STATUSES)].value,
+                is_overdue=(i + revision) % 2 == 1,
+                enrollment_id=f"enr-{i}" if i % 4 != 3 else None,
+                session_id=f"session-{i}" if full else None,
+                due_date=_BASE + timedelta(days=i % 30) if full else None,
+                expiration_date=None if i % 2 else _BASE + timedelta(days=365),
+                completion_date=_BASE + timedelta(hours=i) if full else None,
+                duration=3600 + i if full else None,
+                time_spent=i * 13 + revision if full else None,
+                progress=(9.09, 100.0, 0.1 + 0.2, 0.0)[(i + revision) % 4],
+                awarded_score=i / 7 if full else None,
+                passing_score=80.0 if full else None,
+                views_count=i % 11 if full else None,
+            )
+        )
+    return records
+
+
+def read_output(path: Path, fmt: str) -> tuple[list[str], list[LearnerResult]]:
+    """The column names and the records of a published output, read with each format's own tools."""
+    if fmt == "jsonl":
+        rows = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()]
+        assert all(list(row) == API_NAMES for row in rows)
+        return API_NAMES, [msgspec.convert(row, LearnerResult) for row in rows]
+    if fmt == "csv":
+        with path.open(newline="", encoding="utf-8") as file:
+            header, *values = list(csv.reader(file))
+        dicts = [{k: v for k, v in zip(header, row, strict=True) if v != ""} for row in values]
+        return header, [msgspec.convert(row, LearnerResult, strict=False) for row in dicts]
+    if fmt == "parquet":
+        table = pq.read_table(path)
+        return table.schema.names, [
+            msgspec.convert(_present(row), LearnerResult) for row in table.to_pylist()
+        ]
+    db = sqlite3.connect(path)
+    try:
+        cursor = db.execute("SELECT * FROM learner_results ORDER BY rowid")
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, row, strict=True)) for row in cursor]
+    finally:
+        db.close()
+    columns = [n for n in names if n not in {"identity", "run_id"}]
+    records = [
+        msgspec.convert(_present({k: row[k] for k in columns}), LearnerResult, strict=False) for row in rows
+    ]
+    assert [row["identity"] for row in rows] == [r.identity for r in records]
+    return columns, records
+
+
+def _present(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def export(path: Path, pages: Sequence[Sequence[LearnerResult]], *, resume: bool = False) -> bytes | None:
+    """A complete run: one write and one checkpoint per page, then finish; returns open()'s result."""
+    with open_sink(path) as sink:
+        state = sink.open(resume=resume)
+        for number, page in enumerate(pages):
+            sink.write(page)
+            sink.checkpoint(b"page %d" % number)
+        sink.finish()
+    return state
+
+
+def pages_of(records: Sequence[LearnerResult], size: int) -> list[Sequence[LearnerResult]]:
+    return [records[i : i + size] for i in range(0, len(records), size)]
+
+
+def write_then_crash(
+    path: Path, checkpointed: Sequence[LearnerResult], lost: Sequence[LearnerResult]
+) -> None:
+    """Write and checkpoint, write more, then drop the sink as a crash would: no finish, no abort."""
+    sink = open_sink(path)
+    sink.open(resume=False)
+    for number, page in enumerate(pages_of(checkpointed, 100)):
+        sink.write(page)
+        sink.checkpoint(b"page %d" % number)
+    sink.write(lost)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # the unclosed file is the point
+        del sink
+        gc.collect()  # sqlite3 connections sit in a reference cycle (their statement cache)
+
+
+def run_status(path: Path) -> list[tuple[str, int]]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT status, records FROM export_runs ORDER BY run_id").fetchall()
+    finally:
+        db.close()
+
+
+def leftovers(path: Path) -> list[str]:
+    return sorted(p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}."))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("count", [pytest.param(0, id="empty"), pytest.param(250, id="250")])
+def test_round_trip_gives_the_records_under_api_names(tmp_path: Path, fmt: str, count: int) -> None:
+    """Pages written then finished read back as the same records, in order, with the API's column names."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    records = make_records(count)
+    assert export(path, pages_of(records, 100)) is None
+    columns, back = read_output(path, fmt)
+    assert columns == API_NAMES
+    assert back == records
+    if fmt == "sqlite":
+        assert run_status(path) == [("complete", count)]
+    else:
+        assert leftovers(path) == []
+
+
+def _check_jsonl(path: Path) -> None:
+    first, second = path.read_bytes().splitlines()[:2]
+    assert b'"isOverdue":false' in first
+    assert b'"isOverdue":true' in second
+    assert b'"accessDate":"2024-03-01T08:30:00Z"' in first
+    assert b'"sessionId":null' in first
+    assert b'"accessDate":"2024-03-01T11:31:00.007919+03:00"' in second
+
+
+def _check_csv(path: Path) -> None:
+    with path.open(newline="", encoding="utf-8") as file:
+        rows = list(csv.DictReader(file))
+    assert [rows[0]["isOverdue"], rows[1]["isOverdue"]] == ["false", "true"]
+    assert rows[0]["sessionId"] == ""
+    assert rows[0]["accessDate"] == "2024-03-01T08:30:00Z"
+    assert rows[1]["accessDate"] == "2024-03-01T11:31:00.007919+03:00"
+
+
+def _check_parquet(path: Path) -> None:
+    schema = pq.read_schema(path)
+    assert schema.field("accessDate").type == pa.timestamp("us", tz="UTC")
+    assert schema.field("isOverdue").type == pa.bool_()
+    assert (schema.field("viewsCount").type, schema.field("progress").type) == (pa.int64(), pa.float64())
+    assert not schema.field("userId").nullable
+    assert schema.field("dueDate").nullable
+    # +03:00 stored as the same instant in UTC
+    assert pq.read_table(path).column("accessDate")[1].as_py() == datetime(
+        2024, 3, 1, 8, 31, 0, 7919, tzinfo=UTC
+    )
+
+
+def _check_sqlite(path: Path) -> None:
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute(
+            'SELECT "isOverdue", typeof("isOverdue"), "accessDate", typeof("progress"), "sessionId" '
+            "FROM learner_results ORDER BY rowid LIMIT 2"
+        ).fetchall()
+        names = [row[1] for row in db.execute("PRAGMA table_info(learner_results)")]
+    finally:
+        db.close()
+    assert rows == [
+        (0, "integer", "2024-03-01T08:30:00Z", "real", None),
+        (1, "integer", "2024-03-01T11:31:00.007919+03:00", "real", "session-1"),
+    ]
+    assert names == ["identity", *API_NAMES, "run_id"]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "check"),
+    [
+        pytest.param("jsonl", _check_jsonl, id="jsonl"),
+        pytest.param("csv", _check_csv, id="csv"),
+        pytest.param("parquet", _check_parquet, id="parquet"),
+        pytest.param("sqlite", _check_sqlite, id="sqlite"),
+    ],
+)
+def test_values_are_stored_in_each_formats_types(tmp_path: Path, fmt: str, check: Any) -> None:
+    """Booleans, datetimes and absent values take each format's agreed representation."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    export(path, [make_records(10)])
+    check(path)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_resume_after_a_crash_continues_from_the_last_checkpoint(tmp_path: Path, fmt: str) -> None:
+    """After a crash, resume returns the last state, keeps only checkpointed rows, and finishes exactly."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    records = make_records(350)
+    write_then_crash(path, records[:200], records[200:260])
+    if fmt == "sqlite":
+        assert run_status(path) == [("running", 200)]
+    else:
+        assert not path.exists()
+        with (tmp_path / f".{path.name}.partial").open("ab") as partial:
+            partial.write(b'{"userId":"torn')  # a write the crash cut short
+
+    sink = open_sink(path)
+    assert sink.open(resume=True) == b"page 1"
+    assert sink.records_written == 200
+    assert sorted(sink.identities()) == sorted(r.identity for r in records[:200])
+    sink.write(records[200:])
+    sink.checkpoint(b"page 2")
+    sink.finish()
+
+    assert read_output(path, fmt)[1] == records
+    if fmt == "sqlite":
+        assert run_status(path) == [("complete", 350)]
+    else:
+        assert leftovers(path) == []
+
+
+CHILD = """
+import os, signal, sys
+from pathlib import Path
+from ispring_async.sinks import open_sink
+from tests.test_sinks import make_records
+
+records = make_records(8200)
+sink = open_sink(Path(sys.argv[1]))
+sink.open(resume=False)
+sink.write(records[:100])
+sink.checkpoint(b"page 0")
+sink.write(records[100:200])
+sink.checkpoint(b"page 1")
+sink.write(records[200:])  # larger than the write buffer: part of it reaches the file
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_resume_after_sigkill_mid_export_is_exact(tmp_path: Path, fmt: str) -> None:
+    """A process killed with SIGKILL mid-batch resumes to exactly the uninterrupted output."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    child = subprocess.run([sys.executable, "-c", CHILD, str(path)], cwd=ROOT, timeout=30, check=False)
+    assert child.returncode == -signal.SIGKILL
+    if fmt == "sqlite":
+        assert run_status(path) == [("running", 200)]
+    else:
+        assert not path.exists()
+        checkpoint = msgspec.json.decode((tmp_path / f".{path.name}.checkpoint").read_bytes())
+        assert (tmp_path / f".{path.name}.partial").stat().st_size > checkpoint["offset"]
+
+    records = make_records(8200)
+    sink = open_sink(path)
+    assert sink.open(resume=True) == b"page 1"
+    assert set(sink.identities()) == {r.identity for r in records[:200]}
+    sink.write(records[200:])
+    sink.finish()
+    assert read_output(path, fmt)[1] == records
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_failed_run_publishes_nothing_and_stays_resumable(tmp_path: Path, fmt: str) -> None:
+    """An exception inside the with block aborts: no output (or a 'failed' run), checkpoint kept."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    records = make_records(150)
+
+    def failing_run() -> None:
+        with open_sink(path) as sink:
+            sink.open(resume=False)
+            sink.write(records[:100])
+            sink.checkpoint(b"after 100")
+            sink.write(records[100:])
+            raise RuntimeError("network gone")
+
+    with pytest.raises(RuntimeError, match="network gone"):
+        failing_run()
+    if fmt == "sqlite":
+        assert run_status(path) == [("failed", 100)]
+        assert len(read_output(path, fmt)[1]) == 100  # the uncheckpointed batch was rolled back
+    else:
+        assert not path.exists()
+    assert export(path, [records[100:]], resume=True) == b"after 100"
+    assert read_output(path, fmt)[1] == records
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_fresh_start_discards_an_unfinished_run(tmp_path: Path, fmt: str) -> None:
+    """open(resume=False) ignores an interrupted run's leftovers: the output holds only the new run."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    old, new = make_records(150), make_records(120, start=1000)
+    write_then_crash(path, old[:100], old[100:])
+    sink = open_sink(path)
+    assert sink.open(resume=False) is None
+    assert list(sink.identities()) == []
+    sink.write(new)
+    sink.finish()
+    if fmt == "sqlite":
+        # the interrupted run's committed rows are upserted data too: kept, under its run id
+        assert run_status(path) == [("failed", 100), ("complete", 120)]
+        assert read_output(path, fmt)[1] == old[:100] + new
+    else:
+        assert read_output(path, fmt)[1] == new
+        assert leftovers(path) == []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_resume_with_nothing_to_resume_starts_afresh_and_keeps_the_old_output(
+    tmp_path: Path, fmt: str
+) -> None:
+    """resume=True after a complete run returns None; the complete output stays until finish replaces it."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    first, second = make_records(50), make_records(30, revision=1)
+    export(path, [first])
+    with open_sink(path) as sink:
+        assert sink.open(resume=True) is None
+        sink.write(second)
+        assert read_output(path, fmt)[1] == first
+        sink.abort()
+    assert read_output(path, fmt)[1] == first
+    assert export(path, [second], resume=True) is None
+    expected = second + first[30:] if fmt == "sqlite" else second
+    assert read_output(path, fmt)[1] == expected
+
+
+def test_sqlite_rerun_updates_rows_in_place(tmp_path: Path) -> None:
+    """A second night upserts by identity: no duplicates, new values, same rowids, vanished rows kept."""
+    path = tmp_path / "out.sqlite"
+    export(path, pages_of(make_records(100), 40))
+    db = sqlite3.connect(path)
+    rowids_before = dict(db.execute("SELECT identity, rowid FROM learner_results").fetchall())
+    db.close()
+    tonight = make_records(100, start=50, revision=1)
+    export(path, pages_of(tonight, 40))
+
+    rows = {r.identity: r for r in read_output(path, "sqlite")[1]}
+    assert len(rows) == 150
+    assert [rows[r.identity] for r in tonight] == tonight
+    assert [rows[r.identity] for r in make_records(50)] == make_records(50)
+    db = sqlite3.connect(path)
+    try:
+        rowids_after = dict(db.execute("SELECT identity, rowid FROM learner_results").fetchall())
+        latest = db.execute(
+            "SELECT count(*) FROM learner_results WHERE run_id = "
+            "(SELECT max(run_id) FROM export_runs WHERE status = 'complete')"
+        ).fetchone()
+        runs = db.execute(
+            "SELECT run_id, status, records, finished_at IS NOT NULL FROM export_runs"
+        ).fetchall()
+    finally:
+        db.close()
+    assert all(rowids_after[i] == rowid for i, rowid in rowids_before.items())
+    assert latest == (100,)
+    assert runs == [(1, "complete", 100, 1), (2, "complete", 100, 1)]
+
+
+SECRET = "client_secret=s3cr3t-XYZ"
+
+
+@pytest.mark.parametrize("fmt", FILE_FORMATS)
+def test_a_checkpoint_file_holds_the_state_and_nothing_of_the_data(tmp_path: Path, fmt: str) -> None:
+    """The sidecar holds offset, counts, columns and the given state only; private to its owner."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    records = [msgspec.structs.replace(r, course_title=SECRET) for r in make_records(20)]
+    with open_sink(path) as sink:
+        sink.open(resume=False)
+        sink.write(records)
+        sink.checkpoint(b"\x00opaque\xff")
+        checkpoint_path = tmp_path / f".{path.name}.checkpoint"
+        raw = checkpoint_path.read_bytes()
+        mode = checkpoint_path.stat().st_mode & 0o777
+    saved = msgspec.json.decode(raw)
+    assert set(saved) == {"version", "format", "columns", "offset", "records", "state"}
+    assert base64.b64decode(saved["state"]) == b"\x00opaque\xff"
+    assert (saved["format"], saved["columns"], saved["records"]) == (fmt, API_NAMES, 20)
+    assert SECRET.encode() not in raw
+    assert b"s3cr3t" not in raw
+    assert mode == 0o600
+
+
+def test_the_sqlite_checkpoint_row_holds_the_state_only(tmp_path: Path) -> None:
+    """export_checkpoint stores the given state, the record count and a time, nothing else."""
+    path = tmp_path / "out.sqlite"
+    with open_sink(path) as sink:
+        sink.open(resume=False)
+        sink.write(make_records(20))
+        sink.checkpoint(b"\x00opaque\xff")
+        db = sqlite3.connect(path)
+        try:
+            cursor = db.execute("SELECT * FROM export_checkpoint")
+            columns = [d[0] for d in cursor.description]
+            ((run_id, state, records, _saved_at),) = cursor.fetchall()
+        finally:
+            db.close()
+    assert columns == ["run_id", "state", "records", "saved_at"]
+    assert (run_id, state, records) == (1, b"\x00opaque\xff", 20)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param("unreadable", id="unreadable"),
+        pytest.param("other-columns", id="other-columns"),
+        pytest.param("short-partial", id="short-partial"),
+    ],
+)
+def test_an_unusable_checkpoint_means_starting_afresh(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged checkpoint is never trusted: resume returns None, logs why, and the output is exact."""
+    path = tmp_path / "out.jsonl"
+    write_then_crash(path, make_records(100), [])
+    checkpoint, partial = tmp_path / ".out.jsonl.checkpoint", tmp_path / ".out.jsonl.partial"
+    if damage == "unreadable":
+        checkpoint.write_bytes(b'{"version": 1, "form')
+    elif damage == "other-columns":
+        saved = msgspec.json.decode(checkpoint.read_bytes())
+        checkpoint.write_bytes(msgspec.json.encode({**saved, "columns": [*saved["columns"], "newField"]}))
+    else:
+        partial.write_bytes(partial.read_bytes()[:100])
+    fresh = make_records(10, start=500)
+    with caplog.at_level(logging.WARNING, logger="ispring_async.sinks"):
+        assert export(path, [fresh], resume=True) is None
+    assert "starting afresh" in caplog.text
+    assert read_output(path, "jsonl")[1] == fresh
+
+
+@pytest.mark.parametrize("fmt", FILE_FORMATS)
+def test_a_second_export_to_the_same_path_is_refused(tmp_path: Path, fmt: str) -> None:
+    """While one run writes a file, another run for the same path fails instead of interleaving."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    with open_sink(path) as first:
+        first.open(resume=False)
+        with pytest.raises(SinkError, match="another export"):
+            open_sink(path).open(resume=False)
+        first.finish()
+    export(path, [make_records(3)])  # the lock went with the first run
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_sink_is_used_in_order(tmp_path: Path, fmt: str) -> None:
+    """write before open, a second open, and write after finish raise SinkError."""
+    sink = open_sink(tmp_path / f"out.{EXTENSIONS[fmt]}")
+    with pytest.raises(SinkError, match="not open"):
+        sink.write(make_records(1))
+    sink.open(resume=False)
+    with pytest.raises(SinkError, match="already opened"):
+        sink.open(resume=False)
+    sink.finish()
+    with pytest.raises(SinkError, match="not open"):
+        sink.checkpoint(b"")
+    sink.abort()  # harmless once finished
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        pytest.param("r.jsonl", JsonlSink, id="jsonl"),
+        pytest.param("r.NDJSON", JsonlSink, id="ndjson-upper"),
+        pytest.param("r.csv", CsvSink, id="csv"),
+        pytest.param("r.parquet", ParquetSink, id="parquet"),
+        pytest.param("r.sqlite", SqliteSink, id="sqlite"),
+        pytest.param("r.sqlite3", SqliteSink, id="sqlite3"),
+        pytest.param("r.db", SqliteSink, id="db"),
+    ],
+)
+def test_the_format_follows_the_extension(tmp_path: Path, name: str, expected: type[object]) -> None:
+    """open_sink picks the sink from the extension, case-insensitively."""
+    sink = open_sink(tmp_path / name)
+    assert type(sink) is expected
+    assert format_for_path(name) == sink.format
+
+
+def test_an_explicit_format_overrides_the_extension(tmp_path: Path) -> None:
+    """format= wins over the extension and accepts any case."""
+    assert type(open_sink(tmp_path / "nightly.out", format="CSV")) is CsvSink
+    assert type(open_sink(tmp_path / "r.csv", format="jsonl")) is JsonlSink
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "message"),
+    [
+        pytest.param("r.txt", None, "cannot tell the output format from '.txt'", id="unknown-extension"),
+        pytest.param("results", None, "no extension", id="no-extension"),
+        pytest.param("r.csv", "xlsx", "unknown output format 'xlsx'", id="unknown-format"),
+    ],
+)
+def test_an_unknown_format_is_a_configuration_error(
+    tmp_path: Path, name: str, fmt: str | None, message: str
+) -> None:
+    """An unrecognised extension or format fails before anything is written, naming the choices."""
+    with pytest.raises(ConfigurationError, match=message) as info:
+        open_sink(tmp_path / name, format=fmt)
+    assert "jsonl" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_parquet_without_pyarrow_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without pyarrow, asking for Parquet says which extra to install; other formats still work."""
+    for module in ("pyarrow", "pyarrow.json", "pyarrow.parquet"):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ConfigurationError, match=r"pip install 'ispring-async\[parquet\]'"):
+        open_sink(tmp_path / "r.parquet")
+    export(tmp_path / "r.jsonl", [make_records(2)])
+
+
+def test_every_sink_satisfies_the_protocol(tmp_path: Path) -> None:
+    """Each sink class is a Sink (checked by mypy here) with its format's name."""
+    sinks: list[Sink] = [
+        JsonlSink(tmp_path / "a"),
+        CsvSink(tmp_path / "a"),
+        ParquetSink(tmp_path / "a"),
+        SqliteSink(tmp_path / "a"),
+    ]
+    assert [s.format for s in sinks] == ["jsonl", "csv", "parquet", "sqlite"]
+
+
+def test_the_public_names_are_complete() -> None:
+    """sinks.__all__ lists every public name of the package once, and each resolves (ruff sorts it)."""
+    names = ispring_async.sinks.__all__
+    public = {
+        name
+        for name, value in vars(ispring_async.sinks).items()
+        if name[0].isalpha() and name != "annotations" and not isinstance(value, types.ModuleType)
+    }
+    assert len(names) == len(set(names))
+    assert public <= set(names)
+    assert all(getattr(ispring_async.sinks, name) is not None for name in names)
