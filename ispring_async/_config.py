@@ -83,7 +83,7 @@ class RetryPolicy:
 
     def backoff(self, retry: int, jitter: float) -> float:
         """Seconds to wait before retry number ``retry`` (1-based); ``jitter`` is uniform in [0, 1)."""
-        return min(self.maximum, self.initial * 2 ** (retry - 1)) * jitter * self.wait_scale
+        return float(min(self.maximum, self.initial * 2.0 ** (retry - 1)) * jitter * self.wait_scale)
 
 
 DEFAULT_TIMEOUTS = Timeouts()
