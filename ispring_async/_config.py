@@ -64,7 +64,7 @@ class RetryPolicy:
 
     Retried: 429 (honouring ``Retry-After``), 500/502/503/504, connection errors, read timeouts and
     bodies that break part-way. Never retried: 400, 403, 404. ``attempts`` counts the first try;
-    ``total`` bounds the time spent waiting across retries of one request.
+    ``total`` bounds the time from the first attempt of one request to the start of its last retry.
     ``RetryPolicy(wait_scale=0)`` keeps the retry logic but never sleeps (for tests).
     """
 

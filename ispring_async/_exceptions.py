@@ -123,9 +123,13 @@ class ParseError(ResponseError):
     """The body is malformed, or a field has a value of the wrong type.
 
     ``page`` names the page (its URL without credentials) and ``where`` the element or record.
+    ``retryable`` is true for broken syntax (a body cut short or corrupted in transit), which a fresh
+    attempt may fix, and false for a well-formed body with wrong content, which it cannot.
     """
 
-    def __init__(self, message: str, *, page: str | None = None, where: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, page: str | None = None, where: str | None = None, retryable: bool = False
+    ) -> None:
         parts = [message]
         if where:
             parts.append(f"at {where}")
@@ -134,6 +138,7 @@ class ParseError(ResponseError):
         super().__init__(" ".join(parts))
         self.page = page
         self.where = where
+        self.retryable = retryable
 
 
 class UnsafeXMLError(ParseError):

@@ -108,7 +108,12 @@ def _hardened_expat() -> Any:
 
 def _expat_error(exc: expat.ExpatError, page: str) -> ParseError:
     reason = expat.errors.messages[exc.code] if exc.code is not None else str(exc)
-    return ParseError(f"malformed XML ({reason})", page=page, where=f"line {exc.lineno}, column {exc.offset}")
+    return ParseError(
+        f"malformed XML ({reason})",
+        page=page,
+        where=f"line {exc.lineno}, column {exc.offset}",
+        retryable=True,
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -523,7 +528,7 @@ class _JsonParser(Generic[T_co]):
         except msgspec.ValidationError as exc:
             raise ParseError(f"invalid JSON page ({exc})", page=self._page) from None
         except msgspec.DecodeError as exc:
-            raise ParseError(f"malformed JSON ({exc})", page=self._page) from None
+            raise ParseError(f"malformed JSON ({exc})", page=self._page, retryable=True) from None
 
 
 def _json_results(body: bytes) -> ResultsPage:

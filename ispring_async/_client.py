@@ -1,0 +1,235 @@
+"""``Client``: the one object a caller holds. It owns the session, the credentials and the defaults."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+from collections.abc import AsyncGenerator, Callable
+from types import TracebackType
+from typing import Self, TypeVar
+
+import aiohttp
+
+from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth
+from ispring_async._config import (
+    DEFAULT_LIMITS,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_RETRY,
+    DEFAULT_TIMEOUTS,
+    MAX_PAGE_SIZE,
+    Limits,
+    ResponseFormat,
+    RetryPolicy,
+    Timeouts,
+)
+from ispring_async._exceptions import ConfigurationError
+from ispring_async._models import Department, DepartmentsPage, LearnerResult, ResultsPage
+from ispring_async._paginate import follow_pages
+from ispring_async._parse import departments_parser, results_parser
+from ispring_async._query import ResultsQuery
+from ispring_async._transport import OnRetry, Transport
+
+__all__ = ["DEFAULT_USER_AGENT", "Client"]
+
+RESULTS_PATH = "/learners/results"
+DEPARTMENTS_PATH = "/departments"
+
+try:
+    _VERSION = importlib.metadata.version("ispring-async")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
+    _VERSION = "0"
+P = TypeVar("P")
+R = TypeVar("R")
+
+DEFAULT_USER_AGENT = f"ispring-async/{_VERSION} aiohttp/{aiohttp.__version__}"
+
+# XML is the API's default, so for XML the client sends aiohttp's ``Accept: */*`` as every working
+# integration does; JSON must be asked for.
+_ACCEPT = {ResponseFormat.XML: {}, ResponseFormat.JSON: {"Accept": "application/json"}}
+
+
+class Client:
+    """An iSpring Learn API client: one aiohttp session, authenticated, with retries.
+
+    Give the base URL and either ``client_id`` + ``client_secret`` (tokens are obtained and refreshed
+    as needed) or a ready ``token``. Use it as an async context manager::
+
+        async with Client("https://api-learn.ispringlearn.com", client_id=..., client_secret=...) as client:
+            query = ResultsQuery(user_statuses=[UserStatus.ACTIVE, UserStatus.BLOCKED])
+            async for result in client.learner_results(query):
+                ...
+
+    ``page_size`` is the default for queries that set none. ``allow_insecure_http`` permits ``http://``
+    to a non-loopback host (tokens would travel in clear text). TLS certificates are always verified.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        token: str | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        limits: Limits = DEFAULT_LIMITS,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        response_format: ResponseFormat | str = ResponseFormat.XML,
+        allow_insecure_http: bool = False,
+        user_agent: str = DEFAULT_USER_AGENT,
+    ) -> None:
+        self._transport = Transport(
+            base_url,
+            timeouts=timeouts,
+            limits=limits,
+            retry=retry,
+            user_agent=user_agent,
+            allow_insecure_http=allow_insecure_http,
+        )
+        has_credentials = client_id is not None or client_secret is not None
+        if has_credentials == (token is not None):
+            raise ConfigurationError(
+                "give either client_id and client_secret, or token (exactly one of them)"
+            )
+        self._auth: ClientCredentialsAuth | StaticTokenAuth
+        if token is not None:
+            if not token:
+                raise ConfigurationError("token is empty")
+            self._auth = StaticTokenAuth(token)
+        else:
+            if not client_id or not client_secret:
+                raise ConfigurationError("client_id and client_secret must both be given and non-empty")
+            self._auth = ClientCredentialsAuth(
+                self._transport, client_id=client_id, client_secret=client_secret
+            )
+        if (
+            isinstance(page_size, bool)
+            or not isinstance(page_size, int)
+            or not 1 <= page_size <= MAX_PAGE_SIZE
+        ):
+            raise ConfigurationError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size!r}")
+        try:
+            self.response_format = ResponseFormat(response_format)
+        except ValueError:
+            raise ConfigurationError(
+                f"response_format must be 'xml' or 'json', got {response_format!r}"
+            ) from None
+        self.page_size = page_size
+        self._state = "new"
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL."""
+        return str(self._transport.base_url)
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r}, response_format={self.response_format.value!r})"
+
+    async def __aenter__(self) -> Self:
+        if self._state != "new":
+            raise RuntimeError(f"a Client can be opened once; this one is {self._state}")
+        await self._transport.open()
+        self._state = "open"
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session; ``async with`` does this for you."""
+        self._state = "closed"
+        await self._transport.aclose()
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise RuntimeError(
+                f"this Client is {self._state}: use it inside 'async with Client(...) as client:'"
+            )
+
+    def result_pages(
+        self,
+        query: ResultsQuery | None = None,
+        page_token: str | None = None,
+        *,
+        on_retry: OnRetry | None = None,
+    ) -> AsyncGenerator[ResultsPage, None]:
+        """Every page of ``GET /learners/results`` for ``query``, starting after ``page_token`` if given.
+
+        Each page is yielded only once it has been received and parsed whole; save its
+        ``next_page_token`` after handling it to resume there later. ``on_retry`` is called with a
+        ``RetryEvent`` for every retried attempt.
+        """
+        self._check_open()
+        query = query or ResultsQuery()
+        params = query.to_params()
+        if query.page_size is None:
+            params.append(("pageSize", str(self.page_size)))
+        transport, auth, fmt, headers = (
+            self._transport,
+            self._auth,
+            self.response_format,
+            _ACCEPT[self.response_format],
+        )
+        what = f"GET {RESULTS_PATH}"
+
+        async def fetch(token: str | None, number: int) -> ResultsPage:
+            label = f"{what} page {number}"
+            return await transport.request(
+                "GET",
+                RESULTS_PATH,
+                lambda: results_parser(fmt, page=label),
+                label=label,
+                params=params if token is None else [*params, ("pageToken", token)],
+                headers=headers,
+                auth=auth,
+                on_retry=on_retry,
+            )
+
+        return follow_pages(fetch, what=what, page_token=page_token)
+
+    def learner_results(self, query: ResultsQuery | None = None) -> AsyncGenerator[LearnerResult, None]:
+        """Every record of every page for ``query``, each exactly once, page after page."""
+        return _records(self.result_pages(query), lambda page: page.records)
+
+    def department_pages(
+        self, page_token: str | None = None, *, on_retry: OnRetry | None = None
+    ) -> AsyncGenerator[DepartmentsPage, None]:
+        """Every page of ``GET /departments``, starting after ``page_token`` if given."""
+        self._check_open()
+        transport, auth, fmt, headers = (
+            self._transport,
+            self._auth,
+            self.response_format,
+            _ACCEPT[self.response_format],
+        )
+        params = [("pageSize", str(self.page_size))]
+        what = f"GET {DEPARTMENTS_PATH}"
+
+        async def fetch(token: str | None, number: int) -> DepartmentsPage:
+            label = f"{what} page {number}"
+            return await transport.request(
+                "GET",
+                DEPARTMENTS_PATH,
+                lambda: departments_parser(fmt, page=label),
+                label=label,
+                params=params if token is None else [*params, ("pageToken", token)],
+                headers=headers,
+                auth=auth,
+                on_retry=on_retry,
+            )
+
+        return follow_pages(fetch, what=what, page_token=page_token)
+
+    def departments(self) -> AsyncGenerator[Department, None]:
+        """Every department of the account, across all pages."""
+        return _records(self.department_pages(), lambda page: page.departments)
+
+
+async def _records(pages: AsyncGenerator[P, None], items: Callable[[P], list[R]]) -> AsyncGenerator[R, None]:
+    # aclosing: a caller that stops early closes the page chain at once, not at garbage collection.
+    async with contextlib.aclosing(pages):
+        async for page in pages:
+            for item in items(page):
+                yield item

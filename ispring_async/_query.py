@@ -1,0 +1,182 @@
+"""The filters of ``GET /learners/results``, validated before any request and encoded for the wire.
+
+``ResultsQuery.to_params()`` is the one place a query becomes URL parameters; the emulator's ground
+truth reads the same list, so what the client sends and what the tests check cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from ispring_async._config import MAX_PAGE_SIZE
+from ispring_async._exceptions import ConfigurationError
+from ispring_async._models import CompletionStatus, UserStatus
+
+__all__ = ["DateRange", "ResultsQuery"]
+
+_E = TypeVar("_E", CompletionStatus, UserStatus)
+
+
+def _wire_datetime(value: datetime, *, round_up: bool) -> str:
+    """RFC 3339 in UTC with a ``Z``: no ``+`` to encode, and no offset for a server to misread."""
+    utc = value.astimezone(UTC)
+    if utc.microsecond:
+        # The API's dates have whole seconds, so rounding a start up and an end down to the second
+        # selects exactly the rows the precise bound would, and sends what every API accepts.
+        utc = utc.replace(microsecond=0) + (timedelta(seconds=1) if round_up else timedelta())
+    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DateRange:
+    """An inclusive time range; either end may be left open, but not both.
+
+    >>> DateRange(start=datetime(2019, 12, 24, 21, tzinfo=UTC))
+    DateRange(start=datetime.datetime(2019, 12, 24, 21, 0, tzinfo=datetime.timezone.utc), end=None)
+    """
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.start is None and self.end is None:
+            raise ConfigurationError("DateRange needs a start, an end, or both (use None for no range)")
+        for name in ("start", "end"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if not isinstance(value, datetime):
+                raise ConfigurationError(f"DateRange.{name} must be a datetime, got {type(value).__name__}")
+            if value.utcoffset() is None:
+                raise ConfigurationError(
+                    f"DateRange.{name} must be timezone-aware (e.g. tzinfo=datetime.UTC), got naive {value}"
+                )
+        if self.start is not None and self.end is not None:
+            if self.start > self.end:
+                raise ConfigurationError(f"DateRange start {self.start} is after its end {self.end}")
+            if _wire_datetime(self.start, round_up=True) > _wire_datetime(self.end, round_up=False):
+                raise ConfigurationError(f"DateRange {self.start}..{self.end} contains no whole second")
+
+    def to_params(self, name: str) -> list[tuple[str, str]]:
+        """The range as ``name[startDate]`` / ``name[endDate]`` parameters."""
+        params = []
+        if self.start is not None:
+            params.append((f"{name}[startDate]", _wire_datetime(self.start, round_up=True)))
+        if self.end is not None:
+            params.append((f"{name}[endDate]", _wire_datetime(self.end, round_up=False)))
+        return params
+
+
+def _uuids(field: str, values: Iterable[str] | None) -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    if isinstance(values, str | bytes):
+        raise ConfigurationError(f"ResultsQuery.{field} must be a list of ids, not a single string")
+    ids = tuple(values)
+    if not ids:
+        # An empty list would silently mean "no filter", i.e. everything: make the caller say None.
+        raise ConfigurationError(f"ResultsQuery.{field} is empty; pass None for no filter")
+    for value in ids:
+        try:
+            canonical = str(uuid.UUID(value))
+        except (ValueError, TypeError, AttributeError):
+            canonical = None
+        # uuid.UUID also takes braces, URNs and bare hex; the API's ids are the hyphenated form only.
+        if canonical is None or canonical != str(value).lower():
+            raise ConfigurationError(f"ResultsQuery.{field}: {value!r} is not a UUID")
+    return tuple(dict.fromkeys(value.lower() for value in ids))
+
+
+def _members(field: str, enum: type[_E], values: Iterable[Any] | None) -> tuple[_E, ...] | None:
+    if values is None:
+        return None
+    if isinstance(values, str | bytes):
+        raise ConfigurationError(f"ResultsQuery.{field} must be a list, not a single string")
+    members = []
+    for value in values:
+        try:
+            members.append(enum(value))
+        except ValueError:
+            allowed = ", ".join(str(m.value) for m in enum)
+            raise ConfigurationError(f"ResultsQuery.{field}: {value!r} is not one of {allowed}") from None
+    if not members:
+        raise ConfigurationError(f"ResultsQuery.{field} is empty; pass None for no filter")
+    return tuple(dict.fromkeys(members))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ResultsQuery:
+    """Every filter of ``GET /learners/results``; all optional, combined with AND (OR within a list).
+
+    Ids must be UUIDs, statuses members (or values) of ``CompletionStatus`` / ``UserStatus``, dates
+    timezone-aware; anything else raises ``ConfigurationError`` (a ``ValueError``) here, before any
+    request. ``user_statuses=None`` keeps the API's default, which is **active users only**: a full
+    export asks for ``[UserStatus.ACTIVE, UserStatus.BLOCKED]`` explicitly. ``page_size=None`` uses
+    the client's ``page_size``.
+
+    >>> ResultsQuery(completion_statuses=["failed"], page_size=33).to_params()
+    [('completionStatuses[]', 'failed'), ('pageSize', '33')]
+    """
+
+    enrollment_ids: Iterable[str] | None = None
+    user_ids: Iterable[str] | None = None
+    course_ids: Iterable[str] | None = None
+    department_ids: Iterable[str] | None = None
+    completion_statuses: Iterable[CompletionStatus | str] | None = None
+    user_statuses: Iterable[UserStatus | int] | None = None
+    access_date: DateRange | None = None
+    due_date: DateRange | None = None
+    completion_date: DateRange | None = None
+    page_size: int | None = None
+
+    def __post_init__(self) -> None:
+        # Normalise to tuples so a query is hashable, immutable and cheap to re-encode per page.
+        for field in ("enrollment_ids", "user_ids", "course_ids", "department_ids"):
+            object.__setattr__(self, field, _uuids(field, getattr(self, field)))
+        object.__setattr__(
+            self,
+            "completion_statuses",
+            _members("completion_statuses", CompletionStatus, self.completion_statuses),
+        )
+        object.__setattr__(self, "user_statuses", _members("user_statuses", UserStatus, self.user_statuses))
+        for field in ("access_date", "due_date", "completion_date"):
+            value = getattr(self, field)
+            if value is not None and not isinstance(value, DateRange):
+                raise ConfigurationError(f"ResultsQuery.{field} must be a DateRange or None")
+        size = self.page_size
+        if size is not None and (
+            isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE
+        ):
+            raise ConfigurationError(f"ResultsQuery.page_size must be 1..{MAX_PAGE_SIZE}, got {size!r}")
+
+    def to_params(self) -> list[tuple[str, str]]:
+        """The query as URL parameters, PHP-style (``userIds[]=a&userIds[]=b``), in a stable order.
+
+        ``pageToken`` is not part of a query: pagination adds it per page.
+        """
+        params: list[tuple[str, str]] = []
+        for name, ids in (
+            ("enrollmentIds", self.enrollment_ids),
+            ("userIds", self.user_ids),
+            ("courseIds", self.course_ids),
+            ("departmentIds", self.department_ids),
+        ):
+            params.extend((f"{name}[]", value) for value in ids or ())
+        # The seed's sample request sends ``completionStatus=failed`` while its parameter table names
+        # ``completionStatuses``; the table (and the OpenAPI) win, in the same PHP list form as the rest.
+        params.extend(("completionStatuses[]", str(s)) for s in self.completion_statuses or ())
+        params.extend(("userStatuses[]", str(int(s))) for s in self.user_statuses or ())
+        for name, date_range in (
+            ("accessDate", self.access_date),
+            ("dueDate", self.due_date),
+            ("completionDate", self.completion_date),
+        ):
+            if date_range is not None:
+                params.extend(date_range.to_params(name))
+        if self.page_size is not None:
+            params.append(("pageSize", str(self.page_size)))
+        return params
