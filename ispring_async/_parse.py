@@ -106,14 +106,20 @@ def _hardened_expat() -> Any:
     return parser
 
 
-def _expat_error(exc: expat.ExpatError, page: str) -> ParseError:
-    reason = expat.errors.messages[exc.code] if exc.code is not None else str(exc)
-    return ParseError(
-        f"malformed XML ({reason})",
-        page=page,
-        where=f"line {exc.lineno}, column {exc.offset}",
-        retryable=True,
-    )
+def _run_expat(parser: Any, data: bytes, final: bool, page: str) -> None:
+    """Feed expat, translating its errors (and the LookupError of an unknown declared encoding)."""
+    try:
+        parser.Parse(data, final)
+    except expat.ExpatError as exc:
+        reason = expat.errors.messages[exc.code] if exc.code is not None else str(exc)
+        raise ParseError(
+            f"malformed XML ({reason})",
+            page=page,
+            where=f"line {exc.lineno}, column {exc.offset}",
+            retryable=True,
+        ) from None
+    except LookupError as exc:
+        raise ParseError(f"the XML declares an encoding Python does not know ({exc})", page=page) from None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,10 +218,7 @@ class _ReferenceParser(Generic[S]):
         self._skip_depth = 0
 
     def feed(self, data: bytes, *, final: bool = False) -> None:
-        try:
-            self._expat.Parse(data, final)
-        except expat.ExpatError as exc:
-            raise _expat_error(exc, self._page) from None
+        _run_expat(self._expat, data, final, self._page)
 
     def _start(self, name: str, attrs: object) -> None:
         path = self._path
@@ -316,9 +319,10 @@ _PREFIX = b'[{"~":["'
 _DANGLING = len(b',{"~":["')
 # Flatness: in a copy of the region reduced to its tag punctuation (item tags already replaced), a run
 # of leaf fields reads "<></><></>..."; nesting, mixed content or self-closing tags break the pattern.
-# Whitespace inside a tag (``<dueDate >``) would turn a known field into an unknown key, so it is
-# looked for in the same copy as " >". Attributes (``=``), comments and CDATA (``<!``), processing
-# instructions (``<?``) and CR line ends (which XML normalizes) are left to the reference route too.
+# Whitespace inside a tag (``<dueDate >``, and every attribute, which needs a space before its name)
+# would turn a known field into an unknown key, so it is looked for in the same copy as " >" (names,
+# quotes and values are deleted from it). Comments and CDATA (``<!``), processing instructions
+# (``<?``) and CR line ends (which XML normalizes) are left to the reference route too.
 _REDUCE_MAP = bytes.maketrans(b"\t\n", b"  ")
 _REDUCE_DELETE = bytes(b for b in range(256) if b not in b" \t\n</>")
 _LEAF = b"<></>"
@@ -361,16 +365,20 @@ def _is_flat(region: bytes) -> bool:
 
 
 def _to_json(region: bytes, shape: _Shape[Any]) -> bytes:
-    if b"=" in region or b"\r" in region:
+    if b"\r" in region:
         raise _DeclinedError
     for rare, marker in _RARE:
         if rare in region and marker in region:
             raise _DeclinedError
+    # Text must not be able to close a JSON string: escape backslash first, then quotes; both before
+    # any fragment (which has quotes of its own) is written.
+    if b"\\" in region:
+        region = region.replace(b"\\", b"\\\\")
+    if b'"' in region:
+        region = region.replace(b'"', b'\\"')
     region = region.replace(shape.close_item, _ITEM_CLOSE).replace(shape.open_item, _ITEM_OPEN)
     if not _is_flat(region):
         raise _DeclinedError
-    if b"\\" in region:
-        region = region.replace(b"\\", b"\\\\")
     if b"\n" in region:
         region = region.replace(b"\n", b"\\n")
     if b"\t" in region:
@@ -408,10 +416,7 @@ class _XmlListParser(Generic[S]):
     def _feed(self, data: bytes) -> None:
         if not self._sniffed:
             self._sniff(data)
-        try:
-            self._validator.Parse(data, False)
-        except expat.ExpatError as exc:
-            raise _expat_error(exc, self._page) from None
+        _run_expat(self._validator, data, False, self._page)
         if self._reference is not None:
             self._reference.feed(data)
             return
@@ -469,9 +474,7 @@ class _XmlListParser(Generic[S]):
 
     def close(self) -> tuple[list[S], str | None]:
         try:
-            self._validator.Parse(b"", True)
-        except expat.ExpatError as exc:
-            raise _expat_error(exc, self._page) from None
+            _run_expat(self._validator, b"", True, self._page)
         finally:
             self._validator = None
         if self._reference is None:
