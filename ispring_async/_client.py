@@ -25,7 +25,7 @@ from ispring_async._config import (
 from ispring_async._exceptions import ConfigurationError
 from ispring_async._models import Department, DepartmentsPage, LearnerResult, ResultsPage
 from ispring_async._paginate import follow_pages
-from ispring_async._parse import departments_parser, results_parser
+from ispring_async._parse import PageParser, departments_parser, results_parser
 from ispring_async._query import ResultsQuery
 from ispring_async._transport import OnRetry, Transport
 
@@ -40,6 +40,7 @@ except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running fr
     _VERSION = "0"
 P = TypeVar("P")
 R = TypeVar("R")
+Paged = TypeVar("Paged", ResultsPage, DepartmentsPage)
 
 DEFAULT_USER_AGENT = f"ispring-async/{_VERSION} aiohttp/{aiohttp.__version__}"
 
@@ -166,28 +167,7 @@ class Client:
         params = query.to_params()
         if query.page_size is None:
             params.append(("pageSize", str(self.page_size)))
-        transport, auth, fmt, headers = (
-            self._transport,
-            self._auth,
-            self.response_format,
-            _ACCEPT[self.response_format],
-        )
-        what = f"GET {RESULTS_PATH}"
-
-        async def fetch(token: str | None, number: int) -> ResultsPage:
-            label = f"{what} page {number}"
-            return await transport.request(
-                "GET",
-                RESULTS_PATH,
-                lambda: results_parser(fmt, page=label),
-                label=label,
-                params=params if token is None else [*params, ("pageToken", token)],
-                headers=headers,
-                auth=auth,
-                on_retry=on_retry,
-            )
-
-        return follow_pages(fetch, what=what, page_token=page_token)
+        return self._pages(RESULTS_PATH, params, results_parser, page_token, on_retry)
 
     def learner_results(self, query: ResultsQuery | None = None) -> AsyncGenerator[LearnerResult, None]:
         """Every record of every page for ``query``, each exactly once, page after page."""
@@ -198,21 +178,27 @@ class Client:
     ) -> AsyncGenerator[DepartmentsPage, None]:
         """Every page of ``GET /departments``, starting after ``page_token`` if given."""
         self._check_open()
-        transport, auth, fmt, headers = (
-            self._transport,
-            self._auth,
-            self.response_format,
-            _ACCEPT[self.response_format],
-        )
         params = [("pageSize", str(self.page_size))]
-        what = f"GET {DEPARTMENTS_PATH}"
+        return self._pages(DEPARTMENTS_PATH, params, departments_parser, page_token, on_retry)
 
-        async def fetch(token: str | None, number: int) -> DepartmentsPage:
+    def _pages(
+        self,
+        path: str,
+        params: list[tuple[str, str]],
+        parser: Callable[..., PageParser[Paged]],
+        page_token: str | None,
+        on_retry: OnRetry | None,
+    ) -> AsyncGenerator[Paged, None]:
+        transport, auth, fmt = self._transport, self._auth, self.response_format
+        headers = _ACCEPT[fmt]
+        what = f"GET {path}"
+
+        async def fetch(token: str | None, number: int) -> Paged:
             label = f"{what} page {number}"
             return await transport.request(
                 "GET",
-                DEPARTMENTS_PATH,
-                lambda: departments_parser(fmt, page=label),
+                path,
+                lambda: parser(fmt, page=label),
                 label=label,
                 params=params if token is None else [*params, ("pageToken", token)],
                 headers=headers,

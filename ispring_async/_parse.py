@@ -536,36 +536,38 @@ class _JsonParser(Generic[T_co]):
 
 def _json_results(body: bytes) -> ResultsPage:
     decoded = _JSON_RESULTS.decode(body)
-    return ResultsPage(records=decoded.results, next_page_token=decoded.nextPageToken or None)
+    return _results_page(decoded.results, decoded.nextPageToken or None)
 
 
 def _json_departments(body: bytes) -> DepartmentsPage:
     decoded = _JSON_DEPARTMENTS.decode(body)
-    return DepartmentsPage(departments=decoded.departments, next_page_token=decoded.nextPageToken or None)
+    return _departments_page(decoded.departments, decoded.nextPageToken or None)
 
 
 # --------------------------------------------------------------------------------------------------
 # Public factories
 
 
-class _XmlResults:
-    def __init__(self, *, page: str, limits: ParseLimits) -> None:
-        self._inner = _XmlListParser(_RESULTS, page=page, limits=limits)
+class _XmlPage(Generic[S, T_co]):
+    """Adapts the list parser to a page type (records and token -> ``ResultsPage`` etc.)."""
+
+    def __init__(
+        self, shape: _Shape[S], make: Callable[[list[S], str | None], T_co], *, page: str, limits: ParseLimits
+    ) -> None:
+        self._inner = _XmlListParser(shape, page=page, limits=limits)
+        self._make = make
         self.feed = self._inner.feed
 
-    def close(self) -> ResultsPage:
-        records, token = self._inner.close()
-        return ResultsPage(records=records, next_page_token=token)
+    def close(self) -> T_co:
+        return self._make(*self._inner.close())
 
 
-class _XmlDepartments:
-    def __init__(self, *, page: str, limits: ParseLimits) -> None:
-        self._inner = _XmlListParser(_DEPARTMENTS, page=page, limits=limits)
-        self.feed = self._inner.feed
+def _results_page(records: list[LearnerResult], token: str | None) -> ResultsPage:
+    return ResultsPage(records=records, next_page_token=token)
 
-    def close(self) -> DepartmentsPage:
-        departments, token = self._inner.close()
-        return DepartmentsPage(departments=departments, next_page_token=token)
+
+def _departments_page(departments: list[Department], token: str | None) -> DepartmentsPage:
+    return DepartmentsPage(departments=departments, next_page_token=token)
 
 
 def results_parser(
@@ -574,7 +576,7 @@ def results_parser(
     """A parser for one ``/learners/results`` page; ``page`` labels errors (never put secrets in it)."""
     if fmt is ResponseFormat.JSON:
         return _JsonParser(_json_results, page=page, limits=limits)
-    return _XmlResults(page=page, limits=limits)
+    return _XmlPage(_RESULTS, _results_page, page=page, limits=limits)
 
 
 def departments_parser(
@@ -583,7 +585,7 @@ def departments_parser(
     """A parser for one ``/departments`` page."""
     if fmt is ResponseFormat.JSON:
         return _JsonParser(_json_departments, page=page, limits=limits)
-    return _XmlDepartments(page=page, limits=limits)
+    return _XmlPage(_DEPARTMENTS, _departments_page, page=page, limits=limits)
 
 
 class _ErrorBody(msgspec.Struct):
