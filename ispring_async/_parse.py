@@ -328,7 +328,7 @@ _REDUCE_DELETE = bytes(b for b in range(256) if b not in b" \t\n</>")
 _LEAF = b"<></>"
 _RARE = ((b"!", b"<!"), (b"?", b"<?"))
 _ENTITIES = {b"lt": b"<", b"gt": b">", b"amp": b"&", b"quot": b'\\"', b"apos": b"'"}
-_ENTITY = re.compile(rb"(lt|gt|amp|quot|apos|#x[0-9a-fA-F]+|#[0-9]+);")
+_ENTITY = re.compile(rb"(#x[0-9a-fA-F]+|#[0-9]+);")
 _JSON_STR = msgspec.json.Encoder()
 
 
@@ -339,18 +339,19 @@ class _DeclinedError(Exception):
 def _unescape_entities(region: bytes) -> bytes:
     # Cost proportional to the number of "&", not to the size: split once, fix each piece's head.
     pieces = region.split(b"&")
+    entities = _ENTITIES
     for i in range(1, len(pieces)):
         piece = pieces[i]
-        match = _ENTITY.match(piece)
-        if match is None:  # expat accepted the document, so this cannot happen; stay safe anyway
-            raise _DeclinedError
-        name = match.group(1)
-        if name[:1] == b"#":
+        end = piece.find(b";", 0, 12)
+        value = entities.get(piece[:end])
+        if value is None:
+            match = _ENTITY.match(piece)
+            if match is None:  # expat accepted the document, so this cannot happen; stay safe anyway
+                raise _DeclinedError
+            name = match.group(1)
             code = int(name[2:], 16) if name[1:2] in b"xX" else int(name[1:])
             value = _JSON_STR.encode(chr(code))[1:-1]
-        else:
-            value = _ENTITIES[name]
-        pieces[i] = value + piece[match.end() :]
+        pieces[i] = value + piece[end + 1 :]
     return b"".join(pieces)
 
 
