@@ -1,11 +1,12 @@
 """ispring_async: a high-throughput asyncio export client for iSpring Learn learner results.
 
 >>> async with Client(base_url, client_id=..., client_secret=...) as client:
-...     async for result in client.learner_results(ResultsQuery(page_size=1000)):
+...     query = ResultsQuery(user_statuses=[UserStatus.ACTIVE, UserStatus.BLOCKED])
+...     async for result in client.learner_results(query, concurrency=8):
 ...         ...
 """
 
-from ispring_async._client import Client
+from ispring_async._client import Client, ResultStream
 from ispring_async._config import Limits, ResponseFormat, RetryPolicy, Timeouts
 from ispring_async._exceptions import (
     APIError,
@@ -26,6 +27,7 @@ from ispring_async._exceptions import (
     UnexpectedContentError,
     UnsafeXMLError,
 )
+from ispring_async._fanout import Batch, FanOut, FanOutOptions, FanOutStats, PartitionProgress, Split
 from ispring_async._models import (
     CompletionStatus,
     Department,
@@ -41,12 +43,16 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
     "Client",
     "CompletionStatus",
     "ConfigurationError",
     "DateRange",
     "Department",
     "DepartmentsPage",
+    "FanOut",
+    "FanOutOptions",
+    "FanOutStats",
     "ISpringError",
     "LearnerResult",
     "Limits",
@@ -54,16 +60,19 @@ __all__ = [
     "PaginationError",
     "ParseError",
     "PartitionError",
+    "PartitionProgress",
     "PermissionDeniedError",
     "RateLimitError",
     "ReadTimeoutError",
     "ResponseError",
     "ResponseFormat",
+    "ResultStream",
     "ResultsPage",
     "ResultsQuery",
     "RetryEvent",
     "RetryPolicy",
     "ServerError",
+    "Split",
     "Timeouts",
     "TransportError",
     "UnexpectedContentError",

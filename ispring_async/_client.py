@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self, TypeVar, cast
 
 import aiohttp
 
@@ -23,13 +23,14 @@ from ispring_async._config import (
     Timeouts,
 )
 from ispring_async._exceptions import ConfigurationError
+from ispring_async._fanout import FanOutOptions, Split, fan_out_results
 from ispring_async._models import Department, DepartmentsPage, LearnerResult, ResultsPage
 from ispring_async._paginate import follow_pages
 from ispring_async._parse import PageParser, departments_parser, results_parser
 from ispring_async._query import ResultsQuery
 from ispring_async._transport import OnRetry, Transport
 
-__all__ = ["DEFAULT_USER_AGENT", "Client"]
+__all__ = ["DEFAULT_USER_AGENT", "Client", "ResultStream"]
 
 RESULTS_PATH = "/learners/results"
 DEPARTMENTS_PATH = "/departments"
@@ -169,9 +170,34 @@ class Client:
             params.append(("pageSize", str(self.page_size)))
         return self._pages(RESULTS_PATH, params, results_parser, page_token, on_retry)
 
-    def learner_results(self, query: ResultsQuery | None = None) -> AsyncGenerator[LearnerResult, None]:
-        """Every record of every page for ``query``, each exactly once, page after page."""
-        return _records(self.result_pages(query), lambda page: page.records)
+    def learner_results(
+        self,
+        query: ResultsQuery | None = None,
+        *,
+        split: Split | str = Split.ADAPTIVE,
+        concurrency: int = 8,
+        rate_limit: float | None = None,
+    ) -> ResultStream:
+        """Every record of ``query``, each exactly once, fetched by up to ``concurrency`` chains at once.
+
+        ``split`` says how the query is cut into independent page chains (``"adaptive"``: date windows
+        bisected while they are longer than a page; ``"window"``, ``"department"``, ``"combined"``;
+        ``"none"``: one chain, records in the API's order). ``rate_limit`` caps requests per second
+        across all chains. Records of different chains interleave; duplicates are removed by identity.
+
+        Iterate it directly, or, if you may stop early, inside ``async with`` so the requests still in
+        flight are cancelled at once rather than when the iterator is garbage-collected::
+
+            async with client.learner_results(query) as results:
+                async for result in results:
+                    ...
+        """
+        self._check_open()
+        # FanOutOptions validates the values and turns a split name into a Split.
+        options = FanOutOptions(split=cast(Split, split), concurrency=concurrency, rate_limit=rate_limit)
+        if options.split is Split.NONE and rate_limit is None:
+            return ResultStream(_records(self.result_pages(query), lambda page: page.records))
+        return ResultStream(fan_out_results(self, query, options))
 
     def department_pages(
         self, page_token: str | None = None, *, on_retry: OnRetry | None = None
@@ -211,6 +237,32 @@ class Client:
     def departments(self) -> AsyncGenerator[Department, None]:
         """Every department of the account, across all pages."""
         return _records(self.department_pages(), lambda page: page.departments)
+
+
+class ResultStream(AsyncIterator[LearnerResult]):
+    """The records of ``Client.learner_results``: an async iterator, and an async context manager that
+    closes it (cancelling requests in flight) when the block is left."""
+
+    def __init__(self, records: AsyncGenerator[LearnerResult, None]) -> None:
+        self._records = records
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> LearnerResult:
+        return await self._records.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop early: cancel whatever is in flight and release its connections."""
+        await self._records.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
 
 
 async def _records(pages: AsyncGenerator[P, None], items: Callable[[P], list[R]]) -> AsyncGenerator[R, None]:

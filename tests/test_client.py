@@ -48,8 +48,8 @@ def client_for(url: str, **options: Any) -> Client:
 
 
 async def export(client: Client, query: ResultsQuery | None = None) -> list[LearnerResult]:
-    """Every record of ``query``."""
-    return [record async for record in client.learner_results(query)]
+    """Every record of ``query``, from one chain (API order, exact request counts)."""
+    return [record async for record in client.learner_results(query, split="none")]
 
 
 # -- the wire ----------------------------------------------------------------------------------------
@@ -400,3 +400,22 @@ async def test_emulator_departments_across_pages() -> None:
             departments = [d async for d in client.departments()]
         assert departments == emu.departments()
         assert emu.stats.requests["departments"] == 6
+
+
+@pytest.mark.anyio
+async def test_learner_results_fans_out_and_closes_cleanly_when_left_early() -> None:
+    """The default fan-out equals ground truth; leaving its ``async with`` early cancels every chain."""
+    from tests.test_fanout import client_tasks
+
+    query = ResultsQuery(user_statuses=ALL_USERS, page_size=50)
+    async with running_emulator(EmulatorConfig(results=1500, seed=4)) as emu:
+        truth = sorted(r.identity for r in emu.expected_results(query.to_params()))
+        async with Client(emu.base_url, client_id=emu.client_id, client_secret=emu.client_secret) as client:
+            got = [r.identity async for r in client.learner_results(query, concurrency=4)]
+            assert sorted(got) == truth
+            async with client.learner_results(query, split="window", concurrency=4) as results:
+                first = await anext(results)
+            assert first.identity in set(truth)
+            await asyncio.sleep(0)  # let cancelled chains finish unwinding
+            assert not client_tasks()
+            assert len([r async for r in client.learner_results(query, split="none")]) == len(truth)

@@ -1,0 +1,203 @@
+"""Sans-IO planning for the fan-out: which partitions a query is split into, and how one splits further.
+
+A partition is the caller's query narrowed to a group of departments and/or an ``accessDate`` window.
+Windows are half-open ``[start, end)`` in whole epoch seconds (``None``: open on that side), so
+neighbouring windows never share an instant; the API's bounds are inclusive, so a window goes on the
+wire as ``[start, end - 1 s]``. That is exact because the API's dates have whole seconds (every date
+it sends does). With ``whole_seconds=False`` a window is sent as ``[start, end]`` instead: neighbours
+then overlap on one instant and the fan-out's dedupe removes what both return.
+
+The first and last windows stay open when the caller's query is, so the union of the windows is
+exactly the caller's range whatever dates the data holds; ``earliest`` and ``now`` only choose where
+to cut. Departments are the caller's ids, or every department of the account: with exact matching
+they are disjoint; with sub-department matching they overlap (a parent returns its subtree), which
+the dedupe makes correct but not cheap, so the adaptive split cuts windows (disjoint under either
+semantics) and spreads only the caller's own department list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import itertools
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from ispring_async._query import DateRange, ResultsQuery
+
+__all__ = ["Partition", "Planner", "Split", "epoch_seconds", "range_seconds"]
+
+
+class Split(enum.StrEnum):
+    """How a query is split into independent page chains.
+
+    ``ADAPTIVE`` (the default) cuts the ``accessDate`` range into a few windows and cuts again any
+    window whose first page shows it is longer than one page, so the allowed concurrency is used
+    whatever the data's shape.
+    """
+
+    NONE = "none"
+    """One chain: the query as given."""
+    DEPARTMENT = "department"
+    """One chain per department (or per group of ``departments_per_partition``)."""
+    WINDOW = "window"
+    """``windows`` equal ``accessDate`` windows."""
+    COMBINED = "combined"
+    """Every department group × every window."""
+    ADAPTIVE = "adaptive"
+    """Start with a few windows; split long partitions until chains are short (see the module doc)."""
+
+
+def epoch_seconds(value: datetime) -> int:
+    """Whole epoch seconds of an aware datetime, rounded down."""
+    return int(value.astimezone(UTC).timestamp() // 1)
+
+
+def range_seconds(date_range: DateRange | None) -> tuple[int | None, int | None]:
+    """A query's inclusive ``DateRange`` as half-open whole seconds ``[start, end)``.
+
+    Rounds as the wire does (``_query._wire_datetime``): a start up, an end down to the second.
+    """
+    if date_range is None:
+        return None, None
+    start = end = None
+    if date_range.start is not None:
+        start = epoch_seconds(date_range.start)
+        if date_range.start.microsecond:
+            start += 1
+    if date_range.end is not None:
+        end = epoch_seconds(date_range.end) + 1
+    return start, end
+
+
+def _instant(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _text(seconds: int | None) -> str:
+    return "*" if seconds is None else _instant(seconds).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Partition:
+    """One piece of a split query: a department group and an ``accessDate`` window, each optional.
+
+    ``windowed`` says whether the partition sets ``accessDate`` itself (from ``start``/``end``) or
+    keeps the caller's range untouched.
+    """
+
+    departments: tuple[str, ...] | None = None
+    windowed: bool = False
+    start: int | None = None
+    end: int | None = None
+
+    @property
+    def key(self) -> str:
+        """A short, stable, unique name, e.g. ``dept=<id>+3 access=[2019-01-01T00:00:00Z,*)``."""
+        parts = []
+        if self.departments is not None:
+            extra = len(self.departments) - 1
+            parts.append(f"dept={self.departments[0]}" + (f"+{extra}" if extra else ""))
+        if self.windowed:
+            parts.append(f"access=[{_text(self.start)},{_text(self.end)})")
+        return " ".join(parts) or "all"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Planner:
+    """Turns the caller's query into partitions, splits partitions, and builds each one's query.
+
+    ``earliest`` and ``now`` (epoch seconds) bound where open-ended ranges are cut; ``windows`` is the
+    window count of ``WINDOW``/``COMBINED`` and the starting count of ``ADAPTIVE``; windows are never
+    cut narrower than ``min_window`` seconds.
+    """
+
+    query: ResultsQuery
+    split: Split
+    earliest: int
+    now: int
+    windows: int
+    min_window: int
+    departments_per_partition: int = 1
+    whole_seconds: bool = True
+
+    @property
+    def needs_departments(self) -> bool:
+        """Whether the plan needs the account's department list (``GET /departments``)."""
+        return self.split in (Split.DEPARTMENT, Split.COMBINED) and self.query.department_ids is None
+
+    def initial(self, departments: Sequence[str] | None = None) -> list[Partition]:
+        """The starting partitions; ``departments`` is the account's list when ``needs_departments``."""
+        split = self.split
+        by_department = split in (Split.DEPARTMENT, Split.COMBINED)
+        by_window = split in (Split.WINDOW, Split.COMBINED, Split.ADAPTIVE)
+        groups: list[tuple[str, ...] | None] = [None]
+        caller = self.query.department_ids
+        if by_department:
+            # The caller's own ids keep the caller's semantics exactly under either matching mode.
+            ids = tuple(caller) if caller is not None else tuple(dict.fromkeys(departments or ()))
+            size = self.departments_per_partition
+            groups = [ids[i : i + size] for i in range(0, len(ids), size)]
+        elif caller is not None and split is Split.ADAPTIVE:
+            groups = [tuple(caller)]
+        windows: list[tuple[int | None, int | None]] = [(None, None)]
+        if by_window:
+            windows = self.cut(*range_seconds(self.query.access_date), self.windows)
+        return [
+            Partition(departments=group, windowed=by_window, start=start, end=end)
+            for group in groups
+            for start, end in windows
+        ]
+
+    def cut(self, start: int | None, end: int | None, count: int) -> list[tuple[int | None, int | None]]:
+        """``[start, end)`` cut into at most ``count`` windows at least ``min_window`` wide.
+
+        Open ends stay open; the cut points fall in ``[earliest, now]`` where a side is open.
+        """
+        low = start if start is not None else min(self.earliest, end if end is not None else self.earliest)
+        high = end if end is not None else max(self.now, low)
+        count = max(1, min(count, (high - low) // self.min_window))
+        points = sorted({low + (high - low) * i // count for i in range(1, count)})
+        bounds = [start, *points, end]
+        return list(itertools.pairwise(bounds))
+
+    def split_further(self, partition: Partition, parts: int = 2) -> list[Partition]:
+        """At most ``parts`` children covering ``partition`` exactly (``ADAPTIVE`` only), or ``[]``.
+
+        A window is cut into equal windows no narrower than ``min_window``; a window too narrow to cut
+        spreads its department group (the caller's list) instead.
+        """
+        if self.split is not Split.ADAPTIVE or parts < 2:
+            return []
+        if partition.windowed:
+            windows = self.cut(partition.start, partition.end, parts)
+            if len(windows) >= 2:
+                return [dataclasses.replace(partition, start=a, end=b) for a, b in windows]
+        group = partition.departments
+        if group is not None and len(group) >= 2:
+            size = -(-len(group) // min(parts, len(group)))
+            return [
+                dataclasses.replace(partition, departments=group[i : i + size])
+                for i in range(0, len(group), size)
+            ]
+        return []
+
+    def query_for(self, partition: Partition) -> ResultsQuery:
+        """The caller's query narrowed to ``partition``; every other filter is kept as given."""
+        changes: dict[str, object] = {}
+        if partition.departments is not None:
+            changes["department_ids"] = partition.departments
+        if partition.windowed:
+            start, end = partition.start, partition.end
+            if start is None and end is None:
+                changes["access_date"] = None
+            else:
+                _, outer_end = range_seconds(self.query.access_date)
+                # The last window ends where the caller's range does; sending ``end`` inclusive there
+                # would reach one second past it.
+                inclusive = end is not None and not self.whole_seconds and end != outer_end
+                changes["access_date"] = DateRange(
+                    start=None if start is None else _instant(start),
+                    end=None if end is None else _instant(end if inclusive else end - 1),
+                )
+        return dataclasses.replace(self.query, **changes) if changes else self.query  # type: ignore[arg-type]

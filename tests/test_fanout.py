@@ -1,0 +1,476 @@
+"""The fan-out against the emulator over real HTTP: a split export equals the unsplit ground truth, once each.
+
+Every export is compared with ``emu.expected_results(query.to_params())`` as a set, and checked for
+duplicates, for each split strategy, with sub-department matching on and off, with rows exactly on
+window boundaries, with empty departments, with injected faults, across a resume, and when the consumer
+stops early or a partition fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import pytest
+from aiohttp import web
+
+from ispring_async import (
+    Client,
+    ConfigurationError,
+    DateRange,
+    PartitionError,
+    ResultsQuery,
+    RetryPolicy,
+    UnexpectedContentError,
+)
+from ispring_async._fanout import (
+    Batch,
+    FanOut,
+    FanOutOptions,
+    PartitionProgress,
+    Split,
+    fan_out_results,
+)
+from ispring_async._plan import Partition, epoch_seconds
+from ispring_async._ratelimit import RateLimiter
+from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator
+
+NO_WAIT = RetryPolicy(attempts=12, wait_scale=0)
+EVERYONE = [1, 3, 5]
+QUERY = ResultsQuery(
+    user_statuses=[1, 3],
+    completion_statuses=["not_started", "in_progress", "complete", "passed", "failed", "declined"],
+    page_size=40,
+)
+
+
+@contextlib.asynccontextmanager
+async def emulator_and_client(
+    config: EmulatorConfig, response_format: str = "json"
+) -> AsyncIterator[tuple[Emulator, Client]]:
+    """A running emulator and a client (JSON unless told) with zero-wait retries pointed at it."""
+    async with (
+        running_emulator(config) as emu,
+        Client(
+            emu.base_url,
+            client_id=emu.client_id,
+            client_secret=emu.client_secret,
+            retry=NO_WAIT,
+            response_format=response_format,
+        ) as client,
+    ):
+        yield emu, client
+
+
+async def collect(fanout: FanOut, *, stop_after: int | None = None) -> list[str]:
+    """Identities of every record the fan-out yields (optionally stopping after some batches)."""
+    got: list[str] = []
+    async with fanout.run() as batches:
+        count = 0
+        async for batch in batches:
+            got.extend(record.identity for record in batch.records)
+            count += 1
+            if stop_after is not None and count >= stop_after:
+                break
+    return got
+
+
+def truth(emu: Emulator, query: ResultsQuery) -> set[str]:
+    """The emulator's ground truth for a query, as identities."""
+    return {record.identity for record in emu.expected_results(query.to_params())}
+
+
+def assert_exactly(got: list[str], expected: set[str]) -> None:
+    """``got`` is ``expected`` with no identity twice."""
+    assert len(got) == len(set(got)), "a record was yielded twice"
+    assert set(got) == expected
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "subtree", [pytest.param(False, id="exact-dept"), pytest.param(True, id="subtree-dept")]
+)
+@pytest.mark.parametrize("split", [pytest.param(s, id=s.value) for s in Split])
+async def test_split_export_equals_ground_truth(split: Split, subtree: bool) -> None:
+    """Every strategy yields exactly the unsplit rows, filters kept, under either department semantics."""
+    config = EmulatorConfig(
+        results=1200, seed=2, departments=12, department_depth=3, subdepartment_matching=subtree
+    )
+    async with emulator_and_client(config) as (emu, client):
+        fanout = FanOut(client, QUERY, FanOutOptions(split=split, concurrency=4, windows=4))
+        got = await collect(fanout)
+        assert_exactly(got, truth(emu, QUERY))
+        stats = fanout.stats
+        assert stats.records == len(got)
+        assert stats.partitions_done == stats.partitions_total >= 1
+        if split in (Split.DEPARTMENT, Split.COMBINED) and subtree:
+            assert stats.duplicates_removed > 0  # parents returned their subtrees: the dedupe earned its keep
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "whole_seconds", [pytest.param(True, id="end-minus-1s"), pytest.param(False, id="inclusive-dedupe")]
+)
+async def test_rows_exactly_on_window_boundaries(whole_seconds: bool) -> None:
+    """Rows dated exactly on a window boundary are yielded once, by [a, b-1s] windows or by dedupe."""
+    start, end = datetime(2020, 3, 1, 21, tzinfo=UTC), datetime(2020, 3, 17, 21, tzinfo=UTC)
+    query = ResultsQuery(user_statuses=EVERYONE, access_date=DateRange(start=start, end=end), page_size=25)
+    async with emulator_and_client(EmulatorConfig(results=20000, seed=5)) as (emu, client):
+        expected = emu.expected_results(query.to_params())
+        options = FanOutOptions(split=Split.WINDOW, windows=16, concurrency=4, whole_seconds=whole_seconds)
+        fanout = FanOut(client, query, options)
+        got = await collect(fanout)
+    boundaries = {epoch_seconds(start) + day * 86400 for day in range(17)}
+    on_boundary = [r for r in expected if epoch_seconds(r.access_date) in boundaries]
+    assert len(on_boundary) > 16  # the test is meaningful: most days have rows at 21:00:00Z
+    assert_exactly(got, {r.identity for r in expected})
+    inner = [
+        r
+        for r in on_boundary
+        if epoch_seconds(r.access_date) not in (epoch_seconds(start), epoch_seconds(end))
+    ]
+    assert fanout.stats.duplicates_removed == (0 if whole_seconds else len(inner))
+
+
+@pytest.mark.anyio
+async def test_empty_department_finishes_after_one_page() -> None:
+    """A department with no rows costs one empty page, reports done, and changes nothing."""
+    config = EmulatorConfig(results=150, seed=3, departments=30)
+    query = ResultsQuery(user_statuses=EVERYONE, page_size=20)
+    events: list[PartitionProgress] = []
+    async with emulator_and_client(config) as (emu, client):
+        empty = [d.department_id for d in emu.departments() if not emu.expected_results(
+            [*query.to_params(), ("departmentIds[]", d.department_id)])]  # fmt: skip
+        assert empty, "the dataset must have an empty department for this test"
+        fanout = FanOut(
+            client, query, FanOutOptions(split=Split.DEPARTMENT, concurrency=3), on_progress=events.append
+        )
+        got = await collect(fanout)
+        assert_exactly(got, truth(emu, query))
+    final = {event.key: event for event in events if event.done}
+    for department in empty:
+        assert final[f"dept={department}"] == PartitionProgress(
+            key=f"dept={department}", pages=1, records=0, retries=0, done=True
+        )
+    assert sum(event.records for event in final.values()) == len(got)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "split", [pytest.param(Split.ADAPTIVE, id="adaptive"), pytest.param(Split.COMBINED, id="combined")]
+)
+async def test_faults_are_retried_and_counted(split: Split) -> None:
+    """Seeded 429/5xx/resets/truncations (XML bodies) are retried per chain; the export equals the truth."""
+    faults = Faults(seed=11, rate_limited=0.05, server_error=0.08, reset=0.05, truncate=0.05, retry_after=0)
+    config = EmulatorConfig(results=1000, seed=4, departments=6, subdepartment_matching=True, faults=faults)
+    events: list[PartitionProgress] = []
+    async with emulator_and_client(config, "xml") as (emu, client):
+        fanout = FanOut(
+            client, QUERY, FanOutOptions(split=split, concurrency=4, windows=3), on_progress=events.append
+        )
+        got = await collect(fanout)
+        assert_exactly(got, truth(emu, QUERY))
+    retries = fanout.stats.retries_by_cause
+    assert sum(retries.values()) >= 5
+    assert set(retries) <= {"429", "5xx", "reset", "truncated", "timeout", "parse", "401-refresh"}
+    by_partition = sum(event.retries for event in events if event.done)
+    if split is Split.ADAPTIVE:  # no planning requests: every retry belongs to a partition
+        assert by_partition == sum(retries.values())
+    else:
+        assert 0 < by_partition <= sum(retries.values())
+
+
+@pytest.mark.anyio
+async def test_adaptive_with_subtree_matching_stays_bounded() -> None:
+    """Adaptive never multiplies work by the department tree: at most 2x the unsplit requests + planning."""
+    config = EmulatorConfig(
+        results=3000, seed=6, departments=40, department_depth=4, subdepartment_matching=True
+    )
+    query = ResultsQuery(user_statuses=EVERYONE, page_size=50)
+    async with emulator_and_client(config) as (emu, client):
+        expected = truth(emu, query)
+        unsplit = -(-len(expected) // 50)
+        before = emu.stats.requests["results"]
+        options = FanOutOptions(concurrency=8)
+        fanout = FanOut(client, query, options)
+        got = await collect(fanout)
+        sent = emu.stats.requests["results"] - before
+    assert_exactly(got, expected)
+    assert fanout.stats.duplicates_removed == 0
+    assert fanout.stats.splits > 0
+    assert sent == fanout.stats.requests <= 2 * unsplit + 2 * options.concurrency
+
+
+def client_tasks() -> set[asyncio.Task[Any]]:
+    """Unfinished tasks running client-side library code (the emulator's request handlers excluded)."""
+    found = set()
+    for task in asyncio.all_tasks() - {asyncio.current_task()}:
+        code = getattr(task.get_coro(), "cr_code", None)
+        filename = "" if code is None else code.co_filename
+        if not task.done() and "ispring_async" in filename and "emulator" not in filename:
+            found.add(task)
+    return found
+
+
+@pytest.mark.anyio
+async def test_early_exit_cancels_everything_and_the_client_still_works() -> None:
+    """Breaking out after one batch leaves no task behind; the same client then exports correctly."""
+    config = EmulatorConfig(results=2000, seed=7, faults=Faults(latency=0.002))
+    async with emulator_and_client(config) as (emu, client):
+        fanout = FanOut(client, QUERY, FanOutOptions(split=Split.WINDOW, concurrency=4, windows=8))
+        got = await collect(fanout, stop_after=1)
+        assert got
+        assert fanout.stats.partitions_done < fanout.stats.partitions_total  # it did stop early
+        assert not client_tasks()
+        again = [record.identity async for record in client.learner_results(QUERY)]
+        assert_exactly(again, truth(emu, QUERY))
+
+
+@pytest.mark.anyio
+async def test_failing_partition_raises_partition_error_naming_it() -> None:
+    """A non-retryable failure cancels every chain and raises PartitionError naming partition and cause."""
+    start, end = datetime(2017, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC)
+    query = ResultsQuery(user_statuses=EVERYONE, access_date=DateRange(start=start, end=end), page_size=500)
+    # One worker: the second results request is the second window's first page, so the key is known.
+    config = EmulatorConfig(results=600, seed=8, faults=Faults(script={("results", 2): Fault.HTML}))
+    async with emulator_and_client(config) as (_, client):
+        fanout = FanOut(client, query, FanOutOptions(split=Split.WINDOW, windows=4, concurrency=1))
+        with pytest.raises(PartitionError) as caught:
+            await collect(fanout)
+        assert not client_tasks()
+    width = (epoch_seconds(end) + 1 - epoch_seconds(start)) // 4
+    second = Partition(
+        windowed=True, start=epoch_seconds(start) + width, end=epoch_seconds(start) + 2 * width
+    )
+    assert caught.value.partition == second.key
+    assert second.key in str(caught.value)
+    assert isinstance(caught.value.__cause__, UnexpectedContentError)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stop_after", [pytest.param(1, id="after-1"), pytest.param(9, id="after-9")])
+async def test_resume_from_state_yields_every_record_exactly_once(stop_after: int) -> None:
+    """Stopping mid-run and resuming from the last state() (with seen) yields the rest, no record twice."""
+    config = EmulatorConfig(results=2500, seed=9, subdepartment_matching=True)
+    query = ResultsQuery(user_statuses=EVERYONE, page_size=30)
+    async with emulator_and_client(config) as (emu, client):
+        first = FanOut(client, query, FanOutOptions(concurrency=4))
+        before: list[str] = []
+        saved = first.state()
+        async with first.run() as batches:
+            async for batch in batches:
+                before.extend(record.identity for record in batch.records)
+                saved = first.state()
+                if first.stats.pages >= stop_after and first.stats.splits:
+                    break
+        assert first.stats.splits > 0  # the state had to capture adaptive splits
+        second = FanOut(client, query, FanOutOptions(concurrency=4), resume_state=saved, seen=before)
+        after = await collect(second)
+        assert before and after
+        assert not set(before) & set(after)
+        assert_exactly(before + after, truth(emu, query))
+        assert second.stats.duplicates_removed == 0
+        # A finished run's state resumes to nothing at all.
+        done = FanOut(client, query, resume_state=second.state(), seen=before + after)
+        assert await collect(done) == []
+        assert done.stats.requests == 0
+
+
+@pytest.mark.anyio
+async def test_state_for_another_query_or_garbage_is_refused() -> None:
+    """A state is only accepted for the query it was made for, and must be a fan-out state."""
+    async with emulator_and_client(EmulatorConfig(results=10)) as (_, client):
+        state = FanOut(client, QUERY).state()
+        with pytest.raises(ConfigurationError, match="different query"):
+            FanOut(client, dataclasses.replace(QUERY, user_statuses=[1]), resume_state=state)
+        with pytest.raises(ConfigurationError):
+            FanOut(client, QUERY, resume_state=b'{"version": 99}')
+        # pageSize changes neither the rows nor the tokens: a resume may change it.
+        FanOut(client, dataclasses.replace(QUERY, page_size=7), resume_state=state)
+        assert b"emulator-secret" not in state
+
+
+@pytest.mark.anyio
+async def test_slow_consumer_makes_producers_wait() -> None:
+    """While the consumer holds a batch, at most buffer + concurrency more pages are fetched."""
+    span = DateRange(start=datetime(2017, 1, 1, tzinfo=UTC), end=datetime(2025, 1, 1, tzinfo=UTC))
+    query = ResultsQuery(user_statuses=EVERYONE, access_date=span, page_size=10)
+    options = FanOutOptions(split=Split.WINDOW, windows=4, concurrency=3, buffer=2)
+    async with emulator_and_client(EmulatorConfig(results=1500, seed=10)) as (emu, client):
+        fanout = FanOut(client, query, options)
+        got: list[str] = []
+        async with fanout.run() as batches:
+            async for batch in batches:
+                got.extend(record.identity for record in batch.records)
+                if len(got) == len(batch.records):
+                    settled = await settle(lambda: fanout.stats.requests)
+                    received = fanout.stats.pages
+                    # The buffer filled, then every producer stopped with one page in hand.
+                    assert settled == received + options.buffer + options.concurrency
+        assert_exactly(got, truth(emu, query))
+        assert fanout.stats.requests > 100
+        with pytest.raises(ZeroDivisionError):  # the consumer's own error comes out as itself
+            await consume_badly(FanOut(client, query, options))
+
+
+async def consume_badly(fanout: FanOut) -> None:
+    """A consumer that fails on its first batch."""
+    async with fanout.run() as batches:
+        async for _ in batches:
+            raise ZeroDivisionError
+
+
+async def settle(read: Callable[[], int]) -> int:
+    """Let other tasks run until ``read()`` stops changing (the producers are all blocked)."""
+    value, stable = read(), 0
+    for _ in range(400):
+        await anyio.wait_all_tasks_blocked()
+        await anyio.sleep(0.005)
+        value, previous = read(), value
+        stable = stable + 1 if value == previous else 0
+        if stable >= 10:
+            break
+    return value
+
+
+@pytest.mark.anyio
+async def test_requests_in_flight_never_exceed_concurrency() -> None:
+    """The limit bounds HTTP requests in flight across all chains, and the fan-out reaches it."""
+    in_flight = peak = 0
+
+    @web.middleware
+    async def count(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> Any:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
+
+    emu = Emulator(EmulatorConfig(results=1500, seed=12, faults=Faults(latency=0.005)))
+    emu.app.middlewares.append(count)
+    await emu.start()
+    try:
+        async with Client(
+            emu.base_url, token=emu.issue_token(), retry=NO_WAIT, response_format="json"
+        ) as client:
+            query = ResultsQuery(user_statuses=EVERYONE, page_size=20)
+            got = await collect(
+                FanOut(client, query, FanOutOptions(split=Split.WINDOW, windows=12, concurrency=3))
+            )
+            assert_exactly(got, truth(emu, query))
+    finally:
+        await emu.close()
+    assert peak == 3
+
+
+@pytest.mark.anyio
+async def test_rate_limit_spaces_requests() -> None:
+    """A shared rate limit of R requests/s makes N requests take at least (N - 1) / R seconds."""
+    query = ResultsQuery(user_statuses=EVERYONE, page_size=100)
+    async with emulator_and_client(EmulatorConfig(results=700, seed=13)) as (emu, client):
+        fanout = FanOut(
+            client, query, FanOutOptions(split=Split.WINDOW, windows=4, concurrency=4, rate_limit=100.0)
+        )
+        started = time.monotonic()
+        got = await collect(fanout)
+        elapsed = time.monotonic() - started
+        assert_exactly(got, truth(emu, query))
+    assert fanout.stats.requests >= 8
+    assert elapsed >= (fanout.stats.requests - 1) / 100.0
+
+
+@pytest.mark.anyio
+async def test_rate_limiter_books_slots_in_order() -> None:
+    """Callers arriving together are given slots 1/rate apart, first come first served."""
+    now = 10.0
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    limiter = RateLimiter(4.0, clock=lambda: now, sleep=sleep)
+    for _ in range(4):
+        await limiter.acquire()
+    assert slept == [0.25, 0.5, 0.75]
+    now = 20.0
+    await limiter.acquire()  # idle long enough: no wait, and no burst credit saved up
+    await limiter.acquire()
+    assert slept[3:] == [0.25]
+
+
+@pytest.mark.anyio
+async def test_fan_out_results_yields_records() -> None:
+    """The one-call form yields every record once."""
+    query = ResultsQuery(user_statuses=EVERYONE, page_size=50)
+    async with emulator_and_client(EmulatorConfig(results=400, seed=14)) as (emu, client):
+        records = fan_out_results(client, query, FanOutOptions(concurrency=3))
+        async with contextlib.aclosing(records):
+            got = [record.identity async for record in records]
+        assert_exactly(got, truth(emu, query))
+
+
+@pytest.mark.anyio
+async def test_batches_carry_their_partition() -> None:
+    """Each batch names the partition its page came from, one of the plan's partitions."""
+    async with emulator_and_client(EmulatorConfig(results=300, seed=15)) as (_, client):
+        fanout = FanOut(client, QUERY, FanOutOptions(split=Split.WINDOW, windows=3, concurrency=2))
+        seen: list[Batch] = []
+        async with fanout.run() as batches:
+            seen.extend([batch async for batch in batches])
+        assert {b.partition for b in seen} <= {p.key for p in _plan_keys(fanout)}
+        with pytest.raises(RuntimeError, match="runs once"):
+            async with fanout.run():
+                pass
+
+
+def _plan_keys(fanout: FanOut) -> list[Partition]:
+    """The partitions recorded in a fan-out's state."""
+    import msgspec
+
+    state = msgspec.json.decode(fanout.state())
+    return [
+        Partition(
+            departments=None if p["departments"] is None else tuple(p["departments"]),
+            windowed=p["windowed"],
+            start=p["start"],
+            end=p["end"],
+        )
+        for p in state["partitions"]
+    ]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"split": "sideways"}, id="split"),
+        pytest.param({"concurrency": 0}, id="concurrency"),
+        pytest.param({"concurrency": True}, id="concurrency-bool"),
+        pytest.param({"rate_limit": 0}, id="rate-limit"),
+        pytest.param({"earliest": datetime(2000, 1, 1)}, id="naive-earliest"),
+        pytest.param({"min_window": 0.5}, id="min-window"),
+        pytest.param({"buffer": -1}, id="buffer"),
+        pytest.param({"windows": 0}, id="windows"),
+        pytest.param({"max_partitions": 0}, id="max-partitions"),
+        pytest.param({"departments_per_partition": 0}, id="departments-per-partition"),
+    ],
+)
+def test_invalid_options_are_refused(options: dict[str, Any]) -> None:
+    """Every option is validated when FanOutOptions is built."""
+    with pytest.raises(ConfigurationError):
+        FanOutOptions(**options)
+
+
+def test_split_accepts_its_value() -> None:
+    """``split`` takes the strategy's name as a string (for settings files and the command line)."""
+    options = FanOutOptions(split="window")  # type: ignore[arg-type]
+    assert options.split is Split.WINDOW

@@ -1,0 +1,174 @@
+"""The fan-out's pure planning: windows cover the caller's range exactly once, splits cover their parent."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ispring_async import DateRange, ResultsQuery
+from ispring_async._plan import Partition, Planner, Split, epoch_seconds, range_seconds
+
+T0 = epoch_seconds(datetime(2017, 1, 1, tzinfo=UTC))
+T1 = epoch_seconds(datetime(2025, 1, 1, tzinfo=UTC))
+D1 = "f0b2d3c0-aded-11e9-bfe6-0a580af40906"
+D2 = "f0b2d3c0-aded-11e9-bfe6-0a580af40907"
+D3 = "f0b2d3c0-aded-11e9-bfe6-0a580af40908"
+
+
+def planner(query: ResultsQuery | None = None, split: Split = Split.WINDOW, **options: object) -> Planner:
+    """A planner over 2017..2025 with 8 windows and a 60 s minimum window unless overridden."""
+    settings: dict[str, object] = {"earliest": T0, "now": T1, "windows": 8, "min_window": 60}
+    settings.update(options)
+    return Planner(query=query or ResultsQuery(), split=split, **settings)  # type: ignore[arg-type]
+
+
+def wire_bounds(p: Planner, partition: Partition) -> tuple[int | None, int | None]:
+    """The inclusive whole-second bounds a partition sends as accessDate."""
+    params = dict(p.query_for(partition).to_params())
+    start, end = params.get("accessDate[startDate]"), params.get("accessDate[endDate]")
+    return (
+        None if start is None else epoch_seconds(datetime.fromisoformat(start)),
+        None if end is None else epoch_seconds(datetime.fromisoformat(end)),
+    )
+
+
+def owners(p: Planner, partitions: list[Partition], instant: int) -> int:
+    """How many partitions' wire ranges contain ``instant``."""
+    count = 0
+    for partition in partitions:
+        start, end = wire_bounds(p, partition)
+        if (start is None or start <= instant) and (end is None or instant <= end):
+            count += 1
+    return count
+
+
+def test_open_query_keeps_both_ends_open() -> None:
+    """Without an accessDate range the first window has no start and the last no end, so no row is lost."""
+    p = planner()
+    windows = p.initial()
+    assert len(windows) == 8
+    assert windows[0].start is None and windows[-1].end is None
+    assert all(a.end == b.start for a, b in itertools.pairwise(windows))
+    assert wire_bounds(p, windows[0]) == (None, windows[0].end - 1)  # type: ignore[operator]
+
+
+@given(
+    start=st.integers(T0, T1),
+    width=st.integers(1, 10**8),
+    count=st.integers(1, 64),
+    whole_seconds=st.booleans(),
+    probe=st.integers(0, 10**8),
+)
+def test_windows_cover_the_callers_range_once(
+    start: int, width: int, count: int, whole_seconds: bool, probe: int
+) -> None:
+    """Every second of the caller's range is in a window; in exactly one in whole-second mode."""
+    query = ResultsQuery(
+        access_date=DateRange(
+            start=datetime.fromtimestamp(start, UTC), end=datetime.fromtimestamp(start + width, UTC)
+        )
+    )
+    p = planner(query, windows=count, whole_seconds=whole_seconds)
+    windows = p.initial()
+    assert len(windows) <= count
+    instant = start + probe % (width + 1)
+    hits = owners(p, windows, instant)
+    assert hits == 1 if whole_seconds else 1 <= hits <= 2
+    assert owners(p, windows, start - 1) == 0
+    assert owners(p, windows, start + width + 1) == 0
+
+
+@given(
+    start=st.one_of(st.none(), st.integers(T0, T1)),
+    width=st.integers(0, 10**8),
+    ways=st.integers(2, 6),
+    probe=st.integers(0, 10**8),
+)
+def test_split_children_cover_their_parent_exactly(
+    start: int | None, width: int, ways: int, probe: int
+) -> None:
+    """Adaptive children together select exactly the seconds their parent selects, each second once."""
+    p = planner(split=Split.ADAPTIVE)
+    end = None if start is None else start + width + 1
+    parent = Partition(windowed=True, start=start, end=end)
+    children = p.split_further(parent, ways)
+    assert len(children) <= ways
+    base = start if start is not None else T0
+    instant = base + probe % (width + 1)
+    if children:
+        assert owners(p, children, instant) == owners(p, [parent], instant) == 1
+        assert len({child.key for child in children}) == len(children)
+
+
+def test_narrow_window_spreads_the_callers_departments() -> None:
+    """A window at the minimum width is split by the caller's department list instead."""
+    query = ResultsQuery(department_ids=[D1, D2, D3])
+    p = planner(query, split=Split.ADAPTIVE)
+    narrow = Partition(departments=(D1, D2, D3), windowed=True, start=T0, end=T0 + 100)
+    children = p.split_further(narrow, 2)
+    assert [c.departments for c in children] == [(D1, D2), (D3,)]
+    assert all((c.start, c.end) == (T0, T0 + 100) for c in children)
+    assert p.split_further(Partition(departments=(D1,), windowed=True, start=T0, end=T0 + 100)) == []
+
+
+@pytest.mark.parametrize("split", [pytest.param(s, id=s.value) for s in Split if s is not Split.ADAPTIVE])
+def test_fixed_strategies_never_split_further(split: Split) -> None:
+    """Only the adaptive strategy splits a long partition."""
+    p = planner(split=split)
+    assert p.split_further(Partition(windowed=True, start=T0, end=T1), 4) == []
+
+
+def test_department_groups_use_the_callers_ids_without_listing() -> None:
+    """With the caller's departments, the plan is those ids in groups and needs no GET /departments."""
+    query = ResultsQuery(department_ids=[D1, D2, D3])
+    p = planner(query, split=Split.DEPARTMENT, departments_per_partition=2)
+    assert not p.needs_departments
+    assert [part.departments for part in p.initial()] == [(D1, D2), (D3,)]
+    assert planner(split=Split.DEPARTMENT).needs_departments
+
+
+def test_combined_is_every_group_times_every_window_and_keeps_filters() -> None:
+    """Combined crosses department groups with windows; every other filter reaches every partition."""
+    query = ResultsQuery(completion_statuses=["failed"], user_statuses=[1, 3], page_size=33)
+    p = planner(query, split=Split.COMBINED, windows=3)
+    parts = p.initial([D1, D2])
+    assert len(parts) == 6 and len({part.key for part in parts}) == 6
+    for part in parts:
+        params = p.query_for(part).to_params()
+        assert ("completionStatuses[]", "failed") in params
+        assert ("userStatuses[]", "3") in params and ("pageSize", "33") in params
+        assert sum(name == "departmentIds[]" for name, _ in params) == 1
+
+
+def test_overlap_mode_ends_where_the_callers_range_ends() -> None:
+    """Overlap mode ends inner windows on the next start, and the last one on the caller's end."""
+    end = datetime(2020, 1, 9, 21, tzinfo=UTC)
+    query = ResultsQuery(access_date=DateRange(start=datetime(2020, 1, 1, 21, tzinfo=UTC), end=end))
+    p = planner(query, windows=8, whole_seconds=False)
+    windows = p.initial()
+    assert wire_bounds(p, windows[0])[1] == windows[1].start
+    assert wire_bounds(p, windows[-1])[1] == epoch_seconds(end)
+
+
+def test_range_seconds_rounds_like_the_wire() -> None:
+    """A fractional start rounds up and an end down, as the request would send them."""
+    start = datetime(2020, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC)
+    end = datetime(2020, 1, 2, 0, 0, 0, 500_000, tzinfo=UTC)
+    low, high = range_seconds(DateRange(start=start, end=end))
+    assert low == epoch_seconds(start) + 1
+    assert high == epoch_seconds(end) + 1
+    assert range_seconds(None) == (None, None)
+
+
+def test_tiny_range_stays_one_window() -> None:
+    """A range narrower than two minimum windows is not cut."""
+    query = ResultsQuery(
+        access_date=DateRange(start=datetime.fromtimestamp(T0, UTC), end=datetime.fromtimestamp(T0 + 90, UTC))
+    )
+    p = planner(query, split=Split.ADAPTIVE)
+    assert len(p.initial()) == 1
+    assert p.split_further(p.initial()[0], 4) == []
