@@ -1,0 +1,114 @@
+"""Scenario 3 — memory: peak RSS of ``ispring-async export`` writing N records to JSONL.
+
+Each export is its own process. Its peak is the ``VmHWM`` it reads from ``/proc/self/status`` as it
+exits (a two-line wrapper around the command's ``main``), not ``ru_maxrss``: Linux carries a parent's
+high-water mark into its children, so theirs would never read below the runner's own size. The
+emulator serves with no latency from another process; every user status is asked for, so the export
+holds exactly N records.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import child_env, summarize
+from benchmarks._emulator import CLIENT_ID, CLIENT_SECRET, emulator_process
+
+__all__ = ["run"]
+
+# Runs ``ispring-async <argv>`` and writes the process's peak RSS (bytes) to $BENCH_PEAK_FILE at exit.
+_WRAPPER = """
+import atexit, os, sys
+
+def _peak():
+    with open("/proc/self/status", encoding="ascii") as f:
+        peak = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    with open(os.environ["BENCH_PEAK_FILE"], "w", encoding="ascii") as out:
+        out.write(str(peak))
+
+atexit.register(_peak)
+if sys.argv[1:]:
+    from ispring_async._cli import main
+    sys.exit(main(sys.argv[1:]))
+import ispring_async._cli, ispring_async._export, ispring_async.sinks
+"""
+
+
+def _measured(args: list[str], timeout: float) -> tuple[int, float, str]:
+    """Run the wrapper with ``args``: its peak RSS, its wall time and its output (stdout + stderr)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "peak"
+        env = child_env(
+            {
+                **os.environ,
+                "ISPRING_CLIENT_ID": CLIENT_ID,
+                "ISPRING_CLIENT_SECRET": CLIENT_SECRET,
+                "BENCH_PEAK_FILE": str(peak_file),
+            }
+        )
+        start = time.perf_counter()
+        completed = subprocess.run(
+            [sys.executable, "-c", _WRAPPER, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+            check=False,
+        )
+        seconds = time.perf_counter() - start
+        output = completed.stdout + completed.stderr
+        if completed.returncode != 0 or not peak_file.exists():
+            raise RuntimeError(
+                f"{' '.join(args[:1]) or 'import'} failed ({completed.returncode}):\n{output[-3000:]}"
+            )
+        return int(peak_file.read_text()), seconds, output
+
+
+def _export(base_url: str, output: Path, timeout: float) -> dict[str, Any]:
+    args = ["export", "--base-url", base_url, "--output", str(output), "--quiet", "--progress", "off"]
+    args += ["--user-status", "1", "--user-status", "3", "--user-status", "5"]
+    peak, seconds, _ = _measured(args, timeout)
+    with output.open("rb") as f:
+        lines = sum(1 for _ in f)
+    return {"records": lines, "seconds": seconds, "peak_rss_bytes": peak}
+
+
+def _baseline() -> int:
+    """Peak RSS of a process that only imports the exporter: what an export of nothing would cost."""
+    peak, _, _ = _measured([], 120)
+    return peak
+
+
+def run(*, sizes: tuple[int, ...], repeats: int, timeout: float = 1800.0) -> dict[str, Any]:
+    """Export each size ``repeats`` times; peak RSS and wall time (process start included) per size."""
+    results: dict[str, Any] = {}
+    raw: list[dict[str, Any]] = []
+    baseline = [_baseline() / 2**20 for _ in range(repeats)]
+    for size in sizes:
+        runs = []
+        with emulator_process(results=size, latency=0.0) as emu, tempfile.TemporaryDirectory() as tmp:
+            for repeat in range(repeats):
+                output = Path(tmp) / f"export-{repeat}.jsonl"
+                result = _export(emu.base_url, output, timeout)
+                output.unlink()
+                if result["records"] != size:
+                    raise RuntimeError(f"the export wrote {result['records']} records, expected {size}")
+                runs.append(result)
+                raw.append({"size": size, "repeat": repeat, **result})
+        results[str(size)] = {
+            "records": size,
+            "peak_rss_mib": summarize([r["peak_rss_bytes"] / 2**20 for r in runs]),
+            "records_per_s": summarize([r["records"] / r["seconds"] for r in runs]),
+        }
+    return {
+        "exporter": "ispring-async export (defaults: adaptive split, concurrency 8, XML)",
+        "baseline_rss_mib": summarize(baseline),
+        "sizes": results,
+        "raw": raw,
+    }

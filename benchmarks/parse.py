@@ -1,0 +1,376 @@
+"""Scenario 1 — parsing: one realistic 1000-record page into ``LearnerResult`` structs, by every approach a
+user might otherwise take; and one large document, each approach in a fresh process for its peak memory.
+
+Every approach that produces records must produce exactly ours (checked before timing), so no baseline is
+fast because it skips work. The floor, bare pyexpat, produces nothing: it is what reading the bytes costs.
+
+Rounds interleave the approaches (round ``r`` runs all of them once, in an order rotated by ``r``) so a
+noisy moment hits every approach alike; ratios are taken within a round, then their median reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+import xml.sax.handler
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from xml.parsers import expat
+
+import msgspec
+
+from benchmarks import _data
+from benchmarks._common import Summary, memory_status, reset_peak_rss, run_child, summarize
+from ispring_async._config import ResponseFormat
+from ispring_async._models import LearnerResult
+from ispring_async._parse import ParseLimits, results_parser
+
+__all__ = ["APPROACHES", "DOCUMENT_APPROACHES", "TARGETS", "run"]
+
+CHUNK = 16 << 10
+"""Bytes per ``feed``: what a socket read typically hands over."""
+PAGE_RECORDS = 1000
+_LIST = list[LearnerResult]
+# A 100k-record document is one body here, beyond the default per-page cap on records.
+_DOCUMENT_LIMITS = ParseLimits(max_records=10_000_000, max_json_bytes=4 << 30)
+
+
+class _JsonPage(msgspec.Struct):
+    results: list[LearnerResult]
+    nextPageToken: str | None = None
+
+
+Parse = Callable[[bytes], list[LearnerResult] | None]
+
+
+def _chunks(body: bytes) -> Iterator[bytes]:
+    for start in range(0, len(body), CHUNK):
+        yield body[start : start + CHUNK]
+
+
+def ours_xml(body: bytes) -> list[LearnerResult]:
+    parser = results_parser(ResponseFormat.XML, page="bench", limits=_DOCUMENT_LIMITS)
+    for chunk in _chunks(body):
+        parser.feed(chunk)
+    return parser.close().records
+
+
+def ours_xml_whole(body: bytes) -> list[LearnerResult]:
+    parser = results_parser(ResponseFormat.XML, page="bench", limits=_DOCUMENT_LIMITS)
+    parser.feed(body)
+    return parser.close().records
+
+
+def ours_json(body: bytes) -> list[LearnerResult]:
+    parser = results_parser(ResponseFormat.JSON, page="bench", limits=_DOCUMENT_LIMITS)
+    for chunk in _chunks(body):
+        parser.feed(chunk)
+    return parser.close().records
+
+
+def ours_json_whole(body: bytes) -> list[LearnerResult]:
+    parser = results_parser(ResponseFormat.JSON, page="bench", limits=_DOCUMENT_LIMITS)
+    parser.feed(body)
+    return parser.close().records
+
+
+def expat_bare(body: bytes) -> None:
+    expat.ParserCreate().Parse(body, True)
+
+
+def _noop(*_: object) -> None:
+    pass
+
+
+def expat_noop(body: bytes) -> None:
+    parser = expat.ParserCreate()
+    parser.StartElementHandler = _noop
+    parser.EndElementHandler = _noop
+    parser.CharacterDataHandler = _noop
+    parser.Parse(body, True)
+
+
+def _rows(results: Any) -> list[dict[str, Any]]:
+    return [{field.tag: field.text for field in result} for result in results]
+
+
+def etree(body: bytes) -> list[LearnerResult]:
+    root = ET.fromstring(body)
+    converted: list[LearnerResult] = msgspec.convert(_rows(root.find("results")), _LIST, strict=False)
+    return converted
+
+
+def lxml_tree(body: bytes) -> list[LearnerResult]:
+    from lxml import etree as lxml_etree
+
+    root = lxml_etree.fromstring(body)
+    converted: list[LearnerResult] = msgspec.convert(_rows(root.find("results")), _LIST, strict=False)
+    return converted
+
+
+def xmltodict_parse(body: bytes) -> list[LearnerResult]:
+    import xmltodict
+
+    rows = xmltodict.parse(body)["response"]["results"]["result"]
+    converted: list[LearnerResult] = msgspec.convert(rows, _LIST, strict=False)
+    return converted
+
+
+class _SaxHandler(xml.sax.handler.ContentHandler):
+    """The ContentHandler one writes for this layout: response > results > result > field."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[dict[str, str]] = []
+        self._row: dict[str, str] = {}
+        self._text: list[str] = []
+        self._depth = 0
+
+    def startElement(self, name: str, attrs: Any) -> None:  # noqa: N802 - the SAX API's name
+        self._depth += 1
+        if self._depth == 3:
+            self._row = {}
+        elif self._depth == 4:
+            self._text = []
+
+    def characters(self, content: str) -> None:
+        if self._depth == 4:
+            self._text.append(content)
+
+    def endElement(self, name: str) -> None:  # noqa: N802 - the SAX API's name
+        if self._depth == 4:
+            self._row[name] = "".join(self._text)
+        elif self._depth == 3:
+            self.rows.append(self._row)
+        self._depth -= 1
+
+
+def defusedxml_sax(body: bytes) -> list[LearnerResult]:
+    import defusedxml.sax
+
+    handler = _SaxHandler()
+    defusedxml.sax.parse(io.BytesIO(body), handler)
+    converted: list[LearnerResult] = msgspec.convert(handler.rows, _LIST, strict=False)
+    return converted
+
+
+def msgspec_json(body: bytes) -> list[LearnerResult]:
+    return msgspec.json.decode(body, type=_JsonPage, strict=False).results
+
+
+APPROACHES: dict[str, tuple[str, str, Parse]] = {
+    # name: (body format, description, function)
+    "ours-xml": ("xml", "ispring_async XML parser, fed 16 KiB chunks", ours_xml),
+    "ours-xml-whole": ("xml", "ispring_async XML parser, whole body in one feed", ours_xml_whole),
+    "ours-json": ("json", "ispring_async JSON parser, fed 16 KiB chunks", ours_json),
+    "ours-json-whole": ("json", "ispring_async JSON parser, whole body in one feed", ours_json_whole),
+    "expat-bare": ("xml", "pyexpat, no handlers (the floor; no records)", expat_bare),
+    "expat-noop": ("xml", "pyexpat, three no-op handlers (no records)", expat_noop),
+    "etree": ("xml", "xml.etree.ElementTree.fromstring + iterate + convert", etree),
+    "lxml": ("xml", "lxml.etree.fromstring + iterate + convert", lxml_tree),
+    "xmltodict": ("xml", "xmltodict.parse + convert (Airbyte's XML decoder path)", xmltodict_parse),
+    "defusedxml-sax": ("xml", "defusedxml.sax ContentHandler + convert", defusedxml_sax),
+    "msgspec-json": ("json", "msgspec.json.decode(page, type=Page) alone", msgspec_json),
+}
+FLOOR = "expat-bare"
+
+TARGETS: list[dict[str, Any]] = [
+    {"name": "XML parser vs lxml tree + convert", "ours": "ours-xml", "base": "lxml", "min": 1.0},
+    {"name": "XML parser vs xmltodict + convert", "ours": "ours-xml", "base": "xmltodict", "min": 5.0},
+    {
+        "name": "JSON parser vs bare msgspec.json.decode",
+        "ours": "ours-json",
+        "base": "msgspec-json",
+        "min": 0.8,
+    },
+]
+
+# The large document: streaming approaches read the file in chunks, tree approaches need the body whole.
+DOCUMENT_APPROACHES: dict[str, str] = {
+    "ours-xml": "stream",
+    "ours-json": "stream",
+    "expat-bare": "stream",
+    "defusedxml-sax": "stream",
+    "lxml": "whole",
+    "etree": "whole",
+    "xmltodict": "whole",
+    "msgspec-json": "whole",
+}
+
+
+# -- the page --------------------------------------------------------------------------------------
+
+
+def _check(bodies: dict[str, bytes]) -> None:
+    """Every record-producing approach yields exactly our records, so no baseline skips work."""
+    expected = ours_xml_whole(bodies["xml"])
+    if len(expected) != PAGE_RECORDS:
+        raise AssertionError(f"the page has {len(expected)} records, expected {PAGE_RECORDS}")
+    for name, (fmt, _, parse) in APPROACHES.items():
+        got = parse(bodies[fmt])
+        if got is not None and got != expected:
+            raise AssertionError(f"{name} does not produce the same records as ispring_async")
+
+
+def _time(parse: Parse, body: bytes, iterations: int) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(iterations):
+        parse(body)
+    return (time.perf_counter() - start) / iterations
+
+
+def page_rounds(*, rounds: int, target_seconds: float) -> dict[str, Any]:
+    """Records/s of every approach on one page, ``rounds`` interleaved rounds; per-round ratios."""
+    bodies = {"xml": _data.page("xml"), "json": _data.page("json")}
+    _check(bodies)
+    names = list(APPROACHES)
+    iterations: dict[str, int] = {}
+    for name in names:
+        fmt, _, parse = APPROACHES[name]
+        single = min(_time(parse, bodies[fmt], 1) for _ in range(3))
+        iterations[name] = max(1, round(target_seconds / single))
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            fmt, _, parse = APPROACHES[name]
+            rates[name].append(PAGE_RECORDS / _time(parse, bodies[fmt], iterations[name]))
+    to_floor = {
+        name: summarize([a / f for a, f in zip(rates[name], rates[FLOOR], strict=True)]) for name in names
+    }
+    targets = []
+    for target in TARGETS:
+        ratios = [a / b for a, b in zip(rates[target["ours"]], rates[target["base"]], strict=True)]
+        summary = summarize(ratios)
+        targets.append({**target, "ratio": summary, "pass": summary["median"] >= target["min"]})
+    return {
+        "page": {
+            "records": PAGE_RECORDS,
+            "xml_bytes": len(bodies["xml"]),
+            "json_bytes": len(bodies["json"]),
+            "chunk_bytes": CHUNK,
+        },
+        "rounds": rounds,
+        "iterations": iterations,
+        "approaches": {
+            name: {
+                "format": APPROACHES[name][0],
+                "description": APPROACHES[name][1],
+                "records_per_s": summarize(rates[name]),
+                "us_per_record": summarize([1e6 / rate for rate in rates[name]]),
+                "speed_vs_floor": to_floor[name],
+                "raw_records_per_s": rates[name],
+            }
+            for name in names
+        },
+        "chunked_vs_whole": {
+            fmt: summarize(
+                [c / w for c, w in zip(rates[f"ours-{fmt}"], rates[f"ours-{fmt}-whole"], strict=True)]
+            )
+            for fmt in ("xml", "json")
+        },
+        "targets": targets,
+    }
+
+
+# -- the large document, one fresh process per approach ---------------------------------------------
+
+
+def _child(approach: str, path: Path, warm_up: Path) -> dict[str, Any]:
+    _, _, parse = APPROACHES[approach]
+    # Warm up on a small page so lazy imports and type caches are not counted as the document's memory.
+    parse(warm_up.read_bytes())
+    gc.collect()
+    reset = reset_peak_rss()
+    before = memory_status("VmRSS")
+    start = time.perf_counter()
+    if DOCUMENT_APPROACHES[approach] == "stream":
+        records = _stream(approach, path)
+    else:
+        records = parse(path.read_bytes())
+    seconds = time.perf_counter() - start
+    peak = memory_status("VmHWM")
+    return {
+        "approach": approach,
+        "mode": DOCUMENT_APPROACHES[approach],
+        "records": len(records) if records is not None else None,
+        "seconds": seconds,
+        # Without a reset the peak also covers start-up and the warm-up: an upper bound.
+        "peak_rss_delta_bytes": peak - before,
+        "peak_exact": reset,
+        "retained_rss_delta_bytes": memory_status("VmRSS") - before,
+    }
+
+
+def _stream(approach: str, path: Path) -> list[LearnerResult] | None:
+    with path.open("rb") as f:
+        if approach == "defusedxml-sax":
+            import defusedxml.sax
+
+            handler = _SaxHandler()
+            defusedxml.sax.parse(f, handler)
+            converted: list[LearnerResult] = msgspec.convert(handler.rows, _LIST, strict=False)
+            return converted
+        if approach == "expat-bare":
+            expat.ParserCreate().ParseFile(f)
+            return None
+        fmt = ResponseFormat.JSON if approach == "ours-json" else ResponseFormat.XML
+        parser = results_parser(fmt, page="bench", limits=_DOCUMENT_LIMITS)
+        while chunk := f.read(CHUNK):
+            parser.feed(chunk)
+        return parser.close().records
+
+
+def document_runs(*, records: int, repeats: int, timeout: float) -> dict[str, Any]:
+    """One ``records``-record document per format; each approach parses it ``repeats`` times, fresh each."""
+    with tempfile.TemporaryDirectory(prefix="ispring-bench-") as tmp:
+        paths: dict[str, Path] = {}
+        warm_up: dict[str, Path] = {}
+        for fmt in ("xml", "json"):
+            paths[fmt] = Path(tmp) / f"document.{fmt}"
+            paths[fmt].write_bytes(_data.document(fmt, records))
+            warm_up[fmt] = Path(tmp) / f"warm-up.{fmt}"
+            warm_up[fmt].write_bytes(_data.page(fmt, records=50))
+        sizes = {fmt: path.stat().st_size for fmt, path in paths.items()}
+        runs: dict[str, list[dict[str, Any]]] = {name: [] for name in DOCUMENT_APPROACHES}
+        for _ in range(repeats):
+            for name in DOCUMENT_APPROACHES:
+                fmt = APPROACHES[name][0]
+                args = ["--child", name, str(paths[fmt]), str(warm_up[fmt])]
+                result = run_child("benchmarks.parse", args, timeout=timeout)
+                runs[name].append(result)
+    summary: dict[str, dict[str, Summary | str]] = {}
+    for name, results in runs.items():
+        summary[name] = {
+            "mode": DOCUMENT_APPROACHES[name],
+            "records_per_s": summarize([records / r["seconds"] for r in results]),
+            "peak_rss_delta_mib": summarize([r["peak_rss_delta_bytes"] / 2**20 for r in results]),
+            "retained_rss_delta_mib": summarize([r["retained_rss_delta_bytes"] / 2**20 for r in results]),
+        }
+    return {"records": records, "bytes": sizes, "approaches": summary, "raw": runs}
+
+
+def run(*, rounds: int, target_seconds: float, document: int, repeats: int) -> dict[str, Any]:
+    """The whole scenario: the page in ``rounds`` rounds, then the ``document``-record document."""
+    page = page_rounds(rounds=rounds, target_seconds=target_seconds)
+    return {**page, "document": document_runs(records=document, repeats=repeats, timeout=600)}
+
+
+def _main(argv: list[str]) -> None:
+    p = argparse.ArgumentParser(description="parse-scenario child process (used by the runner)")
+    p.add_argument("--child", nargs=3, metavar=("APPROACH", "FILE", "WARM_UP_FILE"), required=True)
+    args = p.parse_args(argv)
+    approach, path, warm_up = args.child
+    print(json.dumps(_child(approach, Path(path), Path(warm_up))))
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

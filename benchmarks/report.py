@@ -1,0 +1,397 @@
+"""The human-readable side of a run: ``report.md`` with every table and target, and the two PNG plots.
+
+Both are built from the JSON files in the results directory, so a partial run (``--only``) refreshes its
+own sections and keeps the others (each section says when and in which mode it was measured).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import Summary, read_result
+
+__all__ = ["plot_e2e", "plot_parse", "write_report"]
+
+_SCENARIOS = ("parse", "e2e", "memory", "sinks")
+
+
+def _rate(value: float) -> str:
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    if value >= 1e3:
+        return f"{value / 1e3:.1f}k"
+    return f"{value:.0f}"
+
+
+def _spread(s: Summary, fmt: Any = _rate) -> str:
+    return f"{fmt(s['median'])} ({fmt(s['min'])}–{fmt(s['max'])})"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}×"
+
+
+def _mib(value: float) -> str:
+    return f"{value:.0f}"
+
+
+def _verdict(ok: bool) -> str:
+    return "**pass**" if ok else "**FAIL**"
+
+
+def _table(header: list[str], rows: list[list[str]], align: str | None = None) -> list[str]:
+    align = align or "l" + "r" * (len(header) - 1)
+    marks = ["---" if a == "l" else "---:" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(marks) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _machine(data: dict[str, dict[str, Any]]) -> list[str]:
+    first = next(iter(data.values()))
+    m = first["machine"]
+    packages = ", ".join(f"{name} {version}" for name, version in m["packages"].items() if version)
+    load = m.get("load_average_at_start")
+    lines = [
+        "## Machine",
+        "",
+        f"- CPU: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable)",
+        f"- {m['implementation']} {m['python']}, {m['libexpat']}, {m['platform']}",
+        f"- {packages}",
+    ]
+    if load:
+        lines.append(f"- load average when the run started: {', '.join(f'{v:.2f}' for v in load)}")
+    lines += [
+        "- The end-to-end and memory scenarios run the emulator and the client as two processes on this "
+        "same machine: they compete for its cores, so absolute figures understate what a client gets "
+        "against a remote server.",
+        "",
+        "| scenario | measured | mode |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {d['machine']['date']} | {d.get('mode', '?')} |" for name, d in data.items()]
+    return [*lines, ""]
+
+
+def _targets(data: dict[str, dict[str, Any]]) -> list[str]:
+    rows: list[list[str]] = []
+    parse = data.get("parse")
+    if parse:
+        for t in parse["targets"]:
+            rows.append(
+                [
+                    "parse (issue 2)",
+                    t["name"],
+                    _spread(t["ratio"], _ratio),
+                    f"≥ {t['min']}×",
+                    _verdict(t["pass"]),
+                ]
+            )
+    e2e = data.get("e2e")
+    if e2e:
+        for t in e2e["targets"]:
+            if "ratio" in t:
+                measured = _spread(t["ratio"], _ratio)
+            else:
+                measured = f"{t['cells_passing']} of {t['cells']} cells"
+            rows.append(["end to end (issue 4)", t["name"], measured, f"≥ {t['min']}×", _verdict(t["pass"])])
+    if not rows:
+        return []
+    lines = ["## Targets", "", "Ratios are taken pairwise within a round (or repeat), then their median.", ""]
+    lines += _table(["issue", "target", "measured: median (min–max)", "required", "result"], rows, "lllrl")
+    return [*lines, ""]
+
+
+def _parse(parse: dict[str, Any]) -> list[str]:
+    page = parse["page"]
+    lines = [
+        "## 1. Parse",
+        "",
+        f"One {page['records']}-record page ({page['xml_bytes'] / page['records']:.0f} bytes/record of XML, "
+        f"{page['json_bytes'] / page['records']:.0f} of JSON) into `LearnerResult` structs, one core. "
+        f"{parse['rounds']} interleaved rounds; median (min–max). Speed vs floor: records/s as a fraction "
+        "of bare pyexpat's, per round.",
+        "",
+    ]
+    rows = []
+    for name, a in sorted(parse["approaches"].items(), key=lambda kv: -kv[1]["records_per_s"]["median"]):
+        rows.append(
+            [
+                f"`{name}` — {a['description']}",
+                _spread(a["records_per_s"]),
+                f"{a['us_per_record']['median']:.2f}",
+                _spread(a["speed_vs_floor"], _ratio),
+            ]
+        )
+    lines += _table(["approach", "records/s", "µs/record", "speed vs floor"], rows)
+    cw = parse["chunked_vs_whole"]
+    lines += [
+        "",
+        f"Feeding 16 KiB chunks vs the whole body: XML {_spread(cw['xml'], _ratio)}, "
+        f"JSON {_spread(cw['json'], _ratio)} (the JSON parser joins the chunks before decoding).",
+        "",
+    ]
+    doc = parse.get("document")
+    if doc:
+        lines += [
+            f"### One {doc['records']:,}-record document ({doc['bytes']['xml'] / 2**20:.0f} MiB XML, "
+            f"{doc['bytes']['json'] / 2**20:.0f} MiB JSON)",
+            "",
+            "Each approach in a fresh process. *stream*: the file is read in 16 KiB chunks; *whole*: read "
+            "into memory and parsed at once. Peak: growth of the process's peak RSS (`VmHWM`, reset after "
+            "a warm-up) over its RSS before the work, the body included if held whole; retained: RSS "
+            "growth still held at the end (the records).",
+            "",
+        ]
+        rows = []
+        for name, a in sorted(doc["approaches"].items(), key=lambda kv: -kv[1]["records_per_s"]["median"]):
+            rows.append(
+                [
+                    f"`{name}`",
+                    a["mode"],
+                    _spread(a["records_per_s"]),
+                    _spread(a["peak_rss_delta_mib"], _mib),
+                    _spread(a["retained_rss_delta_mib"], _mib),
+                ]
+            )
+        lines += _table(["approach", "mode", "records/s", "peak +MiB", "retained +MiB"], rows, "llrrr")
+        lines.append("")
+    return lines
+
+
+def _e2e(e2e: dict[str, Any]) -> list[str]:
+    grid = e2e["grid"]
+    lines = [
+        "## 2. End to end",
+        "",
+        f"Client process ↔ emulator process over loopback, pages of 1000, split `{grid['split']}`, "
+        f"{grid['repeats']} runs per cell (each a fresh process), about {grid['target_seconds']} s each; "
+        "records/s median (min–max). *line*: the target line min(parse ceiling, C × 1000 / latency) with "
+        f"the parse ceiling {_rate(e2e['ceiling'])} records/s (our XML parser, scenario 1); the target is "
+        "≥ 0.8 of it. *vs naive*: pairwise within a repeat. *CPU*: client / emulator busy time as a share "
+        "of one core during the run (near 100 %: that process is the bottleneck).",
+        "",
+        "![throughput](e2e-throughput.png)",
+        "",
+    ]
+    cells = e2e["cells"]
+    for latency in grid["latencies_ms"]:
+        naive = [c for c in cells if c["client"] == "naive" and c["latency_ms"] == latency]
+        naive_text = f"{_spread(naive[0]['records_per_s'])} records/s, CPU {_cpu(naive[0])}" if naive else "—"
+        lines += [f"### {latency} ms latency — naive (requests + ElementTree): {naive_text}", ""]
+        rows = []
+        for concurrency in grid["concurrency"]:
+            row = [str(concurrency)]
+            for fmt in ("xml", "json"):
+                found = [
+                    c
+                    for c in cells
+                    if c["client"] == "ours"
+                    and c["format"] == fmt
+                    and c["concurrency"] == concurrency
+                    and c["latency_ms"] == latency
+                ]
+                if not found:
+                    row += ["—", "—", "—", "—"]
+                    continue
+                c = found[0]
+                row += [
+                    _spread(c["records_per_s"]),
+                    f"{c['vs_target_line']['median']:.2f}" + ("" if c["target_line_pass"] else " ✗"),
+                    _ratio(c["vs_naive"]["median"]),
+                    _cpu(c),
+                ]
+            rows.append(row)
+        lines += _table(
+            [
+                "C",
+                "XML records/s",
+                "XML / line",
+                "XML vs naive",
+                "XML CPU",
+                "JSON records/s",
+                "JSON / line",
+                "JSON vs naive",
+                "JSON CPU",
+            ],
+            rows,
+        )
+        lines.append("")
+    return lines
+
+
+def _cpu(cell: dict[str, Any]) -> str:
+    return f"{cell['client_cpu_share']['median']:.0%} / {cell['emulator_cpu_share']['median']:.0%}"
+
+
+def _memory(memory: dict[str, Any]) -> list[str]:
+    lines = [
+        "## 3. Memory",
+        "",
+        f"Peak RSS (`VmHWM`) of the exporting process ({memory['exporter']}) writing JSONL, each run a "
+        "fresh process; the first row is a process that only imports the exporter. Records/s here "
+        "include process start-up and the output's publication.",
+        "",
+    ]
+    rows = [
+        [f"{int(size):,}", _spread(s["peak_rss_mib"], _mib), _spread(s["records_per_s"])]
+        for size, s in memory["sizes"].items()
+    ]
+    if "baseline_rss_mib" in memory:
+        rows.insert(0, ["0 (interpreter + imports)", _spread(memory["baseline_rss_mib"], _mib), "—"])
+    lines += _table(["records", "peak RSS MiB", "records/s"], rows)
+    return [*lines, ""]
+
+
+def _sinks(sinks: dict[str, Any]) -> list[str]:
+    lines = [
+        "## 4. Sinks",
+        "",
+        f"{sinks['records']:,} records written, checkpoint every {sinks['page']}, `finish` included; "
+        f"{sinks['rounds']} interleaved rounds.",
+        "",
+    ]
+    rows = [
+        [name, _spread(s["records_per_s"]), f"{s['bytes'] / sinks['records']:.0f}"]
+        for name, s in sorted(sinks["sinks"].items(), key=lambda kv: -kv[1]["records_per_s"]["median"])
+    ]
+    lines += _table(["sink", "records/s", "bytes/record"], rows)
+    return [*lines, ""]
+
+
+def write_report(out: Path) -> Path:
+    """``out/report.md`` from every scenario's JSON in ``out``."""
+    data = {name: d for name in _SCENARIOS if (d := read_result(out, name)) is not None}
+    lines = [
+        "# ispring_async benchmarks",
+        "",
+        "Generated by `python -m benchmarks` (see benchmarks/README.md). Absolute figures depend on the "
+        "machine; the ratios, all measured in the same run, are what carries over.",
+        "",
+    ]
+    if data:
+        lines += _machine(data)
+        lines += _targets(data)
+    if "parse" in data:
+        lines += _parse(data["parse"])
+        lines += ["![parse speed vs the floor](parse-ratio.png)", ""]
+    if "e2e" in data:
+        lines += _e2e(data["e2e"])
+    if "memory" in data:
+        lines += _memory(data["memory"])
+    if "sinks" in data:
+        lines += _sinks(data["sinks"])
+    path = out / "report.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+# -- plots -------------------------------------------------------------------------------------------
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _footer(data: dict[str, Any]) -> str:
+    m = data["machine"]
+    return f"{m['cpu']}, {m['cores']} cores, Python {m['python']} — {m['date']}"
+
+
+def plot_parse(out: Path) -> Path | None:
+    """``parse-ratio.png``: each approach's speed on one page as a fraction of bare pyexpat's."""
+    parse = read_result(out, "parse")
+    if parse is None:
+        return None
+    plt = _pyplot()
+    items = sorted(parse["approaches"].items(), key=lambda kv: kv[1]["speed_vs_floor"]["median"])
+    names = [name for name, _ in items]
+    medians = [a["speed_vs_floor"]["median"] for _, a in items]
+    low = [a["speed_vs_floor"]["median"] - a["speed_vs_floor"]["min"] for _, a in items]
+    high = [a["speed_vs_floor"]["max"] - a["speed_vs_floor"]["median"] for _, a in items]
+    colors = ["tab:blue" if n.startswith("ours") else "tab:gray" for n in names]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.6))
+    ax.barh(names, medians, xerr=[low, high], color=colors, capsize=3)
+    ax.axvline(1.0, color="black", linewidth=0.8, linestyle=":")
+    for y, value in enumerate(medians):
+        ax.text(value, y, f" {value:.2f}", va="center", fontsize=8)
+    ax.set_xlabel("records/s as a fraction of bare pyexpat (no handlers) — higher is faster")
+    ax.set_title("Parsing one 1000-record page into structs")
+    fig.text(0.01, 0.01, _footer(parse), fontsize=7, color="gray")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path = out / "parse-ratio.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_e2e(out: Path) -> Path | None:
+    """``e2e-throughput.png``: records/s against concurrency, one colour per latency."""
+    e2e = read_result(out, "e2e")
+    if e2e is None:
+        return None
+    plt = _pyplot()
+    grid = e2e["grid"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    colors = plt.get_cmap("viridis")
+    concurrency = grid["concurrency"]
+    for i, latency in enumerate(grid["latencies_ms"]):
+        color = colors(i / max(1, len(grid["latencies_ms"]) - 1) * 0.85)
+        for fmt, style in (("xml", "-"), ("json", "--")):
+            cells = sorted(
+                (
+                    c
+                    for c in e2e["cells"]
+                    if c["client"] == "ours" and c["format"] == fmt and c["latency_ms"] == latency
+                ),
+                key=lambda c: c["concurrency"],
+            )
+            xs = [c["concurrency"] for c in cells]
+            ys = [c["records_per_s"]["median"] for c in cells]
+            err = [
+                [c["records_per_s"]["median"] - c["records_per_s"]["min"] for c in cells],
+                [c["records_per_s"]["max"] - c["records_per_s"]["median"] for c in cells],
+            ]
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=err,
+                linestyle=style,
+                marker="o",
+                markersize=3,
+                color=color,
+                capsize=2,
+                label=f"{latency} ms, ours {fmt.upper()}",
+            )
+        naive = [c for c in e2e["cells"] if c["client"] == "naive" and c["latency_ms"] == latency]
+        if naive:
+            value = naive[0]["records_per_s"]["median"]
+            ax.plot(
+                concurrency,
+                [value] * len(concurrency),
+                linestyle=":",
+                marker="x",
+                color=color,
+                label=f"{latency} ms, naive",
+            )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(concurrency)
+    ax.set_xticklabels([str(c) for c in concurrency])
+    ax.set_xlabel("concurrency (requests in flight)")
+    ax.set_ylabel("records/s")
+    ax.set_ylim(bottom=0)
+    ax.set_title("End to end against the emulator: XML solid, JSON dashed, naive sequential dotted")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.text(0.01, 0.01, _footer(e2e), fontsize=7, color="gray")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path = out / "e2e-throughput.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
