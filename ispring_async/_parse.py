@@ -74,7 +74,7 @@ DEFAULT_LIMITS: Final = ParseLimits()
 # A single record larger than this without its closing tag is not something the fast route handles:
 # the reference route takes over and enforces ``max_text_bytes`` / ``max_depth`` element by element.
 _MAX_PENDING_BYTES: Final = 4 << 20
-_SLICE: Final = 16 << 10
+_SLICE: Final = 32 << 10
 _HTML_SNIFF = re.compile(rb"\s*(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])", re.IGNORECASE | re.DOTALL)
 
 
@@ -408,7 +408,7 @@ class _XmlListParser(Generic[S]):
     def feed(self, data: bytes) -> None:
         if len(data) > 2 * _SLICE:
             # Work on cache-sized pieces: the fast route makes several passes over each region, and
-            # they are much cheaper while the region stays in L2 (measured: ~20% on a whole page).
+            # they are much cheaper while the region stays in cache (measured: 16-32 KiB beats 8 KiB and whole pages).
             for start in range(0, len(data), _SLICE):
                 self._feed(data[start : start + _SLICE])
         else:
