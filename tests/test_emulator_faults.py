@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -301,3 +303,58 @@ def test_invalid_fault_options_are_refused(options: dict[str, Any], message: str
     """Faults validates its options when built."""
     with pytest.raises(ValueError, match=message):
         Faults(**options)
+
+
+class _Signal(logging.Handler):
+    """Sets an event when a log record containing ``text`` arrives (the handler has run to that point)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(logging.DEBUG)
+        self.text = text
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Set the event on a matching record."""
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "moment",
+    [pytest.param("during-latency", id="before-headers"), pytest.param("mid-body", id="mid-body")],
+)
+async def test_a_client_going_away_is_not_a_server_error(
+    caplog: pytest.LogCaptureFixture, moment: str
+) -> None:
+    """A client that closes its connection before or during the body gets no ERROR logged: the
+    emulator stops writing quietly (DEBUG) and serves the next request."""
+    if moment == "during-latency":
+        faults = Faults(latency=0.3)
+    else:
+        faults = Faults(trickle=1.0, trickle_chunk=256, trickle_delay=0.002)
+    signal = _Signal("client went away")
+    emulator_logger = logging.getLogger("ispring_async.emulator")
+    emulator_logger.addHandler(signal)
+    caplog.set_level(logging.DEBUG, logger="ispring_async.emulator")
+    try:
+        async with running_emulator(EmulatorConfig(results=400, seed=2, faults=faults)) as emu:
+            host, port = emu.base_url.removeprefix("http://").split(":")
+            reader, writer = await asyncio.open_connection(host, int(port))
+            writer.write(
+                f"GET /learners/results?pageSize=200 HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {emu.issue_token()}\r\n\r\n".encode()
+            )
+            await writer.drain()
+            if moment == "mid-body":
+                head = await reader.readuntil(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200")
+                assert await reader.read(100)
+            writer.close()
+            await writer.wait_closed()
+            await asyncio.wait_for(signal.event.wait(), timeout=10)
+            async with aiohttp.ClientSession() as session:
+                assert (await get(session, emu, "/learners/results?pageSize=2"))[0] == 200
+    finally:
+        emulator_logger.removeHandler(signal)
+    assert not [record for record in caplog.records if record.levelno >= logging.WARNING]

@@ -8,7 +8,8 @@ bisection and stays valid while rows are inserted (new keys go after every exist
 
 Rows of one user are scattered over the key space (a multiplicative permutation of the enrollment
 order), as they are when the real service orders by enrollment id. Indexes by user, course and
-department (position lists, sorted) let a filtered page skip straight to its rows.
+department (position lists, sorted) let a filtered page skip straight to its rows; date indexes
+(``DateIndex``) do the same for ``accessDate``/``dueDate``/``completionDate`` windows.
 
 The vendor's sample request is planted: its user, course and department ids exist, and that user's
 result in that course matches every filter of the sample URL (after its sample page token).
@@ -25,13 +26,16 @@ from datetime import UTC, datetime
 
 from ispring_async._models import CompletionStatus, Department, LearnerResult
 from ispring_async.emulator._config import EmulatorConfig
+from ispring_async.emulator._index import BLOCK, DateIndex
 
-__all__ = ["STATUSES", "Dataset", "format_uuid"]
+__all__ = ["DATE_COLUMNS", "STATUSES", "Dataset", "format_uuid"]
 
 STATUSES: tuple[str, ...] = tuple(status.value for status in CompletionStatus)
 """Completion statuses; a row stores its status as an index into this tuple."""
 _S = {name: index for index, name in enumerate(STATUSES)}
 _COMPLETED = frozenset({_S["complete"], _S["passed"], _S["accepted"], _S["failed"]})
+DATE_COLUMNS: tuple[str, ...] = ("access", "due", "completion")
+"""Date columns with a window index (``Dataset.date_index``): ``r_access``, ``r_due``, ``r_completion``."""
 
 REFERENCE_NOW = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp())
 """The dataset's "today": ``isOverdue`` is judged against it, so it never changes with the wall clock."""
@@ -126,8 +130,11 @@ class Dataset:
     ``Dataset(EmulatorConfig(results=100, seed=1)).record(0)`` is the first row in API order.
     """
 
-    def __init__(self, config: EmulatorConfig) -> None:
+    def __init__(self, config: EmulatorConfig, *, index_block: int = BLOCK) -> None:
+        """Build every row of ``config``; ``index_block`` is the date indexes' block size (tests
+        shrink it so that small datasets span many blocks)."""
         self.config = config
+        self.index_block = index_block
         seed = config.seed
         rng = random.Random(seed)
         self._build_departments(rng)
@@ -139,6 +146,10 @@ class Dataset:
         self.tail_by_user: dict[int, list[int]] = {}
         self.tail_by_course: dict[int, list[int]] = {}
         self.tail_by_department: dict[int, list[int]] = {}
+        # accessDate windows are how an export fans out, so that index is ready before the first
+        # request; the other two are built on first use (about 0.3 s each at a million rows).
+        self._date_indexes: dict[str, DateIndex] = {}
+        self.date_index("access")
 
     # -- building ---------------------------------------------------------------------------------
 
@@ -372,6 +383,16 @@ class Dataset:
 
     # -- reading ----------------------------------------------------------------------------------
 
+    def date_index(self, column: str) -> DateIndex:
+        """The window index of a date column (one of ``DATE_COLUMNS``), built on first use."""
+        index = self._date_indexes.get(column)
+        if index is None:
+            if column not in DATE_COLUMNS:
+                raise ValueError(f"no date column {column!r}")
+            values: array[int] = getattr(self, f"r_{column}")
+            index = self._date_indexes[column] = DateIndex(values, block=self.index_block)
+        return index
+
     def __len__(self) -> int:
         """The number of rows, inserted ones included."""
         return len(self.hi)
@@ -531,4 +552,7 @@ class Dataset:
         spent = max(self.r_spent[pos], 0)
         self.r_spent[pos] = spent + 1 + int(rng.random() * 600)
         self.r_views[pos] = max(self.r_views[pos], 0) + 1
+        # Only the completion date changes here, but telling every index keeps this safe to extend.
+        for index in self._date_indexes.values():
+            index.changed(pos)
         return pos

@@ -6,9 +6,10 @@ when repeated the last one wins unless ``lenient`` collects them all. Unknown pa
 as the real service ignores them (the vendor's own sample sends ``completionStatus=failed``, which is
 not a filter). Invalid values raise ``QueryError``, which the server answers with ``400``.
 
-Two selections exist on purpose: ``select_page`` walks indexes from the page token and stops after
-one page (what the server does), ``select_all`` checks every row (the ground truth). Tests compare
-the two, so a bug in the indexes cannot hide in both.
+Two selections exist on purpose: ``select_page`` walks indexes (ids, or a date window's
+``DateIndex``) from the page token and stops after one page (what the server does), ``select_all``
+checks every row (the ground truth). Tests compare the two, so a bug in the indexes cannot hide in
+both.
 """
 
 from __future__ import annotations
@@ -293,9 +294,13 @@ def _indexed(
     return chain(merged, sorted(late))
 
 
-def _candidates(ds: Dataset, r: _Resolved, start: int) -> Iterator[int]:
-    """The narrowest index's positions from ``start`` on; a plain scan when no list filter is given."""
+def _candidates(ds: Dataset, f: ResultsFilter, r: _Resolved, start: int) -> Iterator[int]:
+    """The narrowest index's positions from ``start`` on; a plain scan without list or date filters."""
     options: list[tuple[int, Callable[[], Iterator[int]]]] = []
+    for column, bounds in (("access", f.access), ("due", f.due), ("completion", f.completion)):
+        if bounds is not None:
+            dates = ds.date_index(column)
+            options.append((dates.estimate(*bounds), partial(dates.window, *bounds, start)))
     if r.enrollments is not None:
         chosen = sorted(pos for pos in r.enrollments if pos >= start)
         options.append((len(chosen), partial(iter, chosen)))
@@ -320,7 +325,7 @@ def select_page(ds: Dataset, f: ResultsFilter, *, subtree: bool) -> tuple[list[i
     matches = _predicate(ds, f, resolved)
     start = 0 if f.after is None else ds.position_after(f.after)
     page: list[int] = []
-    for pos in _candidates(ds, resolved, start):
+    for pos in _candidates(ds, f, resolved, start):
         if matches(pos):
             if len(page) == f.page_size:
                 return page, True

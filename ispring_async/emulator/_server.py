@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import email.utils
 import hmac
+import logging
 import math
 import random
 import secrets
@@ -43,6 +44,8 @@ from ispring_async.emulator._query import (
 from ispring_async.emulator._render import Format, Renderer, error_body, html_page
 
 __all__ = ["Emulator", "EmulatorStats", "running_emulator", "serve_in_thread"]
+
+logger = logging.getLogger("ispring_async.emulator")
 
 Params = Sequence[tuple[str, str]] | Mapping[str, str]
 
@@ -368,22 +371,20 @@ class Emulator:
                     response.content_length = len(body)
                 else:
                     response.enable_chunked_encoding()
-                await response.prepare(request)
-                with contextlib.suppress(ConnectionError):
+                with _client_gone(request):
+                    await response.prepare(request)
                     await response.write(body[:cut])
                     await _break_connection(request, reset=fault is Fault.RESET)
                 return response
         if plan.trickle:
             self.stats.faults[Fault.TRICKLE.value] += 1
             chunks = _rechunk(chunks, faults.trickle_chunk)
-        await response.prepare(request)
-        try:
+        with _client_gone(request):
+            await response.prepare(request)
             for chunk in chunks:
                 await response.write(chunk)
                 if plan.trickle:
                     await asyncio.sleep(faults.trickle_delay)
-        except ConnectionError:
-            return response
         return response
 
     async def _begin(
@@ -492,6 +493,24 @@ class Emulator:
         return await self._send(
             request, plan, content_type, [self._renderer.departments(fmt, chosen, next_token)], fmt
         )
+
+
+@contextlib.contextmanager
+def _client_gone(request: web.Request) -> Iterator[None]:
+    """Stop writing quietly when the client has gone away: a cancelled request is no server error.
+
+    aiohttp raises ``ClientConnectionResetError`` ("Cannot write to closing transport", a
+    ``ConnectionResetError``) from ``prepare`` or ``write`` once the client closed the socket, e.g.
+    during a planned latency, and logs it at ERROR if the handler lets it escape. A cancellation
+    (aiohttp's ``handler_cancellation``) propagates, as cancellations must; aiohttp logs it at DEBUG.
+    """
+    try:
+        yield
+    except ConnectionError as exc:
+        logger.debug("client went away from %s %s: %s", request.method, request.path, exc)
+    except asyncio.CancelledError:
+        logger.debug("request %s %s cancelled while writing", request.method, request.path)
+        raise
 
 
 def _negotiate(request: web.Request) -> Format:
