@@ -24,7 +24,12 @@ test: check
 	$(BIN)/pytest -q
 
 run: install
-	$(BIN)/python -m ispring_async.examples.stream
+	$(BIN)/python -m ispring_async._demo
+
+# The chaos suite at full size: 200k results, faults on >10% of requests, every split and format,
+# kills and resumes; the report of faults injected and survived goes to benchmarks/results/chaos.md.
+chaos: install
+	ISPRING_CHAOS_RESULTS=200000 ISPRING_CHAOS_REPORT=benchmarks/results/chaos.md $(BIN)/pytest -q tests/test_chaos.py
 
 bench: install
 	$(BIN)/python -m benchmarks
