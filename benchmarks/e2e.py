@@ -3,13 +3,12 @@
 For each latency one emulator process serves a fixed dataset; every client run is a fresh process that
 fetches until it has ``records`` records and prints ``{"records", "seconds"}``. The clock starts once the
 client holds a token (both clients fetch one) and stops at the last record, so a run measures the
-export itself: planning requests (the department list), every page, parsing into structs.
+export itself: planning, every page, parsing into structs.
 
 Clients:
 
-* ``ours`` — ``FanOut`` (``split`` by department by default: disjoint partitions the emulator serves
-  from an index, so its CPU is spent on rendering rather than on scanning) with ``concurrency`` chains,
-  XML or JSON.
+* ``ours`` — ``FanOut`` with the library's default ``adaptive`` split (``accessDate`` windows, which the
+  emulator serves from its date index) and ``concurrency`` chains, XML or JSON.
 * ``naive`` — what one writes without this library: ``requests.Session`` + ``ElementTree.fromstring``
   + one ``msgspec.convert`` per page, following ``nextPageToken`` one page after another.
 
@@ -41,7 +40,7 @@ __all__ = ["Grid", "run"]
 
 PAGE = 1000
 FORMATS = ("xml", "json")
-DEFAULT_SPLIT = "department"
+DEFAULT_SPLIT = "adaptive"
 # The dataset's access dates start in 2017: windows (if ``--split window``) are cut from there.
 _EARLIEST = datetime(2017, 1, 1, tzinfo=UTC)
 _ALL_USERS = ("1", "3", "5")
