@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import tracemalloc
 from collections.abc import Iterable, Iterator
@@ -31,6 +32,8 @@ from ispring_async._parse import (
     parse_error_body,
     results_parser,
 )
+from ispring_async.emulator import Dataset, EmulatorConfig
+from ispring_async.emulator._render import Renderer
 from tests._pages import expected, record_fields, render_page
 
 DATA = Path(__file__).parent / "data"
@@ -430,3 +433,29 @@ def test_departments_page(fmt: ResponseFormat) -> None:
 def test_parse_error_body(body: bytes, want: tuple[int | None, str | None]) -> None:
     """The API's code and message come out of either error format; anything else gives nothing."""
     assert parse_error_body(body) == want
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 50),
+    start=st.integers(0, 1500),
+    size=st.integers(0, 300),
+    words=st.booleans(),
+    fmt=st.sampled_from([ResponseFormat.XML, ResponseFormat.JSON]),
+    cuts=st.lists(st.integers(0, 200_000), max_size=10),
+)
+def test_any_emulator_page_parses_back_to_its_records(
+    seed: int, start: int, size: int, words: bool, fmt: ResponseFormat, cuts: list[int]
+) -> None:
+    """Whatever page the emulator renders, in any chunking, parses back to exactly the rows it holds."""
+    dataset = _dataset(seed)
+    positions = list(range(start, min(start + size, len(dataset))))
+    body = b"".join(Renderer(dataset, overdue_words=words).results(fmt.value, positions, "next"))
+    points = sorted({c % (len(body) + 1) for c in cuts})
+    chunks = [body[a:b] for a, b in zip([0, *points], [*points, len(body)], strict=True)]
+    assert parse(chunks, fmt) == ([dataset.record(p) for p in positions], "next")
+
+
+@functools.cache
+def _dataset(seed: int) -> Dataset:
+    return Dataset(EmulatorConfig(results=2000, seed=seed))
