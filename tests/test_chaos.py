@@ -278,7 +278,10 @@ def test_secret_never_in_the_arguments_of_the_export_process(slow_emu: Emulator,
     output = tmp_path / "results.jsonl"
     process = spawn(slow_emu, output)
     try:
-        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        # Right after fork the child still shows pytest's argv; wait until it has exec'd the command.
+        cmdline = b""
+        while b"export" not in cmdline and process.poll() is None:
+            cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
     finally:
         process.kill()
         process.communicate()

@@ -58,6 +58,14 @@ def parser() -> argparse.ArgumentParser:
     data.add_argument("--department-depth", type=int, default=4, help="levels of the tree (default 4)")
     data.add_argument("--courses", type=int, default=None, help="courses (default: derived from --results)")
     data.add_argument("--blocked-share", type=float, default=0.1, help="share of blocked users (default 0.1)")
+    data.add_argument(
+        "--row-cache-rows",
+        type=int,
+        default=EmulatorConfig.row_cache_rows,
+        metavar="N",
+        help="cache the rendered bytes of rows below N, per format (~0.5 KiB a row; 0: off; "
+        f"default {EmulatorConfig.row_cache_rows})",
+    )
     data.add_argument("--ground-truth", metavar="PATH", help="write every row (all user statuses) as JSONL")
     auth = p.add_argument_group("credentials")
     auth.add_argument("--client-id", default="emulator-client")
@@ -144,6 +152,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         overdue_style=args.overdue_style,
         empty_last_token=args.empty_last_token,
         lenient_lists=args.lenient_lists,
+        row_cache_rows=args.row_cache_rows,
         faults=faults,
     )
 

@@ -205,6 +205,13 @@ class EmulatorConfig:
     """Bare repeated list parameters (``userIds=a&userIds=b``) collect every value; by default the
     last one wins, as a PHP backend parses them. ``userIds[]=`` always collects."""
 
+    row_cache_rows: int = 2_000_000
+    """Keep the rendered bytes of rows at positions below this, per format, once a page has sent
+    them, so a later page over them costs a join (0.2-0.8 ms of CPU per 1000 records) instead of a
+    render (about 3-3.5 ms). ``0`` turns it off. A cached row costs about 570 bytes in XML and 445 in
+    JSON (500/375 of body plus ~70 of object and slot), so a million rows served in one format hold
+    ~0.5 GiB; the slots of rows not yet served cost 8 bytes each. Bodies are the same either way."""
+
     faults: Faults = dataclasses.field(default_factory=Faults)
     """What goes wrong, and how often."""
 
@@ -226,6 +233,8 @@ class EmulatorConfig:
             raise ValueError("EmulatorConfig.token_lifetime must be > 0 seconds")
         if self.max_page_size < 1:
             raise ValueError("EmulatorConfig.max_page_size must be >= 1")
+        if self.row_cache_rows < 0:
+            raise ValueError("EmulatorConfig.row_cache_rows must be >= 0 (0: no row cache)")
         if self.overdue_style not in ("digits", "words"):
             raise ValueError("EmulatorConfig.overdue_style must be 'digits' or 'words'")
 

@@ -101,7 +101,11 @@ class Emulator:
         self.config = config or EmulatorConfig()
         self.dataset = dataset if dataset is not None else Dataset(self.config)
         self.stats = EmulatorStats()
-        self._renderer = Renderer(self.dataset, overdue_words=self.config.overdue_style == "words")
+        self._renderer = Renderer(
+            self.dataset,
+            overdue_words=self.config.overdue_style == "words",
+            row_cache_rows=self.config.row_cache_rows,
+        )
         self._clients = {self.config.client_id: self.config.client_secret, **self.config.extra_clients}
         self._tokens: dict[str, _Token] = {}
         self._hits: dict[str, collections.deque[float]] = {}
