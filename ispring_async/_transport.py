@@ -69,6 +69,8 @@ RetryCause = Literal["429", "5xx", "reset", "timeout", "truncated", "parse", "40
 
 _RETRIED_STATUSES = frozenset({500, 502, 503, 504})
 _CHUNK = 65536
+_MAX_REFRESHES = 3
+"""Token refreshes one request may trigger on 401s before the refusal is taken as final."""
 # Error bodies are small; a proxy's error page can be large and is only read for a code and message.
 _MAX_ERROR_BODY = 65536
 
@@ -265,7 +267,8 @@ class Transport:
         started = time.monotonic()
         attempt = 0
         failures = 0
-        refreshed = False
+        refreshes = 0
+        just_refreshed = False
         while True:
             attempt += 1
             token = None
@@ -276,12 +279,22 @@ class Transport:
                     headers=headers, token=token,
                 )  # fmt: skip
             except _UnauthorizedError as exc:
-                # One refresh per request: a second 401 with a brand-new token is a real refusal.
-                if auth is None or token is None or refreshed or not auth.invalidate(token):
+                # A token refused on the attempt right after a refresh is a real refusal. A long request
+                # (retries, Retry-After waits) can outlive the token it refreshed to, though: once that
+                # token has been answered otherwise, a later 401 earns another refresh, up to a bound.
+                if (
+                    auth is None
+                    or token is None
+                    or just_refreshed
+                    or refreshes >= _MAX_REFRESHES
+                    or not auth.invalidate(token)
+                ):
                     raise exc.error from None
-                refreshed = True
+                refreshes += 1
+                just_refreshed = True
                 self._notify(on_retry, RetryEvent("401-refresh", attempt, 0.0, label))
             except _RetryableError as exc:
+                just_refreshed = False
                 failures += 1
                 wait = self._wait(exc, failures)
                 if failures >= policy.attempts or time.monotonic() - started + wait > policy.total:

@@ -419,3 +419,22 @@ async def test_learner_results_fans_out_and_closes_cleanly_when_left_early() -> 
             await asyncio.sleep(0)  # let cancelled chains finish unwinding
             assert not client_tasks()
             assert len([r async for r in client.learner_results(query, split="none")]) == len(truth)
+
+
+@pytest.mark.anyio
+async def test_a_request_that_outlives_its_refreshed_token_refreshes_again() -> None:
+    """401, refresh, a 500, then 401 again for the new token: refreshed once more and the page arrives."""
+    script = {
+        ("results", 1): Fault.EXPIRE_TOKEN,
+        ("results", 2): Fault.SERVER_ERROR,
+        ("results", 3): Fault.EXPIRE_TOKEN,
+    }
+    config = EmulatorConfig(results=30, seed=2, faults=Faults(script=script))
+    async with running_emulator(config) as emu:
+        client = Client(emu.base_url, client_id=emu.client_id, client_secret=emu.client_secret, retry=NO_WAIT)
+        async with client:
+            records = [
+                r async for r in client.learner_results(ResultsQuery(user_statuses=ALL_USERS), split="none")
+            ]
+        assert len(records) == len(emu.expected_results(ResultsQuery(user_statuses=ALL_USERS).to_params()))
+        assert emu.stats.requests["token"] == 3
