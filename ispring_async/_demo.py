@@ -11,46 +11,17 @@ in place (the SQLite sink upserts by identity)::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import secrets
 import sqlite3
-import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from ispring_async._cli import main as cli_main
+from ispring_async.emulator import serve_in_process
 
 __all__ = ["main"]
-
-
-@contextlib.contextmanager
-def _emulator(results: int, latency: float, jitter: float, secret: str) -> Iterator[str]:
-    """A child-process emulator (its own core, as a real API would be); yields its base URL."""
-    command = [
-        sys.executable, "-m", "ispring_async", "emulator", "--port", "0", "--results", str(results),
-        "--latency", str(latency), "--latency-jitter", str(jitter),
-    ]  # fmt: skip
-    # The secret goes through the environment, so the emulator does not echo it either.
-    env = {**os.environ, "ISPRING_CLIENT_SECRET": secret}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)  # noqa: S603
-    try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            print(line.rstrip(), file=sys.stderr)
-            if line.startswith("ISPRING_BASE_URL="):
-                yield line.strip().partition("=")[2]
-                break
-        else:
-            raise RuntimeError(f"the emulator exited with status {process.wait()} before serving")
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def summarize(path: Path) -> list[str]:
@@ -102,7 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     # A throwaway secret for the throwaway server: nothing to configure, nothing to leak.
     secret = secrets.token_urlsafe(24)
-    with _emulator(args.results, args.latency, args.latency_jitter, secret) as base_url:
+    emulator_args = ["--results", str(args.results), "--latency", str(args.latency)]
+    emulator_args += ["--latency-jitter", str(args.latency_jitter)]
+    with serve_in_process(emulator_args, client_secret=secret, echo=sys.stderr) as emulator:
+        base_url = emulator.base_url
         os.environ["ISPRING_CLIENT_ID"] = "emulator-client"
         os.environ["ISPRING_CLIENT_SECRET"] = secret
         command = [

@@ -10,15 +10,17 @@ from a deterministic dataset, injects faults reproducibly, and knows the ground 
         ...  # point a client at emu.base_url with emu.client_id / emu.client_secret
         expected = emu.expected_results([("userStatuses[]", "1"), ("userStatuses[]", "3")])
 
-From sync code: ``with serve_in_thread(config) as emu: ...``. From a shell, or for benchmarks in
-another process: ``ispring-async emulator --port 8080 --results 100000`` (same as
-``python -m ispring_async.emulator``). In pytest: the ``ispring_emulator`` fixture.
+From sync code: ``with serve_in_thread(config) as emu: ...``; in its own process (benchmarks):
+``with serve_in_process(["--results", "100000"]) as emu: ...``. From a shell:
+``ispring-async emulator --port 8080 --results 100000`` (same as ``python -m ispring_async.emulator``).
+In pytest: the ``ispring_emulator`` fixture.
 """
 
 from __future__ import annotations
 
 from ispring_async.emulator._config import EmulatorConfig, Fault, Faults
 from ispring_async.emulator._dataset import Dataset
+from ispring_async.emulator._process import EmulatorProcess, serve_in_process
 from ispring_async.emulator._query import QueryError, decode_page_token, encode_page_token
 from ispring_async.emulator._server import Emulator, EmulatorStats, running_emulator, serve_in_thread
 
@@ -26,6 +28,7 @@ __all__ = [
     "Dataset",
     "Emulator",
     "EmulatorConfig",
+    "EmulatorProcess",
     "EmulatorStats",
     "Fault",
     "Faults",
@@ -33,5 +36,6 @@ __all__ = [
     "decode_page_token",
     "encode_page_token",
     "running_emulator",
+    "serve_in_process",
     "serve_in_thread",
 ]
