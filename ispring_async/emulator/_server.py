@@ -434,18 +434,25 @@ class Emulator:
         )
         return await self._send(request, plan, _XML, [xml.encode()], fmt)
 
-    async def _results(self, request: web.Request) -> web.StreamResponse:
+    async def _admit(
+        self, request: web.Request, endpoint: str
+    ) -> tuple[Format, int, _Plan, web.StreamResponse | None]:
+        """Latency, proxy faults, authentication and the rate limit, as every data endpoint applies
+        them: ``(format, request number, fault plan, the early response or None)``."""
         fmt = _negotiate(request)
-        number, plan, early = await self._begin(request, "results", fmt)
+        number, plan, early = await self._begin(request, endpoint, fmt)
         if early is not None:
-            return early
+            return fmt, number, plan, early
         token, refused = self._authenticate(request, fmt, plan.fault)
         if refused is not None:
-            return refused
+            return fmt, number, plan, refused
         assert token is not None
-        limited = self._rate_limited(token, fmt)
-        if limited is not None:
-            return limited
+        return fmt, number, plan, self._rate_limited(token, fmt)
+
+    async def _results(self, request: web.Request) -> web.StreamResponse:
+        fmt, number, plan, early = await self._admit(request, "results")
+        if early is not None:
+            return early
         faults = self.config.faults
         if number > 1 and (faults.inserts_per_request or faults.updates_per_request):
             rng = random.Random(f"{faults.seed}:mutate:{number}")
@@ -468,17 +475,9 @@ class Emulator:
         )
 
     async def _departments(self, request: web.Request) -> web.StreamResponse:
-        fmt = _negotiate(request)
-        _, plan, early = await self._begin(request, "departments", fmt)
+        fmt, _, plan, early = await self._admit(request, "departments")
         if early is not None:
             return early
-        token, refused = self._authenticate(request, fmt, plan.fault)
-        if refused is not None:
-            return refused
-        assert token is not None
-        limited = self._rate_limited(token, fmt)
-        if limited is not None:
-            return limited
         try:
             size, after = parse_page(
                 page_params(request.query.items()), max_page_size=self.config.max_page_size
