@@ -9,6 +9,7 @@ are kept once rendered, so a page over rows already served is assembled by a joi
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
@@ -30,9 +31,35 @@ _LAST_TABLE_DAY = 47482  # 2100-01-01
 
 Format = Literal["xml", "json"]
 
-# %-formatting prints a row's key as a UUID faster than f-strings or uuid.UUID (measured, 1M rows).
-_ENROLLMENT_XML = "<enrollmentId>%08x-%04x-%04x-%04x-%012x</enrollmentId>"
-_ENROLLMENT_JSON = ',"enrollmentId":"%08x-%04x-%04x-%04x-%012x"'
+_UUID = "%08x-%04x-%04x-%04x-%012x"
+"""%-formatting prints a row's key as a UUID faster than f-strings or uuid.UUID (measured, 1M rows)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Syntax:
+    """How one format spells a row: per-entity fragments, and %-templates for per-row values.
+
+    One row renderer and one page loop serve both formats; only this table differs.
+    """
+
+    users: list[str]
+    courses: list[str]
+    sessions: list[list[str]]
+    durations: list[str]
+    passing: list[str]
+    statuses: list[str]
+    overdue: tuple[str, str]
+    enrollment: str
+    dates: tuple[str, str, str, str]
+    """accessDate, dueDate, expirationDate, completionDate."""
+    numbers: tuple[str, str, str, str]
+    """timeSpent, progress, awardedScore, viewsCount."""
+    row_end: str
+    page_head: bytes
+    separator: bytes
+    results_end: bytes
+    token: Callable[[str], bytes]
+    page_end: bytes
 
 
 def xml_escape(text: str) -> str:
@@ -92,6 +119,19 @@ def html_page(status: int, title: str) -> bytes:
     ).encode()
 
 
+_DATE_FIELDS = ("accessDate", "dueDate", "expirationDate", "completionDate")
+_NUMBER_FIELDS = ("timeSpent", "progress", "awardedScore", "viewsCount")
+
+
+def _xml_token(token: str) -> bytes:
+    return f"<nextPageToken>{token}</nextPageToken>\n".encode() if token else b"<nextPageToken/>\n"
+
+
+def _templates(pattern: str, names: tuple[str, str, str, str]) -> tuple[str, str, str, str]:
+    first, second, third, fourth = (pattern.format(name) for name in names)
+    return first, second, third, fourth
+
+
 class Renderer:
     """Renders pages of one dataset in one API variant (``overdue_words``), caching what repeats.
 
@@ -114,33 +154,60 @@ class Renderer:
         # One renderer holds one variant, so XML rows of the two overdue styles never share a cache.
         self._row_cache: dict[Format, list[bytes | None]] = {}
         self._updates_seen = len(ds.updated_rows)
-        self._overdue_xml = (
-            ("<isOverdue>false</isOverdue>", "<isOverdue>true</isOverdue>")
-            if overdue_words
-            else ("<isOverdue>0</isOverdue>", "<isOverdue>1</isOverdue>")
-        )
-        self._scores = [hundredths_text(v) for v in range(10001)]
-        self._user_xml = [f"<result><userId>{uid}</userId>" for uid in ds.user_ids]
-        self._user_json = [f'{{"userId":"{uid}"' for uid in ds.user_ids]
-        ds_titles = ds.course_titles
-        self._course_xml = [
-            f"<courseId>{cid}</courseId><courseTitle>{xml_escape(ds_titles[c])}</courseTitle>"
-            for c, cid in enumerate(ds.course_ids)
-        ]
-        self._course_json = [
-            f',"courseId":"{cid}","courseTitle":{json_string(ds_titles[c])}'
-            for c, cid in enumerate(ds.course_ids)
-        ]
-        self._session_xml = [[f"<sessionId>{s}</sessionId>" for s in sessions] for sessions in ds.session_ids]
-        self._session_json = [[f',"sessionId":"{s}"' for s in sessions] for sessions in ds.session_ids]
-        self._duration_xml = [f"<duration>{d}</duration>" if d >= 0 else "" for d in ds.course_duration]
-        self._duration_json = [f',"duration":{d}' if d >= 0 else "" for d in ds.course_duration]
-        self._passing_xml = [
-            f"<passingScore>{self._scores[p]}</passingScore>" if p >= 0 else "" for p in ds.course_passing
-        ]
-        self._passing_json = [
-            f',"passingScore":{self._scores[p]}' if p >= 0 else "" for p in ds.course_passing
-        ]
+        scores = self._scores = [hundredths_text(v) for v in range(10001)]
+        titles = ds.course_titles
+        self._syntax: dict[Format, _Syntax] = {
+            "xml": _Syntax(
+                users=[f"<result><userId>{uid}</userId>" for uid in ds.user_ids],
+                courses=[
+                    f"<courseId>{cid}</courseId><courseTitle>{xml_escape(titles[c])}</courseTitle>"
+                    for c, cid in enumerate(ds.course_ids)
+                ],
+                sessions=[[f"<sessionId>{s}</sessionId>" for s in sessions] for sessions in ds.session_ids],
+                durations=[f"<duration>{d}</duration>" if d >= 0 else "" for d in ds.course_duration],
+                passing=[
+                    f"<passingScore>{scores[p]}</passingScore>" if p >= 0 else "" for p in ds.course_passing
+                ],
+                statuses=[f"<completionStatus>{s}</completionStatus>" for s in STATUSES],
+                overdue=(
+                    ("<isOverdue>false</isOverdue>", "<isOverdue>true</isOverdue>")
+                    if overdue_words
+                    else ("<isOverdue>0</isOverdue>", "<isOverdue>1</isOverdue>")
+                ),
+                enrollment=f"<enrollmentId>{_UUID}</enrollmentId>",
+                dates=_templates("<{0}>%s</{0}>", _DATE_FIELDS),
+                numbers=_templates("<{0}>%s</{0}>", _NUMBER_FIELDS),
+                row_end="</result>\n",
+                page_head=_XML_HEAD,
+                separator=b"",
+                results_end=b"</results>\n",
+                token=lambda t: (
+                    f"<nextPageToken>{t}</nextPageToken>\n".encode() if t else b"<nextPageToken/>\n"
+                ),
+                page_end=b"</response>\n",
+            ),
+            "json": _Syntax(
+                users=[f'{{"userId":"{uid}"' for uid in ds.user_ids],
+                courses=[
+                    f',"courseId":"{cid}","courseTitle":{json_string(titles[c])}'
+                    for c, cid in enumerate(ds.course_ids)
+                ],
+                sessions=[[f',"sessionId":"{s}"' for s in sessions] for sessions in ds.session_ids],
+                durations=[f',"duration":{d}' if d >= 0 else "" for d in ds.course_duration],
+                passing=[f',"passingScore":{scores[p]}' if p >= 0 else "" for p in ds.course_passing],
+                statuses=[f',"completionStatus":"{s}"' for s in STATUSES],
+                overdue=(',"isOverdue":false', ',"isOverdue":true'),
+                enrollment=f',"enrollmentId":"{_UUID}"',
+                dates=_templates(',"{0}":"%s"', _DATE_FIELDS),
+                numbers=_templates(',"{0}":%s', _NUMBER_FIELDS),
+                row_end="}",
+                page_head=b'{"results":[',
+                separator=b",",
+                results_end=b"]",
+                token=lambda t: f',"nextPageToken":"{t}"'.encode(),
+                page_end=b"}",
+            ),
+        }
         _day_texts()
         _time_texts()
 
@@ -150,7 +217,7 @@ class Renderer:
         """A results page in chunks; ``token`` ``None`` omits ``nextPageToken``, ``""`` sends it empty."""
         # Here, not in the generators: a page must not start from bytes that an update made stale.
         self._forget_updated_rows()
-        return self._results_xml(positions, token) if fmt == "xml" else self._results_json(positions, token)
+        return self._results(fmt, positions, token)
 
     def cached_rows(self, fmt: Format) -> int:
         """How many rows of ``fmt`` have their bytes cached now."""
@@ -175,52 +242,31 @@ class Renderer:
                 if pos < len(cache):
                     cache[pos] = None
 
-    def _results_xml(self, positions: Sequence[int], token: str | None) -> Iterator[bytes]:
-        render, cache = self._xml_row(), self._cache("xml")
+    def _results(self, fmt: Format, positions: Sequence[int], token: str | None) -> Iterator[bytes]:
+        syntax = self._syntax[fmt]
+        render, cache, separator = self._row_renderer(syntax), self._cache(fmt), syntax.separator
         cached = len(cache)
-        out = [_XML_HEAD]
+        out = [syntax.page_head]
         for n, pos in enumerate(positions, 1):
             row = cache[pos] if pos < cached else None
             if row is None:
                 row = render(pos)
                 if pos < cached:
                     cache[pos] = row
+            if n > 1 and separator:
+                out.append(separator)
             out.append(row)
             if n % CHUNK_ROWS == 0:
                 yield b"".join(out)
                 out.clear()
-        out.append(b"</results>\n")
+        out.append(syntax.results_end)
         if token is not None:
-            out.append(
-                f"<nextPageToken>{token}</nextPageToken>\n".encode() if token else b"<nextPageToken/>\n"
-            )
-        out.append(b"</response>\n")
+            out.append(syntax.token(token))
+        out.append(syntax.page_end)
         yield b"".join(out)
 
-    def _results_json(self, positions: Sequence[int], token: str | None) -> Iterator[bytes]:
-        render, cache = self._json_row(), self._cache("json")
-        cached = len(cache)
-        out = [b'{"results":[']
-        for n, pos in enumerate(positions, 1):
-            row = cache[pos] if pos < cached else None
-            if row is None:
-                row = render(pos)
-                if pos < cached:
-                    cache[pos] = row
-            if n > 1:
-                out.append(b",")
-            out.append(row)
-            if n % CHUNK_ROWS == 0:
-                yield b"".join(out)
-                out.clear()
-        out.append(b"]")
-        if token is not None:
-            out.append(f',"nextPageToken":"{token}"'.encode())
-        out.append(b"}")
-        yield b"".join(out)
-
-    def _xml_row(self) -> Callable[[int], bytes]:
-        """A function rendering one row's ``<result>...</result>\\n`` from the columns as they are now."""
+    def _row_renderer(self, syntax: _Syntax) -> Callable[[int], bytes]:
+        """A function rendering one row in ``syntax`` from the columns as they are now."""
         ds = self.ds
         r_user, r_course, r_flags, lo, hi = ds.r_user, ds.r_course, ds.r_flags, ds.lo, ds.hi
         r_access, r_due, r_expiration, r_completion = ds.r_access, ds.r_due, ds.r_expiration, ds.r_completion
@@ -231,11 +277,17 @@ class Renderer:
             ds.r_awarded,
             ds.r_views,
         )
-        days, times = _day_texts(), _time_texts()
-        scores, overdue = self._scores, self._overdue_xml
-        user_xml, course_xml = self._user_xml, self._course_xml
-        session_xml, duration_xml, passing_xml = self._session_xml, self._duration_xml, self._passing_xml
-        status_xml = [f"<completionStatus>{s}</completionStatus>" for s in STATUSES]
+        days, times, scores = _day_texts(), _time_texts(), self._scores
+        users, courses, sessions = syntax.users, syntax.courses, syntax.sessions
+        durations, passing, statuses, overdue = (
+            syntax.durations,
+            syntax.passing,
+            syntax.statuses,
+            syntax.overdue,
+        )
+        enrollment, row_end = syntax.enrollment, syntax.row_end
+        access_t, due_t, expiration_t, completion_t = syntax.dates
+        spent_t, progress_t, awarded_t, views_t = syntax.numbers
         base = _FIRST_TABLE_DAY
 
         def date(seconds: int) -> str:
@@ -244,115 +296,43 @@ class Renderer:
         def render(pos: int) -> bytes:
             course = r_course[pos]
             flags = r_flags[pos]
-            out = [user_xml[r_user[pos]], course_xml[course]]
+            out = [users[r_user[pos]], courses[course]]
             if flags & 2:
-                out.append(session_xml[course][lo[pos] & 3])
+                out.append(sessions[course][lo[pos] & 3])
             if flags & 1:
                 high, low = hi[pos], lo[pos]
                 out.append(
-                    _ENROLLMENT_XML
+                    enrollment
                     % (high >> 32, (high >> 16) & 0xFFFF, high & 0xFFFF, low >> 48, low & 0xFFFFFFFFFFFF)
                 )
-            value = r_access[pos]
-            out.append(f"<accessDate>{days[value // _DAY - base]}{times[value % _DAY]}</accessDate>")
+            out.append(access_t % date(r_access[pos]))
             due = r_due[pos]
             if due:
-                out.append(f"<dueDate>{date(due)}</dueDate>")
+                out.append(due_t % date(due))
             value = r_expiration[pos]
             if value:
-                out.append(f"<expirationDate>{date(value)}</expirationDate>")
+                out.append(expiration_t % date(value))
             completion = r_completion[pos]
             if completion:
-                out.append(f"<completionDate>{date(completion)}</completionDate>")
-            out.append(duration_xml[course])
+                out.append(completion_t % date(completion))
+            out.append(durations[course])
             value = r_spent[pos]
             if value >= 0:
-                out.append(f"<timeSpent>{value}</timeSpent>")
-            out.append(status_xml[r_status[pos]])
+                out.append(spent_t % value)
+            out.append(statuses[r_status[pos]])
             value = r_progress[pos]
             if value >= 0:
-                out.append(f"<progress>{scores[value]}</progress>")
+                out.append(progress_t % scores[value])
             value = r_awarded[pos]
             if value >= 0:
-                out.append(f"<awardedScore>{scores[value]}</awardedScore>")
-                out.append(passing_xml[course])
+                out.append(awarded_t % scores[value])
+                out.append(passing[course])
             is_overdue = (completion > due if completion else due < REFERENCE_NOW) if due else False
             out.append(overdue[is_overdue])
             value = r_views[pos]
             if value >= 0:
-                out.append(f"<viewsCount>{value}</viewsCount>")
-            out.append("</result>\n")
-            return "".join(out).encode()
-
-        return render
-
-    def _json_row(self) -> Callable[[int], bytes]:
-        """A function rendering one row's JSON object (no separator) from the columns as they are now."""
-        ds = self.ds
-        r_user, r_course, r_flags, lo, hi = ds.r_user, ds.r_course, ds.r_flags, ds.lo, ds.hi
-        r_access, r_due, r_expiration, r_completion = ds.r_access, ds.r_due, ds.r_expiration, ds.r_completion
-        r_spent, r_status, r_progress, r_awarded, r_views = (
-            ds.r_spent,
-            ds.r_status,
-            ds.r_progress,
-            ds.r_awarded,
-            ds.r_views,
-        )
-        days, times = _day_texts(), _time_texts()
-        scores = self._scores
-        user_json, course_json = self._user_json, self._course_json
-        session_json, duration_json, passing_json = (
-            self._session_json,
-            self._duration_json,
-            self._passing_json,
-        )
-        status_json = [f',"completionStatus":"{s}"' for s in STATUSES]
-        base = _FIRST_TABLE_DAY
-
-        def date(seconds: int) -> str:
-            return days[seconds // _DAY - base] + times[seconds % _DAY]
-
-        def render(pos: int) -> bytes:
-            course = r_course[pos]
-            flags = r_flags[pos]
-            out = [user_json[r_user[pos]], course_json[course]]
-            if flags & 2:
-                out.append(session_json[course][lo[pos] & 3])
-            if flags & 1:
-                high, low = hi[pos], lo[pos]
-                out.append(
-                    _ENROLLMENT_JSON
-                    % (high >> 32, (high >> 16) & 0xFFFF, high & 0xFFFF, low >> 48, low & 0xFFFFFFFFFFFF)
-                )
-            value = r_access[pos]
-            out.append(f',"accessDate":"{days[value // _DAY - base]}{times[value % _DAY]}"')
-            due = r_due[pos]
-            if due:
-                out.append(f',"dueDate":"{date(due)}"')
-            value = r_expiration[pos]
-            if value:
-                out.append(f',"expirationDate":"{date(value)}"')
-            completion = r_completion[pos]
-            if completion:
-                out.append(f',"completionDate":"{date(completion)}"')
-            out.append(duration_json[course])
-            value = r_spent[pos]
-            if value >= 0:
-                out.append(f',"timeSpent":{value}')
-            out.append(status_json[r_status[pos]])
-            value = r_progress[pos]
-            if value >= 0:
-                out.append(f',"progress":{scores[value]}')
-            value = r_awarded[pos]
-            if value >= 0:
-                out.append(f',"awardedScore":{scores[value]}')
-                out.append(passing_json[course])
-            is_overdue = (completion > due if completion else due < REFERENCE_NOW) if due else False
-            out.append(',"isOverdue":true' if is_overdue else ',"isOverdue":false')
-            value = r_views[pos]
-            if value >= 0:
-                out.append(f',"viewsCount":{value}')
-            out.append("}")
+                out.append(views_t % value)
+            out.append(row_end)
             return "".join(out).encode()
 
         return render
