@@ -205,12 +205,13 @@ class EmulatorConfig:
     """Bare repeated list parameters (``userIds=a&userIds=b``) collect every value; by default the
     last one wins, as a PHP backend parses them. ``userIds[]=`` always collects."""
 
-    row_cache_rows: int = 2_000_000
+    row_cache_rows: int = 500_000
     """Keep the rendered bytes of rows at positions below this, per format, once a page has sent
     them, so a later page over them costs a join (0.2-0.8 ms of CPU per 1000 records) instead of a
     render (about 3-3.5 ms). ``0`` turns it off. A cached row costs about 570 bytes in XML and 445 in
-    JSON (500/375 of body plus ~70 of object and slot), so a million rows served in one format hold
-    ~0.5 GiB; the slots of rows not yet served cost 8 bytes each. Bodies are the same either way."""
+    JSON (500/375 of body plus ~70 of object and slot): the default holds at most ~0.5 GB with both
+    formats fully served, so a 1M-row emulator stays under 1 GB; the slots of rows not yet served
+    cost 8 bytes each. Bodies are the same either way."""
 
     faults: Faults = dataclasses.field(default_factory=Faults)
     """What goes wrong, and how often."""
