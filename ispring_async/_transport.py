@@ -268,7 +268,6 @@ class Transport:
         attempt = 0
         failures = 0
         refreshes = 0
-        just_refreshed = False
         while True:
             attempt += 1
             token = None
@@ -279,22 +278,15 @@ class Transport:
                     headers=headers, token=token,
                 )  # fmt: skip
             except _UnauthorizedError as exc:
-                # A token refused on the attempt right after a refresh is a real refusal. A long request
-                # (retries, Retry-After waits) can outlive the token it refreshed to, though: once that
-                # token has been answered otherwise, a later 401 earns another refresh, up to a bound.
-                if (
-                    auth is None
-                    or token is None
-                    or just_refreshed
-                    or refreshes >= _MAX_REFRESHES
-                    or not auth.invalidate(token)
-                ):
+                # One refresh-and-retry per refused token. A long request (retries, Retry-After waits)
+                # can outlive the token it refreshed to, and a token can be revoked right after it was
+                # issued (a race with a rotation): each new refusal earns a refresh, up to a bound, after
+                # which the refusal is taken as final (credentials revoked, a proxy eating the header).
+                if auth is None or token is None or refreshes >= _MAX_REFRESHES or not auth.invalidate(token):
                     raise exc.error from None
                 refreshes += 1
-                just_refreshed = True
                 self._notify(on_retry, RetryEvent("401-refresh", attempt, 0.0, label))
             except _RetryableError as exc:
-                just_refreshed = False
                 failures += 1
                 wait = self._wait(exc, failures)
                 if failures >= policy.attempts or time.monotonic() - started + wait > policy.total:

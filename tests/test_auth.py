@@ -13,7 +13,7 @@ from aiohttp import web
 from ispring_async import AuthenticationError, ParseError, RetryEvent, RetryPolicy, Timeouts
 from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth
 from ispring_async._config import DEFAULT_LIMITS
-from ispring_async._transport import Transport
+from ispring_async._transport import _MAX_REFRESHES, Transport
 from tests._servers import Handler, Server, TokenEndpoint, api_error, serve
 
 TOKEN = "/api/v3/token"
@@ -155,14 +155,14 @@ async def test_concurrent_401s_cause_one_refresh() -> None:
 
 
 @pytest.mark.anyio
-async def test_persistent_401_raises_after_one_refresh() -> None:
-    """If the new token is refused too, AuthenticationError is raised: one refresh per request."""
+async def test_persistent_401_raises_after_a_bounded_number_of_refreshes() -> None:
+    """Every token refused: one refresh per refusal, at most three, then AuthenticationError."""
     async with setup(TokenEndpoint(), accept="none") as (server, transport, auth):
         with pytest.raises(AuthenticationError) as info:
             await fetch(transport, auth, [])
     assert info.value.status == 401
-    assert len(server.hits(TOKEN)) == 2
-    assert len(server.hits(DATA)) == 2
+    assert len(server.hits(TOKEN)) == 1 + _MAX_REFRESHES
+    assert len(server.hits(DATA)) == 1 + _MAX_REFRESHES
 
 
 @pytest.mark.anyio
