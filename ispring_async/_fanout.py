@@ -89,8 +89,9 @@ class FanOutOptions:
     """Lower bound for cutting date windows when the query has no ``accessDate`` start
     (``None``: ``DEFAULT_EARLIEST``, 2000-01-01Z). Must be timezone-aware."""
     windows: int | None = None
-    """Windows of ``WINDOW``/``COMBINED``, and the starting windows of ``ADAPTIVE``
-    (``None``: ``concurrency``)."""
+    """Windows of ``WINDOW``/``COMBINED`` (``None``: ``concurrency``), and the starting windows of
+    ``ADAPTIVE`` (``None``: one, so a small on-demand query costs one request; a long one splits as
+    soon as its first page shows a next token)."""
     min_window: float = 60.0
     """Seconds: no window is cut narrower (dates have whole seconds; at least 1)."""
     max_partitions: int | None = None
@@ -275,7 +276,7 @@ class FanOut:
                 split=options.split,
                 earliest=epoch_seconds(earliest),
                 now=epoch_seconds(datetime.now(UTC)) + 1,
-                windows=options.windows or options.concurrency,
+                windows=options.windows or (1 if options.split is Split.ADAPTIVE else options.concurrency),
                 min_window=math.ceil(options.min_window),
                 departments_per_partition=options.departments_per_partition,
                 whole_seconds=options.whole_seconds,
@@ -507,8 +508,12 @@ class FanOut:
         """Replace a partition that delivered nothing by its children, if the plan allows it."""
         chains = self._chains
         assert chains is not None
-        room = self._max_partitions - (len(chains) - self._done)
-        parts = self._planner.split_further(chain.partition, min(_SPLIT_WAYS, room + 1))
+        unfinished = len(chains) - self._done
+        room = self._max_partitions - unfinished
+        # Enough children to give every idle worker a chain at once (the first split of a long query
+        # goes straight to ``concurrency`` windows), at least _SPLIT_WAYS, within max_partitions.
+        ways = max(_SPLIT_WAYS, self._options.concurrency - unfinished + 1)
+        parts = self._planner.split_further(chain.partition, min(ways, room + 1))
         if not parts:
             return []
         children = [_Chain(p, p.key) for p in parts]

@@ -438,3 +438,16 @@ async def test_a_request_that_outlives_its_refreshed_token_refreshes_again() -> 
             ]
         assert len(records) == len(emu.expected_results(ResultsQuery(user_statuses=ALL_USERS).to_params()))
         assert emu.stats.requests["token"] == 3
+
+
+@pytest.mark.anyio
+async def test_a_small_on_demand_query_costs_one_request() -> None:
+    """The default adaptive fan-out starts from one chain: a query that fits a page is one request."""
+    async with running_emulator(EmulatorConfig(results=3000, seed=6)) as emu:
+        query = ResultsQuery(user_ids=[emu.dataset.user_ids[7]], user_statuses=ALL_USERS)
+        expected = emu.expected_results(query.to_params())
+        async with Client(emu.base_url, client_id=emu.client_id, client_secret=emu.client_secret) as client:
+            got = [r async for r in client.learner_results(query)]
+        assert sorted(r.identity for r in got) == sorted(r.identity for r in expected)
+        assert len(expected) > 0
+        assert emu.stats.requests["results"] == 1
