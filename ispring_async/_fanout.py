@@ -102,9 +102,12 @@ class FanOutOptions:
     buffer: int = 8
     """Pages buffered between the chains and the consumer; a slower consumer makes producers wait, so
     at most ``buffer + concurrency`` pages are held in memory."""
-    whole_seconds: bool = True
-    """Send window ``[a, b)`` as ``[a, b - 1 s]``: exact because the API's dates have whole seconds.
-    ``False`` sends ``[a, b]`` and lets dedupe drop rows on a shared boundary."""
+    whole_seconds: bool = False
+    """``False`` (the default) sends window ``[a, b)`` as ``[a, b]``: neighbours share the instant
+    ``b``, and dedupe drops the rows both return. That stays exact whether the API's end bound is
+    inclusive or exclusive and whatever precision it stores dates with, which nobody outside iSpring
+    knows. ``True`` sends ``[a, b - 1 s]``: no overlap, exact only if the end bound is inclusive and
+    every stored date has whole seconds, as every date the API sends does."""
 
     def __post_init__(self) -> None:
         try:

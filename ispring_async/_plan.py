@@ -1,11 +1,12 @@
 """Sans-IO planning for the fan-out: which partitions a query is split into, and how one splits further.
 
 A partition is the caller's query narrowed to a group of departments and/or an ``accessDate`` window.
-Windows are half-open ``[start, end)`` in whole epoch seconds (``None``: open on that side), so
-neighbouring windows never share an instant; the API's bounds are inclusive, so a window goes on the
-wire as ``[start, end - 1 s]``. That is exact because the API's dates have whole seconds (every date
-it sends does). With ``whole_seconds=False`` a window is sent as ``[start, end]`` instead: neighbours
-then overlap on one instant and the fan-out's dedupe removes what both return.
+Windows are half-open ``[start, end)`` in whole epoch seconds (``None``: open on that side). On the
+wire a window is ``[start, end]`` by default: neighbours overlap on one instant and the fan-out's dedupe
+removes what both return, which is exact whether the API's end bound is inclusive or exclusive and
+whatever precision it stores dates with (neither is documented). With ``whole_seconds=True`` it is
+``[start, end - 1 s]``: no overlap, exact if the end bound is inclusive and stored dates have whole
+seconds, as every date the API sends does.
 
 The first and last windows stay open when the caller's query is, so the union of the windows is
 exactly the caller's range whatever dates the data holds; ``earliest`` and ``now`` only choose where
@@ -119,7 +120,7 @@ class Planner:
     windows: int
     min_window: int
     departments_per_partition: int = 1
-    whole_seconds: bool = True
+    whole_seconds: bool = False
 
     @property
     def needs_departments(self) -> bool:
