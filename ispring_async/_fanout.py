@@ -67,7 +67,7 @@ DEFAULT_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 """Where date windows start when the query's ``accessDate`` has no start (the first window stays open
 below it, so older rows are still exported; they are just not split further)."""
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 # Cutting a long window in four rather than two halves the pages fetched only to be split (measured).
 _SPLIT_WAYS = 4
 
@@ -183,11 +183,20 @@ class FanOutStats:
     splits: int
 
 
-class _PartitionState(msgspec.Struct, forbid_unknown_fields=True):
-    departments: list[str] | None
-    windowed: bool
-    start: int | None
-    end: int | None
+class _PlannerState(msgspec.Struct, forbid_unknown_fields=True):
+    """The planner's settings (everything but the query, which the state pins by its parameters)."""
+
+    split: Split
+    earliest: int
+    now: int
+    windows: int
+    min_window: int
+    departments_per_partition: int
+    whole_seconds: bool
+
+
+class _ChainState(msgspec.Struct, forbid_unknown_fields=True):
+    partition: Partition
     token: str | None
     done: bool
 
@@ -195,14 +204,8 @@ class _PartitionState(msgspec.Struct, forbid_unknown_fields=True):
 class _State(msgspec.Struct, forbid_unknown_fields=True):
     version: int
     query: list[tuple[str, str]]
-    split: str
-    earliest: int
-    now: int
-    windows: int
-    min_window: int
-    departments_per_partition: int
-    whole_seconds: bool
-    partitions: list[_PartitionState] | None
+    planner: _PlannerState
+    chains: list[_ChainState] | None
 
 
 _encode_state = msgspec.json.Encoder().encode
@@ -295,37 +298,17 @@ class FanOut:
     def _restore(self, data: bytes) -> Planner:
         try:
             state = _decode_state(data)
-            split = Split(state.split)
-        except (msgspec.DecodeError, ValueError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise ConfigurationError(f"not a fan-out state this version can resume: {exc}") from None
         if state.version != STATE_VERSION:
             raise ConfigurationError(f"fan-out state version {state.version} is not {STATE_VERSION}")
         if [tuple(pair) for pair in state.query] != _query_fingerprint(self._query):
             raise ConfigurationError("the saved fan-out state is for a different query; start a fresh export")
-        planner = Planner(
-            query=self._query,
-            split=split,
-            earliest=state.earliest,
-            now=state.now,
-            windows=state.windows,
-            min_window=state.min_window,
-            departments_per_partition=state.departments_per_partition,
-            whole_seconds=state.whole_seconds,
-        )
-        if state.partitions is not None:
-            chains = {}
-            for saved in state.partitions:
-                partition = Partition(
-                    departments=None if saved.departments is None else tuple(saved.departments),
-                    windowed=saved.windowed,
-                    start=saved.start,
-                    end=saved.end,
-                )
-                chain = _Chain(partition, partition.key, token=saved.token, done=saved.done)
-                chains[chain.key] = chain
-                self._done += chain.done
-            self._chains = chains
-        return planner
+        if state.chains is not None:
+            chains = [_Chain(c.partition, c.partition.key, token=c.token, done=c.done) for c in state.chains]
+            self._chains = {chain.key: chain for chain in chains}
+            self._done = sum(chain.done for chain in chains)
+        return Planner(query=self._query, **msgspec.structs.asdict(state.planner))
 
     def state(self) -> bytes:
         """A checkpoint covering exactly the batches yielded so far (msgspec JSON, versioned).
@@ -334,32 +317,15 @@ class FanOut:
         token or ``done``; page tokens are opaque cursors, not credentials, and nothing else secret is
         in it. Before ``run()`` has planned, the state just says to start fresh.
         """
-        p = self._planner
-        partitions = None
+        chains = None
         if self._chains is not None:
-            partitions = [
-                _PartitionState(
-                    departments=None if c.partition.departments is None else list(c.partition.departments),
-                    windowed=c.partition.windowed,
-                    start=c.partition.start,
-                    end=c.partition.end,
-                    token=c.token,
-                    done=c.done,
-                )
-                for c in self._chains.values()
-            ]
+            chains = [_ChainState(c.partition, c.token, c.done) for c in self._chains.values()]
         return _encode_state(
             _State(
                 version=STATE_VERSION,
                 query=_query_fingerprint(self._query),
-                split=p.split.value,
-                earliest=p.earliest,
-                now=p.now,
-                windows=p.windows,
-                min_window=p.min_window,
-                departments_per_partition=p.departments_per_partition,
-                whole_seconds=p.whole_seconds,
-                partitions=partitions,
+                planner=msgspec.convert(self._planner, _PlannerState, from_attributes=True),
+                chains=chains,
             )
         )
 

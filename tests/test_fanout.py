@@ -438,15 +438,7 @@ def _plan_keys(fanout: FanOut) -> list[Partition]:
     import msgspec
 
     state = msgspec.json.decode(fanout.state())
-    return [
-        Partition(
-            departments=None if p["departments"] is None else tuple(p["departments"]),
-            windowed=p["windowed"],
-            start=p["start"],
-            end=p["end"],
-        )
-        for p in state["partitions"]
-    ]
+    return [msgspec.convert(chain["partition"], Partition) for chain in state["chains"]]
 
 
 @pytest.mark.parametrize(
