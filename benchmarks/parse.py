@@ -55,30 +55,22 @@ def _chunks(body: bytes) -> Iterator[bytes]:
         yield body[start : start + CHUNK]
 
 
-def ours_xml(body: bytes) -> list[LearnerResult]:
-    parser = results_parser(ResponseFormat.XML, page="bench", limits=_DOCUMENT_LIMITS)
-    for chunk in _chunks(body):
-        parser.feed(chunk)
-    return parser.close().records
+def _ours(fmt: ResponseFormat, *, chunked: bool) -> Callable[[bytes], list[LearnerResult]]:
+    """ispring_async's parser for ``fmt``, fed 16 KiB chunks as the network delivers them, or whole."""
+
+    def parse(body: bytes) -> list[LearnerResult]:
+        parser = results_parser(fmt, page="bench", limits=_DOCUMENT_LIMITS)
+        for chunk in _chunks(body) if chunked else (body,):
+            parser.feed(chunk)
+        return parser.close().records
+
+    return parse
 
 
-def ours_xml_whole(body: bytes) -> list[LearnerResult]:
-    parser = results_parser(ResponseFormat.XML, page="bench", limits=_DOCUMENT_LIMITS)
-    parser.feed(body)
-    return parser.close().records
-
-
-def ours_json(body: bytes) -> list[LearnerResult]:
-    parser = results_parser(ResponseFormat.JSON, page="bench", limits=_DOCUMENT_LIMITS)
-    for chunk in _chunks(body):
-        parser.feed(chunk)
-    return parser.close().records
-
-
-def ours_json_whole(body: bytes) -> list[LearnerResult]:
-    parser = results_parser(ResponseFormat.JSON, page="bench", limits=_DOCUMENT_LIMITS)
-    parser.feed(body)
-    return parser.close().records
+ours_xml = _ours(ResponseFormat.XML, chunked=True)
+ours_xml_whole = _ours(ResponseFormat.XML, chunked=False)
+ours_json = _ours(ResponseFormat.JSON, chunked=True)
+ours_json_whole = _ours(ResponseFormat.JSON, chunked=False)
 
 
 def expat_bare(body: bytes) -> None:
