@@ -86,14 +86,18 @@ def parse_xml_page(body: bytes) -> Page:
     return Page(fields=records, token=token, token_present=token_element is not None)
 
 
-async def fetch_token(session: aiohttp.ClientSession, emu: Emulator) -> str:
-    """A token from the token endpoint, with the configured credentials."""
-    form = {
+def token_form(emu: Emulator) -> dict[str, str]:
+    """The client-credentials form for the emulator's configured client."""
+    return {
         "client_id": emu.client_id,
         "client_secret": emu.client_secret,
         "grant_type": "client_credentials",
     }
-    async with session.post(emu.base_url + "/api/v3/token", data=form) as response:
+
+
+async def fetch_token(session: aiohttp.ClientSession, emu: Emulator) -> str:
+    """A token from the token endpoint, with the configured credentials."""
+    async with session.post(emu.base_url + "/api/v3/token", data=token_form(emu)) as response:
         assert response.status == 200
         token: str = (await response.json())["access_token"]
         return token
@@ -178,12 +182,7 @@ async def test_token_endpoint_issues_bearer_token_matching_schema(
     emu: Emulator, session: aiohttp.ClientSession
 ) -> None:
     """POST /api/v3/token with client credentials answers the schema's TokenResponse, 1800 s by default."""
-    form = {
-        "client_id": emu.client_id,
-        "client_secret": emu.client_secret,
-        "grant_type": "client_credentials",
-    }
-    async with session.post(emu.base_url + "/api/v3/token", data=form) as response:
+    async with session.post(emu.base_url + "/api/v3/token", data=token_form(emu)) as response:
         assert response.status == 200
         assert response.content_type == "application/json"
         document = await response.json()
