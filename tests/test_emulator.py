@@ -631,6 +631,20 @@ async def test_empty_last_token_variant(session: aiohttp.ClientSession) -> None:
         assert json.loads(body)["nextPageToken"] == ""
 
 
+@pytest.mark.anyio
+async def test_one_sided_ranges_can_be_rejected(session: aiohttp.ClientSession) -> None:
+    """one_sided_ranges=False answers 400 to a range with one bound; both bounds are still served."""
+    async with running_emulator(EmulatorConfig(results=50, one_sided_ranges=False)) as emu:
+        start = "accessDate[startDate]=2020-01-01T00:00:00Z"
+        end = "accessDate[endDate]=2030-01-01T00:00:00Z"
+        for query in (start, end, "dueDate[endDate]=2030-01-01T00:00:00Z"):
+            status, _, body = await get(session, emu, f"/learners/results?{query}", fmt="json")
+            assert status == 400
+            assert "both startDate and endDate are required" in json.loads(body)["message"]
+        status, _, _ = await get(session, emu, f"/learners/results?{start}&{end}")
+        assert status == 200
+
+
 # -- departments ----------------------------------------------------------------------------------------
 
 
@@ -799,6 +813,7 @@ def test_cli_options_build_the_config() -> None:
     argv = ["--results", "10", "--subdepartment-matching", "--overdue-style", "words", "--empty-last-token"]
     argv += [
         "--lenient-lists",
+        "--reject-one-sided-ranges",
         "--script",
         "results:3=reset",
         "--script",
@@ -820,6 +835,7 @@ def test_cli_options_build_the_config() -> None:
     assert (config.results, config.subdepartment_matching, config.overdue_style) == (10, True, "words")
     assert config.empty_last_token
     assert config.lenient_lists
+    assert not config.one_sided_ranges
     faults = config.faults
     assert faults.script == {("results", 3): Fault.RESET, ("token", 1): Fault.SERVER_ERROR}
     assert (faults.server_error, faults.rate_limit, faults.token_expire_after) == (0.25, 5, 30)

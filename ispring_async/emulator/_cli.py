@@ -79,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
     variant.add_argument("--overdue-style", choices=("digits", "words"), default="digits")
     variant.add_argument("--empty-last-token", action="store_true", help="last page sends <nextPageToken/>")
     variant.add_argument("--lenient-lists", action="store_true", help="bare repeated userIds= collect all")
+    variant.add_argument(
+        "--reject-one-sided-ranges", action="store_true", help="400 for a date range with one bound only"
+    )
     faults = p.add_argument_group("faults (probabilities per request; see ispring_async.emulator.Faults)")
     faults.add_argument("--fault-seed", type=int, default=0)
     faults.add_argument("--faults-on-token", action="store_true", help="also inject into POST /api/v3/token")
@@ -152,6 +155,7 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         overdue_style=args.overdue_style,
         empty_last_token=args.empty_last_token,
         lenient_lists=args.lenient_lists,
+        one_sided_ranges=not args.reject_one_sided_ranges,
         row_cache_rows=args.row_cache_rows,
         faults=faults,
     )

@@ -204,6 +204,9 @@ class EmulatorConfig:
     lenient_lists: bool = False
     """Bare repeated list parameters (``userIds=a&userIds=b``) collect every value; by default the
     last one wins, as a PHP backend parses them. ``userIds[]=`` always collects."""
+    one_sided_ranges: bool = True
+    """A date range may give only ``startDate`` or only ``endDate``. ``False`` answers 400 to a range
+    with one bound, as the vendor's OpenAPI (both bounds marked required) would have it."""
 
     row_cache_rows: int = 500_000
     """Keep the rendered bytes of rows at positions below this, per format, once a page has sent

@@ -128,11 +128,13 @@ def _moment(name: str, value: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _range(base: str, scalars: dict[str, str]) -> tuple[int, int] | None:
+def _range(base: str, scalars: dict[str, str], *, one_sided: bool) -> tuple[int, int] | None:
     start_text = scalars.get(f"{base}[startDate]")
     end_text = scalars.get(f"{base}[endDate]")
     if start_text is None and end_text is None:
         return None
+    if not one_sided and (start_text is None or end_text is None):
+        raise QueryError(f"Invalid {base}: both startDate and endDate are required")
     start = None if start_text is None else _moment(f"{base}[startDate]", start_text)
     end = None if end_text is None else _moment(f"{base}[endDate]", end_text)
     if start is not None and end is not None and start > end:
@@ -166,7 +168,11 @@ def page_params(params: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def parse_results(
-    params: Iterable[tuple[str, str]], *, lenient: bool = False, max_page_size: int = 1000
+    params: Iterable[tuple[str, str]],
+    *,
+    lenient: bool = False,
+    max_page_size: int = 1000,
+    one_sided_ranges: bool = True,
 ) -> ResultsFilter:
     """Validate a ``/learners/results`` query string given as ``(name, value)`` pairs."""
     lists, scalars = _split(params, lenient=lenient)
@@ -194,9 +200,9 @@ def parse_results(
         department_ids=_uuids("departmentIds", lists.get("departmentIds")),
         completion_statuses=statuses,
         user_statuses=user_statuses,
-        access=_range("accessDate", scalars),
-        due=_range("dueDate", scalars),
-        completion=_range("completionDate", scalars),
+        access=_range("accessDate", scalars, one_sided=one_sided_ranges),
+        due=_range("dueDate", scalars, one_sided=one_sided_ranges),
+        completion=_range("completionDate", scalars, one_sided=one_sided_ranges),
         page_size=page_size,
         after=after,
     )

@@ -235,7 +235,12 @@ class Emulator:
         pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
         pairs = [(k, v) for k, v in pairs if k not in ("pageSize", "pageToken")]
         config = self.config
-        query = parse_results(pairs, lenient=config.lenient_lists, max_page_size=config.max_page_size)
+        query = parse_results(
+            pairs,
+            lenient=config.lenient_lists,
+            max_page_size=config.max_page_size,
+            one_sided_ranges=config.one_sided_ranges,
+        )
         return select_all(self.dataset, query, subtree=config.subdepartment_matching)
 
     def _mutate(self, rng: random.Random, inserts: int, updates: int) -> list[int]:
@@ -460,7 +465,10 @@ class Emulator:
         config = self.config
         try:
             query = parse_results(
-                request.query.items(), lenient=config.lenient_lists, max_page_size=config.max_page_size
+                request.query.items(),
+                lenient=config.lenient_lists,
+                max_page_size=config.max_page_size,
+                one_sided_ranges=config.one_sided_ranges,
             )
         except QueryError as exc:
             return self._reply(400, fmt, str(exc))
