@@ -39,7 +39,7 @@ CHUNK = 16 << 10
 PAGE_RECORDS = 1000
 _LIST = list[LearnerResult]
 # A 100k-record document is one body here, beyond the default per-page cap on records.
-_DOCUMENT_LIMITS = ParseLimits(max_records=10_000_000, max_json_bytes=4 << 30)
+_DOCUMENT_LIMITS = ParseLimits(max_records=10_000_000, max_body_bytes=4 << 30, max_markup=1 << 31)
 
 
 class _JsonPage(msgspec.Struct):

@@ -36,6 +36,7 @@ from ispring_async._models import (
     ResultsPage,
     UserStatus,
 )
+from ispring_async._parse import ParseLimits
 from ispring_async._query import DateRange, ResultsQuery
 from ispring_async._transport import RetryEvent
 
@@ -59,6 +60,7 @@ __all__ = [
     "NotFoundError",
     "PaginationError",
     "ParseError",
+    "ParseLimits",
     "PartitionError",
     "PartitionProgress",
     "PermissionDeniedError",

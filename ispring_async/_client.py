@@ -26,7 +26,8 @@ from ispring_async._exceptions import ConfigurationError
 from ispring_async._fanout import FanOutOptions, Split, fan_out_results
 from ispring_async._models import Department, DepartmentsPage, LearnerResult, ResultsPage
 from ispring_async._paginate import follow_pages
-from ispring_async._parse import PageParser, departments_parser, results_parser
+from ispring_async._parse import DEFAULT_LIMITS as DEFAULT_PARSE_LIMITS
+from ispring_async._parse import PageParser, ParseLimits, departments_parser, results_parser
 from ispring_async._query import ResultsQuery
 from ispring_async._transport import OnRetry, Transport
 
@@ -61,8 +62,10 @@ class Client:
             async for result in client.learner_results(query):
                 ...
 
-    ``page_size`` is the default for queries that set none. ``allow_insecure_http`` permits ``http://``
-    to a non-loopback host (tokens would travel in clear text). TLS certificates are always verified.
+    ``page_size`` is the default for queries that set none. ``parse_limits`` bounds each body (bytes,
+    records, markup; see ``ParseLimits``: by default derived from the page size).
+    ``allow_insecure_http`` permits ``http://`` to a non-loopback host (tokens would travel in clear
+    text). TLS certificates are always verified.
     """
 
     def __init__(
@@ -79,6 +82,7 @@ class Client:
         response_format: ResponseFormat | str = ResponseFormat.XML,
         allow_insecure_http: bool = False,
         user_agent: str = DEFAULT_USER_AGENT,
+        parse_limits: ParseLimits = DEFAULT_PARSE_LIMITS,
     ) -> None:
         self._transport = Transport(
             base_url,
@@ -117,6 +121,9 @@ class Client:
                 f"response_format must be 'xml' or 'json', got {response_format!r}"
             ) from None
         self.page_size = page_size
+        if not isinstance(parse_limits, ParseLimits):
+            raise ConfigurationError(f"parse_limits must be a ParseLimits, got {parse_limits!r}")
+        self.parse_limits = parse_limits
         self._state = "new"
 
     @property
@@ -219,12 +226,16 @@ class Client:
         headers = _ACCEPT[fmt]
         what = f"GET {path}"
 
+        # The parser is told the page size asked for: a page holding more records is refused.
+        page_size = int(dict(params).get("pageSize", self.page_size))
+        limits = self.parse_limits
+
         async def fetch(token: str | None, number: int) -> Paged:
             label = f"{what} page {number}"
             return await transport.request(
                 "GET",
                 path,
-                lambda: parser(fmt, page=label),
+                lambda: parser(fmt, page=label, page_size=page_size, limits=limits),
                 label=label,
                 params=params if token is None else [*params, ("pageToken", token)],
                 headers=headers,

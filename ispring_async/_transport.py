@@ -57,8 +57,9 @@ from ispring_async._exceptions import (
     UnexpectedContentError,
     UnsafeXMLError,
 )
+from ispring_async._parse import PageParser, parse_error_body
 
-__all__ = ["BodyParser", "OnRetry", "RetryCause", "RetryEvent", "TokenSource", "Transport"]
+__all__ = ["OnRetry", "RetryCause", "RetryEvent", "TokenSource", "Transport"]
 
 logger = logging.getLogger("ispring_async")
 
@@ -89,16 +90,6 @@ class RetryEvent:
 
 
 OnRetry = Callable[[RetryEvent], None]
-
-
-class BodyParser(Protocol[T_co]):
-    """What the transport feeds a body into (``ispring_async._parse`` provides the real ones)."""
-
-    def feed(self, data: bytes) -> None:
-        """Take the next chunk of the body."""
-
-    def close(self) -> T_co:
-        """End of body: return the parsed value or raise ``ParseError``."""
 
 
 class TokenSource(Protocol):
@@ -249,7 +240,7 @@ class Transport:
         self,
         method: str,
         path: str,
-        parser_factory: Callable[[], BodyParser[T]],
+        parser_factory: Callable[[], PageParser[T]],
         *,
         label: str,
         params: Sequence[tuple[str, str]] = (),
@@ -321,7 +312,7 @@ class Transport:
         self,
         method: str,
         path: str,
-        parser: BodyParser[T],
+        parser: PageParser[T],
         *,
         label: str,
         params: Sequence[tuple[str, str]],
@@ -401,7 +392,6 @@ class Transport:
 
     @staticmethod
     def _raise_status(response: aiohttp.ClientResponse, body: bytes, shown: str) -> NoReturn:
-        from ispring_async._parse import parse_error_body
 
         status = response.status
         code, api_message = parse_error_body(body)

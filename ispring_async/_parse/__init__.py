@@ -1,0 +1,83 @@
+"""Sans-IO page parsers: body bytes in, msgspec structs out. No sockets, no event loop.
+
+A parser is fed each (decompressed) body chunk as it arrives (``feed``) and returns the whole page at
+``close``; a page's records reach the caller only once the page is complete, so a body that breaks
+part-way yields nothing and the transport simply fetches it again.
+
+One stage per module: ``_envelope`` (the parser protocol and the bounds every body is held to),
+``_hardening`` (the refusing expat, the HTML sniff), ``_shapes`` (page layouts and struct conversion),
+``_xml`` (one XML page over two routes: ``_fast`` and ``_reference``), ``_json``, ``_errors`` (error
+bodies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import msgspec
+
+from ispring_async._config import ResponseFormat
+from ispring_async._models import Department, DepartmentsPage, LearnerResult, ResultsPage
+from ispring_async._parse._envelope import DEFAULT_LIMITS, Bounds, PageParser, ParseLimits
+from ispring_async._parse._errors import parse_error_body
+from ispring_async._parse._json import JsonParser, json_departments, json_results
+from ispring_async._parse._shapes import DEPARTMENTS, RESULTS, Shape
+from ispring_async._parse._xml import XmlListParser
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "PageParser",
+    "ParseLimits",
+    "departments_parser",
+    "parse_error_body",
+    "results_parser",
+]
+
+S = TypeVar("S", bound=msgspec.Struct)
+T_co = TypeVar("T_co", covariant=True)
+
+
+class _XmlPage(Generic[S, T_co]):
+    """Adapts the list parser to a page type (records and token -> ``ResultsPage`` etc.)."""
+
+    def __init__(
+        self, shape: Shape[S], make: Callable[[list[S], str | None], T_co], *, page: str, bounds: Bounds
+    ) -> None:
+        self._inner = XmlListParser(shape, page=page, bounds=bounds)
+        self._make = make
+        self.feed = self._inner.feed
+
+    def close(self) -> T_co:
+        return self._make(*self._inner.close())
+
+
+def _results_page(records: list[LearnerResult], token: str | None) -> ResultsPage:
+    return ResultsPage(records=records, next_page_token=token)
+
+
+def _departments_page(departments: list[Department], token: str | None) -> DepartmentsPage:
+    return DepartmentsPage(departments=departments, next_page_token=token)
+
+
+def results_parser(
+    fmt: ResponseFormat, *, page: str, page_size: int | None = None, limits: ParseLimits = DEFAULT_LIMITS
+) -> PageParser[ResultsPage]:
+    """A parser for one ``/learners/results`` page asked for with ``page_size`` (``None``: 1000).
+
+    ``page`` labels errors (never put secrets in it).
+    """
+    bounds = limits.bounds(page_size=page_size)
+    if fmt is ResponseFormat.JSON:
+        return JsonParser(json_results, page=page, bounds=bounds)
+    return _XmlPage(RESULTS, _results_page, page=page, bounds=bounds)
+
+
+def departments_parser(
+    fmt: ResponseFormat, *, page: str, page_size: int | None = None, limits: ParseLimits = DEFAULT_LIMITS
+) -> PageParser[DepartmentsPage]:
+    """A parser for one ``/departments`` page."""
+    bounds = limits.bounds(page_size=page_size)
+    if fmt is ResponseFormat.JSON:
+        return JsonParser(json_departments, page=page, bounds=bounds)
+    return _XmlPage(DEPARTMENTS, _departments_page, page=page, bounds=bounds)

@@ -1,0 +1,316 @@
+"""The fast route: a run of complete records rewritten as JSON with C-level byte passes, one decode.
+
+Python does a fixed amount of work per *run* of records (a 32 KiB slice of the body), not per element,
+which is what makes it faster than a tree parser on every layout (see benchmarks/). Worked example::
+
+    <result>
+      <userId>u1</userId>
+      <courseTitle><![CDATA[R&D <intro>]]></courseTitle><!-- a comment -->
+      <isOverdue>false</isOverdue>
+    </result>
+
+``clean`` resolves what XML allows around text — CR/CRLF become LF, comments and processing
+instructions go, CDATA becomes escaped text — and ``strip_attributes`` drops attributes::
+
+    <result>\\n  <userId>u1</userId>\\n  <courseTitle>R&amp;D &lt;intro&gt;</courseTitle>\\n  ...
+
+``flat_json`` then makes the item tags record boundaries, escapes ``\\`` ``"`` and control characters,
+turns every ``<`` into ``","`` and every ``>`` into ``":"``, and resolves references last::
+
+    [{"~":["","~":"\\n  ","userId":"u1","/userId":"\\n  ","courseTitle":"R&D <intro>",
+      "/courseTitle":"\\n  ","isOverdue":"false","/isOverdue":"\\n"}]
+
+which ``msgspec`` decodes straight into ``LearnerResult`` (keys it does not know are skipped; the
+leading ``"~"`` list holds whatever text preceded the record).
+
+Invariants this relies on (each one is what makes a rewrite of XML as text exact):
+
+1. **Every byte was first accepted by a validating expat** (``_xml.py``) that refuses DTDs, so the
+   input is well-formed, entities are the five predefined ones or character references, and ``<``
+   appears in text only inside CDATA, comments and PIs (which ``clean`` removes first, in document
+   order, so ``<!--`` inside CDATA stays text).
+2. **Attributes are matched whole** (name, ``=``, a quoted value that may hold ``>``): after
+   ``strip_attributes`` every tag is ``<name>``, ``</name>`` or ``<name/>``.
+3. **Flatness is checked, not assumed**: the run reduced to its tag punctuation must read
+   ``(<></>)*`` (``/`` in text are dropped: only a tag's ``/`` follows a ``<``). Nesting, mixed
+   content, self-closing elements and whitespace inside tags break the pattern; so do unbalanced
+   runs. A run that is not flat is split into records; records that are not flat go to the
+   reference route as a fragment, in order. Stray elements between records make invalid JSON (they
+   land in the ``"~"`` list), never a wrong record; invalid JSON or an invalid value sends the run to
+   the reference route, which is exact and says where.
+4. **References are resolved after the tag rewrite**, so ``&lt;`` can never become a tag; a character
+   reference may have any number of leading zeros (``&#x0000000041;`` is ``A``).
+5. **Nothing here loops until stable or backtracks**: each pass is one ``bytes`` method call, or a
+   loop over occurrences that moves forward (linear in the run).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import msgspec
+
+from ispring_async._parse._shapes import DeclinedError, Shape
+
+__all__ = ["clean", "flat_json", "header_ok", "prepare", "split_records", "strip_attributes", "tail_token"]
+
+# -- clean: CR, comments, PIs, CDATA -----------------------------------------------------------------
+
+
+def clean(region: bytes) -> bytes:
+    """``region`` with CR normalized, comments and PIs removed and CDATA sections turned into text.
+
+    Raises ``DeclinedError`` on a construct that does not end inside ``region`` (a run cut inside a
+    comment or CDATA section that holds ``</result>``).
+    """
+    if b"\r" in region:
+        region = region.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    bang = region.find(b"<!")
+    query = region.find(b"<?")
+    if bang < 0 and query < 0:
+        return region
+    out: list[bytes] = []
+    pos = 0
+    size = len(region)
+    while True:
+        # Next construct: the nearer of "<!" and "<?"; each search result is reused until passed,
+        # so every byte is searched once.
+        if 0 <= bang < pos:
+            bang = region.find(b"<!", pos)
+        if 0 <= query < pos:
+            query = region.find(b"<?", pos)
+        if bang < 0 and query < 0:
+            break
+        at = bang if query < 0 or (0 <= bang < query) else query
+        out.append(region[pos:at])
+        if at == query:
+            end = region.find(b"?>", at + 2)
+            if end < 0:
+                raise DeclinedError
+            pos = end + 2
+        elif region.startswith(b"<!--", at):
+            end = region.find(b"-->", at + 4)
+            if end < 0:
+                raise DeclinedError
+            pos = end + 3
+        elif region.startswith(b"<![CDATA[", at):
+            end = region.find(b"]]>", at + 9)
+            if end < 0:
+                raise DeclinedError
+            text = region[at + 9 : end]
+            if b"&" in text:
+                text = text.replace(b"&", b"&amp;")
+            if b"<" in text:
+                text = text.replace(b"<", b"&lt;")
+            if b">" in text:
+                text = text.replace(b">", b"&gt;")
+            out.append(text)
+            pos = end + 3
+        else:  # a DOCTYPE, which the validator has refused already
+            raise DeclinedError
+        if pos >= size:
+            break
+    out.append(region[pos:])
+    return b"".join(out)
+
+
+# -- attributes --------------------------------------------------------------------------------------
+
+# One tag with attributes or whitespace inside: a name, then name="value" pairs (values may hold ">"),
+# then an optional "/". Applied only after clean(), when every "<" opens a tag. No nested quantifier
+# can backtrack: each repetition is anchored by "=" and a quote.
+_TAG: Final = re.compile(rb"<(/?[^\s/>]+)(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>")
+
+
+def strip_attributes(region: bytes) -> bytes:
+    """Every tag of ``region`` reduced to ``<name>``, ``</name>`` or ``<name/>``."""
+    return _TAG.sub(rb"<\1\2>", region)
+
+
+def _has_attributes(region: bytes) -> bool:
+    return b'="' in region or b"='" in region
+
+
+# -- flatness and JSON -------------------------------------------------------------------------------
+
+# Replacement fragments. All text (values and the whitespace between elements) lands inside JSON strings;
+# ``<`` and ``>`` of field tags become ``","`` and ``":"``, so a field becomes a string member of its
+# record and the text after a closing tag a member keyed "/name" (ignored). The item tags become the
+# record boundaries; the text between records sits in a throw-away list, so a stray element between
+# records or a nested item yields invalid JSON instead of a wrong record.
+_ITEM_OPEN: Final = b'"],"~":"'
+_ITEM_CLOSE: Final = b'"},{"~":["'
+_PREFIX: Final = b'[{"~":["'
+_DANGLING: Final = len(b',{"~":["')
+# Reduced to tag punctuation: whitespace and text deleted, "</" marked, other "/" (text) dropped.
+_KEEP: Final = b"</>\x01\x02"
+_DELETE: Final = bytes(b for b in range(256) if b not in _KEEP)
+_SPACE_MAP: Final = bytes.maketrans(b"\t\n", b"  ")
+_DELETE_TEXT: Final = bytes(b for b in range(256) if b not in b" </>")
+_CLOSE_MARK: Final = b"\x03"
+_LEAF: Final = b"<>\x03>"
+_ENTITIES: Final = {b"lt": b"<", b"gt": b">", b"amp": b"&", b"quot": b'\\"', b"apos": b"'"}
+_JSON_STR: Final = msgspec.json.Encoder()
+
+
+def _tags(region: bytes) -> bytes | None:
+    """The tag punctuation of ``region``, or ``None`` if some tag has whitespace inside it."""
+    spaced = region.translate(_SPACE_MAP, _DELETE_TEXT)
+    # A "<" is always a tag's, and its name is deleted, so "< " or "</ " is whitespace inside a tag.
+    if b"< " in spaced or b"</ " in spaced:
+        return None
+    return spaced.replace(b" ", b"").replace(b"</", _CLOSE_MARK).replace(b"/", b"")
+
+
+def _is_flat(tags: bytes) -> bool:
+    # LEAF cannot overlap itself, so one non-overlapping pass removes exactly the leaves.
+    return not tags.replace(_LEAF, b"")
+
+
+def _fuse_items(region: bytes, shape: Shape[Any]) -> bytes:
+    """Turn the item tags into record boundaries in one pass where records are separated alike.
+
+    ``region`` runs from an opening item tag to a closing one. The boundary between its first two
+    records (``</result>``, the whitespace after it, ``<result>``) is replaced everywhere at once, the
+    whitespace dropped. A boundary spelled otherwise is left as generic tags, which the flatness check
+    rejects, so the caller then falls back to replacing each tag.
+    """
+    open_item, close_item = shape.open_item, shape.close_item
+    inner = region[len(open_item) : -len(close_item)]
+    cut = inner.find(close_item)
+    if cut >= 0:
+        after = cut + len(close_item)
+        following = inner.find(open_item, after, after + 64)
+        if following >= 0 and not inner[after:following].strip():
+            inner = inner.replace(inner[cut : following + len(open_item)], _ITEM_CLOSE + _ITEM_OPEN)
+    return _ITEM_OPEN + inner + _ITEM_CLOSE
+
+
+def _unescape_entities(region: bytes) -> bytes:
+    # Cost proportional to the number of "&", not to the size: split once, fix each piece's head.
+    pieces = region.split(b"&")
+    entities = _ENTITIES
+    for i in range(1, len(pieces)):
+        piece = pieces[i]
+        end = piece.find(b";")
+        name = piece[:end]
+        value = entities.get(name)
+        if value is None:
+            if end < 2 or name[:1] != b"#":  # expat accepted the document, so this cannot happen
+                raise DeclinedError
+            try:
+                # Hex has no digit limit in int(); decimal does (4300), so leading zeros go first.
+                hexadecimal = name[1:2] in (b"x", b"X")
+                code = int(name[2:], 16) if hexadecimal else int(name[1:].lstrip(b"0") or b"0")
+                value = _JSON_STR.encode(chr(code))[1:-1]
+            except ValueError:
+                raise DeclinedError from None
+        pieces[i] = value + piece[end + 1 :]
+    return b"".join(pieces)
+
+
+def _escape(region: bytes) -> bytes:
+    # Text must not be able to close a JSON string: escape backslash first, then quotes; both before
+    # any fragment (which has quotes of its own) is written.
+    if b"\\" in region:
+        region = region.replace(b"\\", b"\\\\")
+    if b'"' in region:
+        region = region.replace(b'"', b'\\"')
+    return region
+
+
+def _finish(region: bytes) -> bytes:
+    if b"\n" in region:
+        region = region.replace(b"\n", b"\\n")
+    if b"\t" in region:
+        region = region.replace(b"\t", b"\\t")
+    region = region.replace(b"<", b'","').replace(b">", b'":"')
+    if b"&" in region:
+        # Entities are resolved only now, so a decoded "<" can never be taken for a tag.
+        region = _unescape_entities(region)
+    return _PREFIX + region[:-_DANGLING] + b"]"
+
+
+def prepare(run: bytes) -> bytes:
+    """``run`` cleaned (CR, comments, PIs, CDATA) and with its attributes stripped."""
+    run = clean(run)
+    return strip_attributes(run) if _has_attributes(run) else run
+
+
+def flat_json(region: bytes, shape: Shape[Any], *, stripped: bool = False) -> bytes | None:
+    """JSON for a prepared run of flat records (from an item's opening tag to one's closing tag), or
+    ``None`` if some record is not flat."""
+    escaped = _escape(region)
+    fused = _fuse_items(escaped, shape)
+    tags = _tags(fused)
+    if tags is None:
+        # Whitespace inside a tag that strip_attributes did not see (``</a >``, ``a = "x"``).
+        return None if stripped else flat_json(strip_attributes(region), shape, stripped=True)
+    if not _is_flat(tags):
+        # Records not all separated alike (or anything odd): replace each item tag on its own.
+        fused = escaped.replace(shape.close_item, _ITEM_CLOSE).replace(shape.open_item, _ITEM_OPEN)
+        tags = _tags(fused)
+        if tags is None or not _is_flat(tags):
+            return None
+    return _finish(fused)
+
+
+def split_records(region: bytes, shape: Shape[Any]) -> list[tuple[bool, bytes]]:
+    """A prepared run cut into groups of consecutive records: ``(True, flat records)`` or
+    ``(False, records for the reference route)``, in order.
+
+    Raises ``DeclinedError`` if the run cannot be cut at its item tags (an item nested in an item).
+    """
+    close_item = shape.close_item
+    marked = region.replace(close_item, b"\x02").replace(shape.open_item, b"\x01")
+    tags = marked.translate(None, _DELETE).replace(b"</", _CLOSE_MARK).replace(b"/", b"")
+    flags = tags.replace(_LEAF, b"").split(b"\x02")
+    parts = region.split(close_item)
+    if len(flags) != len(parts):
+        raise DeclinedError
+    groups: list[tuple[bool, bytes]] = []
+    start = 0
+    last = len(parts) - 1  # the piece after the final closing tag: empty, as the run ends with one
+    for i in range(1, last + 1):
+        if i == last or (flags[i] == b"\x01") != (flags[start] == b"\x01"):
+            groups.append((flags[start] == b"\x01", close_item.join(parts[start:i]) + close_item))
+            start = i
+    return groups
+
+
+# -- prolog and tail -------------------------------------------------------------------------------
+
+_DECLARATION: Final = re.compile(
+    rb"(?:\xef\xbb\xbf)?(?:<\?xml(?:\s+version\s*=\s*[\"']1\.[0-9][\"'])"
+    rb"(?:\s+encoding\s*=\s*[\"']utf-8[\"'])?(?:\s+standalone\s*=\s*[\"'](?:yes|no)[\"'])?\s*\?>)?",
+    re.IGNORECASE,
+)
+
+
+def header_ok(prefix: bytes, shape: Shape[Any]) -> bool:
+    """Whether the bytes before a page's first record are a UTF-8 prolog, ``<response>`` and the
+    container, with nothing else of meaning (comments, PIs, attributes and whitespace allowed)."""
+    declaration = _DECLARATION.match(prefix)
+    assert declaration is not None  # every part is optional
+    rest = prefix[declaration.end() :]
+    if rest[:5].lower() == b"<?xml":
+        return False  # a declaration of another encoding: only the reference route decodes it
+    try:
+        rest = strip_attributes(clean(rest))
+    except DeclinedError:
+        return False
+    return shape.header.fullmatch(rest) is not None
+
+
+def tail_token(tail: bytes, shape: Shape[Any]) -> tuple[bool, str | None]:
+    """``(True, token)`` if ``tail`` (after the last record) is the container's end, an optional plain
+    ``nextPageToken`` and the end of ``<response>``; ``(False, None)`` for anything else."""
+    try:
+        tail = strip_attributes(clean(tail))
+    except DeclinedError:
+        return False, None
+    match = shape.tail.fullmatch(tail)
+    if match is None:
+        return False, None
+    return True, (match.group(1) or b"").decode() or None
