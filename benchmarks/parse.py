@@ -90,7 +90,8 @@ def expat_noop(body: bytes) -> None:
 
 
 def _rows(results: Any) -> list[dict[str, Any]]:
-    return [{field.tag: field.text for field in result} for result in results]
+    # Comments and PIs are children too (lxml), with a function as their tag: skipped.
+    return [{field.tag: field.text for field in result if isinstance(field.tag, str)} for result in results]
 
 
 def etree(body: bytes) -> list[LearnerResult]:
@@ -110,7 +111,8 @@ def lxml_tree(body: bytes) -> list[LearnerResult]:
 def xmltodict_parse(body: bytes) -> list[LearnerResult]:
     import xmltodict
 
-    rows = xmltodict.parse(body)["response"]["results"]["result"]
+    # Attributes off (they would turn a field into {"@unit": ..., "#text": ...}): the cheaper setting.
+    rows = xmltodict.parse(body, xml_attribs=False)["response"]["results"]["result"]
     converted: list[LearnerResult] = msgspec.convert(rows, _LIST, strict=False)
     return converted
 

@@ -40,7 +40,7 @@ class ParseLimits(msgspec.Struct, frozen=True, kw_only=True):
 
     ``None`` derives a bound from the ``pageSize`` the page was asked for: a page may hold at most that
     many records, ``32 KiB`` of body per record (a real record is about half a kilobyte; 32 MiB for a
-    1000-record page) and 256 markup constructs (``<``) per record (a real one has about 35). Set on
+    1000-record page) and 96 markup constructs (``<``) per record (a real one has 35 to 50). Set on
     ``Client(parse_limits=ParseLimits(...))``.
 
     >>> ParseLimits(max_body_bytes=8 << 20).bounds(page_size=1000).max_records
@@ -57,9 +57,20 @@ class ParseLimits(msgspec.Struct, frozen=True, kw_only=True):
     """Characters of one field's text."""
     max_depth: int = 64
     """Nesting of XML elements."""
+    max_token_bytes: int = 256 << 10
+    """Bytes of one XML tag, comment or processing instruction. libexpat before 2.6 scans an
+    unfinished token again on every chunk, so a token is bounded to keep that cost linear."""
 
     def __post_init__(self) -> None:
-        for name in ("max_body_bytes", "max_records", "max_markup", "max_text_bytes", "max_depth"):
+        names = (
+            "max_body_bytes",
+            "max_records",
+            "max_markup",
+            "max_text_bytes",
+            "max_depth",
+            "max_token_bytes",
+        )
+        for name in names:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"ParseLimits.{name} must be a positive int or None, got {value!r}")
@@ -70,9 +81,10 @@ class ParseLimits(msgspec.Struct, frozen=True, kw_only=True):
         return Bounds(
             max_body_bytes=self.max_body_bytes or (size << 15) + (64 << 10),
             max_records=self.max_records or size,
-            max_markup=self.max_markup or 256 * size + 1024,
+            max_markup=self.max_markup or 96 * size + 1024,
             max_text_bytes=self.max_text_bytes,
             max_depth=self.max_depth,
+            max_token_bytes=self.max_token_bytes,
         )
 
 
@@ -87,6 +99,7 @@ class Bounds(msgspec.Struct, frozen=True, kw_only=True):
     max_markup: int
     max_text_bytes: int
     max_depth: int
+    max_token_bytes: int
 
 
 class Envelope:

@@ -117,15 +117,24 @@ def clean(region: bytes) -> bytes:
 
 # -- attributes --------------------------------------------------------------------------------------
 
-# One tag with attributes or whitespace inside: a name, then name="value" pairs (values may hold ">"),
-# then an optional "/". Applied only after clean(), when every "<" opens a tag. No nested quantifier
-# can backtrack: each repetition is anchored by "=" and a quote.
-_TAG: Final = re.compile(rb"<(/?[^\s/>]+)(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>")
+# One tag with whitespace inside (attributes, or a space before ">"): a name, then name="value" pairs
+# (values may hold ">"), then an optional "/". Applied only after clean(), when every "<" opens a tag.
+# No nested quantifier can backtrack: each repetition is anchored by "=" and a quote.
+_TAG: Final = re.compile(rb"<(/?[^\s/>]+)(?=\s)(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>")
 
 
 def strip_attributes(region: bytes) -> bytes:
-    """Every tag of ``region`` reduced to ``<name>``, ``</name>`` or ``<name/>``."""
-    return _TAG.sub(rb"<\1\2>", region)
+    """Every tag of ``region`` reduced to ``<name>``, ``</name>`` or ``<name/>``.
+
+    ``split`` and two list comprehensions rather than ``sub`` with a template, which in Python 3.11
+    calls back into Python for every match (measured: 1.5x slower).
+    """
+    parts = _TAG.split(region)
+    if len(parts) == 1:
+        return region
+    parts[1::3] = [b"<" + name for name in parts[1::3]]
+    parts[2::3] = [slash + b">" for slash in parts[2::3]]
+    return b"".join(parts)
 
 
 def _has_attributes(region: bytes) -> bool:

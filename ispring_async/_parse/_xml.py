@@ -22,7 +22,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
-from ispring_async._exceptions import UnexpectedContentError
+from ispring_async._exceptions import ParseError, UnexpectedContentError
 from ispring_async._parse._envelope import Bounds, Envelope
 from ispring_async._parse._fast import clean, flat_json, header_ok, prepare, split_records, tail_token
 from ispring_async._parse._hardening import hardened_expat, looks_like_html, run_expat
@@ -55,6 +55,7 @@ class XmlListParser(Generic[S]):
         self._started = False  # the header (prolog, <response>, <container>) was consumed
         self._reference: ReferenceParser[S] | None = None
         self._sniffed = False
+        self._fed = 0
 
     @property
     def fast(self) -> bool:
@@ -75,7 +76,16 @@ class XmlListParser(Generic[S]):
     def _feed(self, data: bytes) -> None:
         if not self._sniffed:
             self._sniff(data)
-        run_expat(self._validator, data, False, self._page)
+        validator = self._validator
+        run_expat(validator, data, False, self._page)
+        self._fed += len(data)
+        # Expat holds an unfinished token (a tag, comment or PI) and scans it again with each chunk:
+        # bounded, so one huge comment cannot cost time quadratic in its size.
+        if self._fed - max(validator.CurrentByteIndex, 0) > self._bounds.max_token_bytes:
+            raise ParseError(
+                f"an XML tag, comment or PI longer than {self._bounds.max_token_bytes} bytes",
+                page=self._page,
+            )
         if self._reference is not None:
             self._reference.feed(data)
             return

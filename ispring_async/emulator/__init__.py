@@ -18,7 +18,7 @@ In pytest: the ``ispring_emulator`` fixture.
 
 from __future__ import annotations
 
-from ispring_async.emulator._config import EmulatorConfig, Fault, Faults
+from ispring_async.emulator._config import EmulatorConfig, Fault, Faults, XmlLayout
 from ispring_async.emulator._dataset import Dataset
 from ispring_async.emulator._process import EmulatorProcess, serve_in_process
 from ispring_async.emulator._query import QueryError, decode_page_token, encode_page_token
@@ -33,6 +33,7 @@ __all__ = [
     "Fault",
     "Faults",
     "QueryError",
+    "XmlLayout",
     "decode_page_token",
     "encode_page_token",
     "running_emulator",

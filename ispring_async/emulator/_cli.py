@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from ispring_async.emulator._config import EmulatorConfig, Fault, Faults
+from ispring_async.emulator._config import EmulatorConfig, Fault, Faults, XmlLayout
 from ispring_async.emulator._server import Emulator
 
 __all__ = ["build_config", "main", "parser"]
@@ -82,6 +82,19 @@ def parser() -> argparse.ArgumentParser:
     variant.add_argument(
         "--reject-one-sided-ranges", action="store_true", help="400 for a date range with one bound only"
     )
+    layout = p.add_argument_group(
+        "XML layout (the records are the same; see ispring_async.emulator.XmlLayout)"
+    )
+    layout.add_argument("--xml-lines", action="store_true", help="one element per line (the seed sample's)")
+    layout.add_argument("--xml-indent", type=int, default=0, metavar="N", help="indent N spaces per level")
+    layout.add_argument("--xml-cdata", type=_probability, default=0.0, metavar="SHARE", help="CDATA titles")
+    layout.add_argument(
+        "--xml-nested", type=_probability, default=0.0, metavar="SHARE", help="unknown nested elements"
+    )
+    layout.add_argument("--xml-attributes", action="store_true", help="attributes on some elements")
+    layout.add_argument("--xml-comments", action="store_true", help="a comment in every record")
+    layout.add_argument("--xml-crlf", action="store_true", help="CRLF line ends")
+    layout.add_argument("--xml-mixed-overdue", action="store_true", help="isOverdue as 0/1 and false/true")
     faults = p.add_argument_group("faults (probabilities per request; see ispring_async.emulator.Faults)")
     faults.add_argument("--fault-seed", type=int, default=0)
     faults.add_argument("--faults-on-token", action="store_true", help="also inject into POST /api/v3/token")
@@ -157,6 +170,16 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         lenient_lists=args.lenient_lists,
         one_sided_ranges=not args.reject_one_sided_ranges,
         row_cache_rows=args.row_cache_rows,
+        xml_layout=XmlLayout(
+            lines=args.xml_lines,
+            indent=args.xml_indent,
+            cdata_share=args.xml_cdata,
+            nested_share=args.xml_nested,
+            attributes=args.xml_attributes,
+            comments=args.xml_comments,
+            crlf=args.xml_crlf,
+            mixed_overdue=args.xml_mixed_overdue,
+        ),
         faults=faults,
     )
 

@@ -7,7 +7,7 @@ import enum
 from collections.abc import Mapping
 from typing import Literal
 
-__all__ = ["ENDPOINTS", "EmulatorConfig", "Fault", "Faults"]
+__all__ = ["ENDPOINTS", "EmulatorConfig", "Fault", "Faults", "XmlLayout"]
 
 ENDPOINTS = ("token", "results", "departments")
 """Endpoint names used by ``Faults.script``, ``Faults.on_token`` and ``Emulator.stats``."""
@@ -156,6 +156,46 @@ class Faults:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class XmlLayout:
+    """How XML result pages are laid out; the records (and the ground truth) are the same in every layout.
+
+    The real API's byte layout is unknown beyond the seed sample (one element per line, ``isOverdue``
+    as ``0``), so each plausible variant is a switch. Which records get a CDATA title or a nested
+    element is a function of the row, so a layout is reproducible::
+
+        XmlLayout(indent=2, cdata_share=0.3, nested_share=0.1)   # the parser's hardest benchmark page
+    """
+
+    lines: bool = False
+    """One element per line, as the seed sample writes pages (``False``: one record per line)."""
+    indent: int = 0
+    """Spaces per nesting level (implies ``lines``)."""
+    cdata_share: float = 0.0
+    """Share of records whose ``courseTitle`` is a CDATA section."""
+    nested_share: float = 0.0
+    """Share of records carrying an unknown nested element (``<customFields><field>...``)."""
+    attributes: bool = False
+    """Attributes on ``<result>``, ``<timeSpent>`` and ``<progress>``."""
+    comments: bool = False
+    """A comment inside every record and a processing instruction before the results."""
+    crlf: bool = False
+    """CRLF line ends."""
+    mixed_overdue: bool = False
+    """``isOverdue`` spelled ``0``/``1`` in some records and ``false``/``true`` in others."""
+
+    def __post_init__(self) -> None:
+        if self.indent < 0:
+            raise ValueError("XmlLayout.indent must be >= 0")
+        if not (0 <= self.cdata_share <= 1 and 0 <= self.nested_share <= 1):
+            raise ValueError("XmlLayout shares must be within 0..1")
+
+    @property
+    def compact(self) -> bool:
+        """Whether this is the default layout (one record per line, nothing else)."""
+        return self == XmlLayout()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class EmulatorConfig:
     """The dataset, credentials and API variant an emulator run serves.
 
@@ -207,6 +247,9 @@ class EmulatorConfig:
     one_sided_ranges: bool = True
     """A date range may give only ``startDate`` or only ``endDate``. ``False`` answers 400 to a range
     with one bound, as the vendor's OpenAPI (both bounds marked required) would have it."""
+
+    xml_layout: XmlLayout = dataclasses.field(default_factory=XmlLayout)
+    """How XML result pages are laid out (compact by default); never changes the records."""
 
     row_cache_rows: int = 500_000
     """Keep the rendered bytes of rows at positions below this, per format, once a page has sent

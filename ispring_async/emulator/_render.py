@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
 
+from ispring_async.emulator._config import XmlLayout
 from ispring_async.emulator._dataset import REFERENCE_NOW, STATUSES, Dataset
 
 __all__ = ["CHUNK_ROWS", "XML_DECLARATION", "Renderer", "error_body", "html_page"]
@@ -144,11 +146,16 @@ class Renderer:
     >>> body = b"".join(renderer.results("xml", range(10), None))
     """
 
-    def __init__(self, ds: Dataset, *, overdue_words: bool, row_cache_rows: int = 0) -> None:
+    def __init__(
+        self, ds: Dataset, *, overdue_words: bool, row_cache_rows: int = 0, layout: XmlLayout | None = None
+    ) -> None:
         """Prepare the fragments of ``ds``; ``row_cache_rows`` ``0`` caches no row."""
         if row_cache_rows < 0:
             raise ValueError("row_cache_rows must be >= 0")
         self.ds = ds
+        # The XML layout is applied to each compact row once rendered (and cached as laid out), and
+        # to the page's head and tail; the compact layout costs nothing.
+        self._layout = None if layout is None or layout.compact else _Layout(layout, overdue_words)
         self.row_cache_rows = row_cache_rows
         # Per format, the rendered bytes of row ``pos`` (``None``: not rendered since the last change).
         # One renderer holds one variant, so XML rows of the two overdue styles never share a cache.
@@ -245,12 +252,15 @@ class Renderer:
     def _results(self, fmt: Format, positions: Sequence[int], token: str | None) -> Iterator[bytes]:
         syntax = self._syntax[fmt]
         render, cache, separator = self._row_renderer(syntax), self._cache(fmt), syntax.separator
+        layout = self._layout if fmt == "xml" else None
         cached = len(cache)
-        out = [syntax.page_head]
+        out = [syntax.page_head if layout is None else layout.head]
         for n, pos in enumerate(positions, 1):
             row = cache[pos] if pos < cached else None
             if row is None:
                 row = render(pos)
+                if layout is not None:
+                    row = layout.row(row, pos)
                 if pos < cached:
                     cache[pos] = row
             if n > 1 and separator:
@@ -259,10 +269,13 @@ class Renderer:
             if n % CHUNK_ROWS == 0:
                 yield b"".join(out)
                 out.clear()
-        out.append(syntax.results_end)
-        if token is not None:
-            out.append(syntax.token(token))
-        out.append(syntax.page_end)
+        if layout is not None:
+            out.append(layout.tail(syntax.token(token) if token is not None else b""))
+        else:
+            out.append(syntax.results_end)
+            if token is not None:
+                out.append(syntax.token(token))
+            out.append(syntax.page_end)
         yield b"".join(out)
 
     def _row_renderer(self, syntax: _Syntax) -> Callable[[int], bytes]:
@@ -383,3 +396,101 @@ class Renderer:
             out.append(f"<nextPageToken>{token}</nextPageToken>\n" if token else "<nextPageToken/>\n")
         out.append("</response>\n")
         return "".join(out).encode()
+
+
+# A tag (whose quoted attribute values may hold ">"), or text. Only over rows this module rendered.
+_TOKENS = re.compile(r"<(?:[^>\"']|\"[^\"]*\"|'[^']*')*>|[^<]+")
+_TITLE = re.compile(r"<courseTitle>([^<]*)</courseTitle>")
+_NESTED = (
+    "<customFields><field><name>region</name><value>EU &amp; APAC</value></field>"
+    "<field><name>cost center</name><value>42</value></field></customFields>"
+)
+
+
+def _picked(pos: int, share: float, salt: int) -> bool:
+    """Whether row ``pos`` gets a variant taken by ``share`` of the rows: a hash, so reproducible."""
+    return ((pos * 2654435761 + salt * 40503) & 0xFFFFFFFF) < share * 4294967296.0
+
+
+class _Layout:
+    """Rewrites a compact XML row (``<result>...</result>\\n``) into one ``XmlLayout``."""
+
+    def __init__(self, layout: XmlLayout, overdue_words: bool) -> None:
+        self.layout = layout
+        self._swap = (
+            (
+                ("<isOverdue>false</isOverdue>", "<isOverdue>0</isOverdue>"),
+                ("<isOverdue>true</isOverdue>", "<isOverdue>1</isOverdue>"),
+            )
+            if overdue_words
+            else (
+                ("<isOverdue>0</isOverdue>", "<isOverdue>false</isOverdue>"),
+                ("<isOverdue>1</isOverdue>", "<isOverdue>true</isOverdue>"),
+            )
+        )
+        pad = " " * layout.indent
+        lines = layout.lines or layout.indent > 0
+        nl = "\n" if lines else ""
+        pi = f"<?ispring-emulator layout?>{nl or chr(10)}" if layout.comments else ""
+        self.head = self._ends(f"{XML_DECLARATION}<response>\n{pi}{pad}<results>\n".encode())
+        self._results_end = f"{pad}</results>\n"
+        self._pad = pad
+
+    def _ends(self, data: bytes) -> bytes:
+        return data.replace(b"\n", b"\r\n") if self.layout.crlf else data
+
+    def tail(self, token: bytes) -> bytes:
+        """``</results>``, the token element (``token`` as the compact layout spells it) and the end."""
+        return self._ends(
+            self._results_end.encode() + (self._pad.encode() + token if token else b"") + b"</response>\n"
+        )
+
+    def row(self, row: bytes, pos: int) -> bytes:
+        layout = self.layout
+        text = row.decode()
+        if layout.mixed_overdue and _picked(pos, 0.5, 1):
+            for old, new in self._swap:
+                text = text.replace(old, new)
+        if layout.nested_share and _picked(pos, layout.nested_share, 2):
+            cut = text.index("</userId>") + len("</userId>")
+            text = text[:cut] + _NESTED + text[cut:]
+        if layout.attributes:
+            text = text.replace("<result>", f"<result id=\"{pos}\" kind='row'>", 1)
+            text = text.replace("<timeSpent>", '<timeSpent unit="s">').replace(
+                "<progress>", '<progress unit="%" max=">100">'
+            )
+        if layout.comments:
+            text = text.replace(">", f"><!-- row {pos} -->", 1)
+        if layout.lines or layout.indent:
+            text = self._lines(text)
+        if layout.cdata_share and _picked(pos, layout.cdata_share, 3):
+            text = _TITLE.sub(_cdata, text, count=1)
+        return self._ends(text.encode())
+
+    def _lines(self, text: str) -> str:
+        """One element per line, children indented: a leaf element stays whole on its line."""
+        pad, depth, out = self._pad, 2, []
+        previous_closed = True
+        for token in _TOKENS.findall(text.rstrip("\n")):
+            if token.startswith("</"):
+                depth -= 1
+                if previous_closed:
+                    out.append("\n" + pad * depth)
+                out.append(token)
+                previous_closed = True
+            elif token.startswith(("<!", "<?")):
+                out.append(token)
+            elif token.startswith("<"):
+                out.append("\n" + pad * depth + token)
+                depth += 1
+                previous_closed = False
+            else:
+                out.append(token)
+        return "".join(out).lstrip("\n") + "\n"
+
+
+def _cdata(match: re.Match[str]) -> str:
+    title = match.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    if "]]>" in title:
+        return match.group(0)
+    return f"<courseTitle><![CDATA[{title}]]></courseTitle>"

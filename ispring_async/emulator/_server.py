@@ -105,6 +105,7 @@ class Emulator:
             self.dataset,
             overdue_words=self.config.overdue_style == "words",
             row_cache_rows=self.config.row_cache_rows,
+            layout=self.config.xml_layout,
         )
         self._clients = {self.config.client_id: self.config.client_secret, **self.config.extra_clients}
         self._tokens: dict[str, _Token] = {}
