@@ -1,0 +1,302 @@
+"""Exactness of the XML routes, proven by a generator: pages drawn from a grammar of well-formed XML.
+
+The strategy spells the same logical values every way XML allows — decimal and hex character references
+with leading zeros, the five named entities, CDATA sections, comments and processing instructions inside
+and between elements, attributes (with ``>`` in their values), CR / CRLF / tab, whitespace anywhere,
+unknown (nested) elements, escaped markup in text, non-ASCII — and checks that the hybrid parser (fast
+route where it can vouch, reference route elsewhere) gives exactly what the reference route gives, and
+that the reference route reads each text field as the value it spells.
+
+``ISPRING_FUZZ_EXAMPLES`` sets the number of examples (``make chaos`` runs many more).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ispring_async import ISpringError, LearnerResult
+from ispring_async._parse import DEFAULT_LIMITS
+from ispring_async._parse._reference import ReferenceParser
+from ispring_async._parse._shapes import RESULTS
+from ispring_async._parse._xml import XmlListParser
+
+EXAMPLES = int(os.environ.get("ISPRING_FUZZ_EXAMPLES", "200"))
+BOUNDS = DEFAULT_LIMITS.bounds(page_size=None)
+
+# Characters text may hold: ASCII with every markup-ish character, digits and "#", non-ASCII up to emoji.
+_TEXT_CHARS = st.sampled_from(
+    [*list("ab Z09#;/\\\"'=>]-?!x&<\t\n\r"), "é", "ж", "中", "😀", "\u2028", "\x85"]
+)
+_CHAR_REF_CHARS = st.sampled_from([*list("A0#;/&<>\"'] \t"), "\r", "\n", "é", "中", "😀"])
+
+
+@dataclass
+class Spelled:
+    """A logical text and one XML spelling of it."""
+
+    value: str = ""
+    xml: list[str] = field(default_factory=list)
+
+    def add(self, value: str, xml: str) -> None:
+        self.value += value
+        self.xml.append(xml)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+@st.composite
+def char_ref(draw: st.DrawFn) -> tuple[str, str]:
+    char = draw(_CHAR_REF_CHARS)
+    zeros = "0" * draw(st.sampled_from([0, 0, 1, 7, 30]))
+    if draw(st.booleans()):
+        return char, f"&#x{zeros}{ord(char):{draw(st.sampled_from(['x', 'X']))}};"
+    return char, f"&#{zeros}{ord(char)};"
+
+
+@st.composite
+def misc(draw: st.DrawFn, *, text_ok: bool = False) -> str:
+    """What may sit between elements: whitespace, comments, processing instructions."""
+    out = []
+    for _ in range(draw(st.integers(0, 2))):
+        kind = draw(st.sampled_from(["space", "comment", "pi", "space"]))
+        if kind == "space":
+            out.append(draw(st.sampled_from([" ", "\n", "\r\n", "\t", "\r", "\n    "])))
+        elif kind == "comment":
+            body = draw(st.text(_TEXT_CHARS, max_size=8)).replace("-", "")
+            out.append(f"<!--{body}<result></result>-->" if draw(st.booleans()) else f"<!--{body}-->")
+        else:
+            body = draw(st.text(_TEXT_CHARS, max_size=6)).replace("?>", "")
+            out.append(f"<?note {body}?>")
+    return "".join(out)
+
+
+@st.composite
+def spelled(draw: st.DrawFn, value: str | None = None) -> Spelled:
+    """A text spelled in pieces: plain, entities, character references, CDATA, comments inside."""
+    out = Spelled()
+    if value is not None:
+        # A fixed value (a date, a number): each character plain or as a character reference.
+        for char in value:
+            if draw(st.integers(0, 5)) == 0:
+                ref = draw(st.sampled_from([f"&#{ord(char)};", f"&#x00{ord(char):x};", f"&#000{ord(char)};"]))
+                out.add(char, ref)
+            else:
+                out.add(char, char)
+        return out
+    for _ in range(draw(st.integers(0, 4))):
+        kind = draw(st.sampled_from(["plain", "plain", "entity", "ref", "cdata", "comment"]))
+        if kind == "plain":
+            text = draw(st.text(_TEXT_CHARS, max_size=6))
+            # XML normalizes raw CR and CRLF to LF in text.
+            out.add(text.replace("\r\n", "\n").replace("\r", "\n"), _escape(text))
+        elif kind == "entity":
+            name, char = draw(
+                st.sampled_from([("lt", "<"), ("gt", ">"), ("amp", "&"), ("quot", '"'), ("apos", "'")])
+            )
+            out.add(char, f"&{name};")
+        elif kind == "ref":
+            out.add(*draw(char_ref()))
+        elif kind == "cdata":
+            text = draw(st.text(_TEXT_CHARS, max_size=6)).replace("]]>", "")
+            if text.endswith("]"):
+                text += " "
+            out.add(text.replace("\r\n", "\n").replace("\r", "\n"), f"<![CDATA[{text}]]>")
+        else:
+            out.add("", "<!-- c -->")
+    return out
+
+
+@st.composite
+def attributes(draw: st.DrawFn) -> str:
+    out = []
+    for i in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
+        quote = draw(st.sampled_from(['"', "'"]))
+        value = draw(st.sampled_from(["", "x", ">", "a > b", "/", "1 2", "&amp;", "&#x3E;"]))
+        space = draw(st.sampled_from([" ", "\n", "\t", "  ", "\r\n"]))
+        eq = draw(st.sampled_from(["=", "=", " = "]))
+        out.append(f"{space}a{i}{eq}{quote}{value}{quote}")
+    if draw(st.integers(0, 8)) == 0:
+        out.append(" ")
+    return "".join(out)
+
+
+def _element(name: str, text: Spelled, attrs: str) -> str:
+    return f"<{name}{attrs}>{''.join(text.xml)}</{name}{draw_space(attrs)}>"
+
+
+def draw_space(attrs: str) -> str:
+    # Whitespace before ">" of a closing tag, where an opening tag had attributes: legal, and rare.
+    return " " if attrs.endswith("  ") else ""
+
+
+_DATES = ["2021-07-28T21:00:00+00:00", "2019-07-25T09:55:37Z", "2024-02-29T23:59:59.5+03:00"]
+
+
+@st.composite
+def record(draw: st.DrawFn) -> tuple[str, dict[str, str]]:
+    """One <result>: the required fields (text ones spelled freely), optional ones, unknown elements."""
+    texts: dict[str, str] = {}
+    parts: list[str] = []
+    fields: list[tuple[str, Spelled]] = []
+    for name in ("userId", "courseId", "courseTitle", "completionStatus"):
+        value = draw(spelled())
+        texts[name] = value.value
+        fields.append((name, value))
+    fields.append(("accessDate", draw(spelled(draw(st.sampled_from(_DATES))))))
+    fields.append(("isOverdue", draw(spelled(draw(st.sampled_from(["0", "1", "true", "false"]))))))
+    for name, values in (
+        ("timeSpent", ["0", "37", "100000"]),
+        ("progress", ["9.09", "100", "0"]),
+        ("dueDate", _DATES),
+        ("enrollmentId", ["e1", "b9b41af0-f062-11eb-a99d-0242ac190033"]),
+    ):
+        if draw(st.booleans()):
+            fields.append((name, draw(spelled(draw(st.sampled_from(values))))))
+    order = draw(st.permutations(range(len(fields))))
+    for i in order:
+        name, value = fields[i]
+        parts.append(draw(misc()))
+        parts.append(_element(name, value, draw(attributes())))
+        if draw(st.integers(0, 6)) == 0:
+            parts.append(draw(unknown()))
+    parts.append(draw(misc()))
+    return f"<result{draw(attributes())}>{''.join(parts)}</result>", texts
+
+
+@st.composite
+def unknown(draw: st.DrawFn) -> str:
+    """An element the struct does not know: flat, empty, self-closing, or nested, with a known name inside."""
+    kind = draw(st.sampled_from(["flat", "empty", "nested", "known-inside"]))
+    if kind == "flat":
+        return f"<extra>{''.join(draw(spelled()).xml)}</extra>"
+    if kind == "empty":
+        return draw(st.sampled_from(["<extra/>", "<extra />", "<extra></extra>"]))
+    if kind == "nested":
+        return "<customFields><field><name>a &amp; b</name><value>1</value></field><field/></customFields>"
+    return "<meta><courseTitle>hidden</courseTitle><userId>x</userId></meta>"
+
+
+@st.composite
+def page(draw: st.DrawFn) -> tuple[bytes, list[dict[str, str]], str | None]:
+    """A whole page: prolog, records, token (before or after the records), misc everywhere."""
+    records = draw(st.lists(record(), max_size=6))
+    token = draw(st.one_of(st.none(), spelled()))
+    declaration = draw(
+        st.sampled_from(
+            [
+                "",
+                '<?xml version="1.0" encoding="UTF-8"?>',
+                "<?xml version='1.0'?>",
+                '<?xml version="1.0" encoding="utf-8" standalone="yes"?>\r\n',
+            ]
+        )
+    )
+    out = [declaration, draw(misc()), f"<response{draw(attributes())}>", draw(misc())]
+    token_xml = "" if token is None else f"<nextPageToken>{''.join(token.xml)}</nextPageToken>"
+    if token is not None and not token.xml and draw(st.booleans()):
+        token_xml = "<nextPageToken/>"
+    token_first = draw(st.integers(0, 5)) == 0
+    if token_first:
+        out.append(token_xml)
+    out.append(f"<results{draw(attributes())}>")
+    for xml, _ in records:
+        out.append(draw(misc()))
+        out.append(xml)
+    out.append(draw(misc()))
+    out.append("</results>")
+    out.append(draw(misc()))
+    if not token_first:
+        out.append(token_xml)
+    out.append(draw(misc()))
+    out.append("</response>")
+    out.append(draw(st.sampled_from(["", "\n", "\r\n"])))
+    body = "".join(out).encode()
+    want_token = token.value if token is not None and token.value else None
+    return body, [texts for _, texts in records], want_token
+
+
+def outcome(run: object) -> object:
+    try:
+        return run()  # type: ignore[operator]
+    except ISpringError as exc:
+        return type(exc)
+
+
+def both_routes(body: bytes, chunk: int) -> tuple[object, object, bool]:
+    """The hybrid parser's and the reference route's outcome, and whether the fast route held."""
+    hybrid = XmlListParser(RESULTS, page="p", bounds=BOUNDS)
+
+    def run_hybrid() -> object:
+        for start in range(0, len(body), chunk):
+            hybrid.feed(body[start : start + chunk])
+        return hybrid.close()
+
+    def run_reference() -> object:
+        reference = ReferenceParser(RESULTS, page="p", bounds=BOUNDS)
+        reference.feed(body)
+        return reference.close()
+
+    return outcome(run_hybrid), outcome(run_reference), hybrid.fast
+
+
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(generated=page(), chunk=st.sampled_from([7, 61, 500, 4096, 1 << 20]))
+def test_generated_pages_read_alike_on_both_routes(
+    generated: tuple[bytes, list[dict[str, str]], str | None], chunk: int
+) -> None:
+    """Any well-formed page from the grammar: the hybrid parser equals the reference route, which reads
+    every text field and the token as the value it spells."""
+    body, texts, token = generated
+    hybrid, reference, _fast = both_routes(body, chunk)
+    assert hybrid == reference
+    if isinstance(reference, tuple):
+        records, got_token = reference
+        assert got_token == token
+        assert len(records) == len(texts)
+        for result, want in zip(records, texts, strict=True):
+            assert isinstance(result, LearnerResult)
+            assert result.user_id == want["userId"]
+            assert result.course_title == want["courseTitle"]
+            assert result.completion_status == want["completionStatus"]
+
+
+FAST_LAYOUT_PAGE = (
+    '<?xml version="1.0" encoding="UTF-8"?>\r\n<!-- head --><response>\r\n<results count="2">\r\n'
+    + "".join(
+        f'  <result id="{i}"><!-- row -->\r\n'
+        f"    <userId>&#x0000000041;&#00000000065;{i}</userId>\r\n"
+        f"    <courseId>c</courseId>\r\n"
+        f'    <courseTitle><![CDATA[R&D <intro> "1"]]> &amp; more</courseTitle>\r\n'
+        f'    <accessDate kind="utc">2021-07-28T21:00:00+00:00</accessDate><?pi x?>\r\n'
+        f"    <completionStatus>passed</completionStatus>\r\n"
+        f"    <isOverdue>{'false' if i % 2 else '0'}</isOverdue>\r\n"
+        f"  </result>\r\n"
+        for i in range(40)
+    )
+    + "</results>\r\n<nextPageToken>a\rb\r\nc</nextPageToken>\r\n</response>\r\n"
+).encode()
+
+
+@pytest.mark.parametrize("chunk", [pytest.param(97, id="small-chunks"), pytest.param(1 << 20, id="whole")])
+def test_every_layout_construct_stays_on_the_fast_route(chunk: int) -> None:
+    """CRLF, comments, PIs, attributes, CDATA, padded character references and mixed isOverdue spellings
+    are read by the fast route (no fallback) and exactly as the reference route reads them."""
+    hybrid, reference, fast = both_routes(FAST_LAYOUT_PAGE, chunk)
+    assert fast
+    assert hybrid == reference
+    assert isinstance(hybrid, tuple)
+    records, token = hybrid
+    assert token == "a\nb\nc"
+    assert records[3].user_id == "AA3"
+    assert records[3].course_title == 'R&D <intro> "1" & more'
