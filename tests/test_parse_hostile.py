@@ -285,7 +285,7 @@ def test_parse_limits_are_validated() -> None:
     with pytest.raises(ValueError, match="max_body_bytes"):
         ParseLimits(max_body_bytes=0)
     with pytest.raises(ValueError, match="max_records"):
-        ParseLimits(max_records=True)  # type: ignore[arg-type]
+        ParseLimits(max_records=True)
 
 
 # --- through real HTTP: a gzip bomb is counted decompressed --------------------------------------------
