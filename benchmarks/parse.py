@@ -31,8 +31,10 @@ from benchmarks._common import Summary, memory_status, reset_peak_rss, run_child
 from ispring_async._config import ResponseFormat
 from ispring_async._models import LearnerResult
 from ispring_async._parse import ParseLimits, results_parser
+from ispring_async.emulator import XmlLayout, encode_page_token
+from ispring_async.emulator._render import Renderer
 
-__all__ = ["APPROACHES", "DOCUMENT_APPROACHES", "TARGETS", "run"]
+__all__ = ["APPROACHES", "DOCUMENT_APPROACHES", "LAYOUTS", "TARGETS", "run"]
 
 CHUNK = 16 << 10
 """Bytes per ``feed``: what a socket read typically hands over."""
@@ -275,6 +277,75 @@ def page_rounds(*, rounds: int, target_seconds: float) -> dict[str, Any]:
     }
 
 
+# -- the same page in every layout the emulator renders --------------------------------------------
+
+LAYOUTS: dict[str, XmlLayout] = {
+    "compact": XmlLayout(),
+    "lines (seed sample)": XmlLayout(lines=True),
+    "indented": XmlLayout(indent=2),
+    "cdata titles": XmlLayout(cdata_share=1.0),
+    "nested unknown 10%": XmlLayout(nested_share=0.1),
+    "attributes": XmlLayout(attributes=True),
+    "comments": XmlLayout(comments=True),
+    "crlf lines": XmlLayout(lines=True, crlf=True),
+    "mixed isOverdue": XmlLayout(mixed_overdue=True),
+    "indented + 30% cdata + 10% nested": XmlLayout(indent=2, cdata_share=0.3, nested_share=0.1),
+    "everything": XmlLayout(
+        indent=2,
+        cdata_share=0.3,
+        nested_share=0.1,
+        attributes=True,
+        comments=True,
+        crlf=True,
+        mixed_overdue=True,
+    ),
+}
+"""Layouts of the same 1000 records (``ispring-async emulator --xml-...``)."""
+_LAYOUT_APPROACHES: dict[str, Parse] = {"ours-xml": ours_xml, "lxml": lxml_tree, "xmltodict": xmltodict_parse}
+LAYOUT_TARGETS = {"lxml": 1.0, "xmltodict": 5.0}
+
+
+def layout_page(layout: XmlLayout) -> bytes:
+    """The benchmark's 1000-record page as the emulator renders it in ``layout``."""
+    ds = _data.dataset(PAGE_RECORDS)
+    renderer = Renderer(ds, overdue_words=False, layout=layout)
+    token = encode_page_token(ds.key(PAGE_RECORDS - 1))
+    return b"".join(renderer.results("xml", range(PAGE_RECORDS), token))
+
+
+def layout_rounds(*, rounds: int, target_seconds: float) -> dict[str, Any]:
+    """Ours, lxml and xmltodict on every layout, interleaved per round; ours/base ratios per round."""
+    bodies = {name: layout_page(layout) for name, layout in LAYOUTS.items()}
+    expected = ours_xml_whole(bodies["compact"])
+    cells = [(layout, approach) for layout in LAYOUTS for approach in _LAYOUT_APPROACHES]
+    iterations: dict[tuple[str, str], int] = {}
+    for layout, approach in cells:
+        parse = _LAYOUT_APPROACHES[approach]
+        if parse(bodies[layout]) != expected:
+            raise AssertionError(f"{approach} reads the {layout!r} layout differently")
+        single = min(_time(parse, bodies[layout], 1) for _ in range(3))
+        iterations[layout, approach] = max(1, round(target_seconds / single))
+    rates: dict[tuple[str, str], list[float]] = {cell: [] for cell in cells}
+    for r in range(rounds):
+        shift = r % len(cells)
+        for cell in cells[shift:] + cells[:shift]:
+            layout, approach = cell
+            seconds = _time(_LAYOUT_APPROACHES[approach], bodies[layout], iterations[cell])
+            rates[cell].append(PAGE_RECORDS / seconds)
+    out: dict[str, Any] = {}
+    for layout in LAYOUTS:
+        ours = rates[layout, "ours-xml"]
+        entry: dict[str, Any] = {
+            "xml_bytes": len(bodies[layout]),
+            "records_per_s": {a: summarize(rates[layout, a]) for a in _LAYOUT_APPROACHES},
+        }
+        for base, minimum in LAYOUT_TARGETS.items():
+            ratio = summarize([o / b for o, b in zip(ours, rates[layout, base], strict=True)])
+            entry[f"vs_{base}"] = {**ratio, "min": minimum, "pass": ratio["median"] >= minimum}
+        out[layout] = entry
+    return {"rounds": rounds, "layouts": out}
+
+
 # -- the large document, one fresh process per approach ---------------------------------------------
 
 
@@ -355,13 +426,31 @@ def document_runs(*, records: int, repeats: int, timeout: float) -> dict[str, An
 def run(*, rounds: int, target_seconds: float, document: int, repeats: int) -> dict[str, Any]:
     """The whole scenario: the page in ``rounds`` rounds, then the ``document``-record document."""
     page = page_rounds(rounds=rounds, target_seconds=target_seconds)
-    return {**page, "document": document_runs(records=document, repeats=repeats, timeout=600)}
+    layouts = layout_rounds(rounds=rounds, target_seconds=target_seconds)
+    return {
+        **page,
+        "layouts": layouts,
+        "document": document_runs(records=document, repeats=repeats, timeout=600),
+    }
 
 
 def _main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description="parse-scenario child process (used by the runner)")
-    p.add_argument("--child", nargs=3, metavar=("APPROACH", "FILE", "WARM_UP_FILE"), required=True)
+    p.add_argument("--child", nargs=3, metavar=("APPROACH", "FILE", "WARM_UP_FILE"))
+    p.add_argument("--layouts", type=int, metavar="ROUNDS", help="only the per-layout rounds, as a table")
     args = p.parse_args(argv)
+    if args.layouts:
+        result = layout_rounds(rounds=args.layouts, target_seconds=0.1)
+        for name, entry in result["layouts"].items():
+            rates = {a: entry["records_per_s"][a]["median"] / 1000 for a in _LAYOUT_APPROACHES}
+            print(
+                f"{name:36s} ours {rates['ours-xml']:5.0f}k  lxml {rates['lxml']:5.0f}k  "
+                f"xmltodict {rates['xmltodict']:4.0f}k  ours/lxml {entry['vs_lxml']['median']:.2f}  "
+                f"ours/xmltodict {entry['vs_xmltodict']['median']:.1f}"
+            )
+        return
+    if not args.child:
+        p.error("--child or --layouts is required")
     approach, path, warm_up = args.child
     print(json.dumps(_child(approach, Path(path), Path(warm_up))))
 

@@ -132,6 +132,43 @@ def _parse(parse: dict[str, Any]) -> list[str]:
         f"JSON {_spread(cw['json'], _ratio)} (the JSON parser joins the chunks before decoding).",
         "",
     ]
+    layouts = parse.get("layouts")
+    if layouts:
+        lines += [
+            "### The same page in every layout",
+            "",
+            f"The 1000 records above as the emulator renders them in each `XmlLayout`; {layouts['rounds']} "
+            "interleaved rounds, ratios per round, median (min–max). Target: ≥ 1.0× lxml, ≥ 5× xmltodict.",
+            "",
+        ]
+        rows = []
+        for name, entry in layouts["layouts"].items():
+            rates = entry["records_per_s"]
+            rows.append(
+                [
+                    name,
+                    f"{entry['xml_bytes'] / 1000:.0f}",
+                    _spread(rates["ours-xml"]),
+                    _spread(rates["lxml"]),
+                    _spread(rates["xmltodict"]),
+                    _spread(entry["vs_lxml"], _ratio) + ("" if entry["vs_lxml"]["pass"] else " ✗"),
+                    _spread(entry["vs_xmltodict"], _ratio) + ("" if entry["vs_xmltodict"]["pass"] else " ✗"),
+                ]
+            )
+        lines += _table(
+            [
+                "layout",
+                "bytes/rec",
+                "ours rec/s",
+                "lxml rec/s",
+                "xmltodict rec/s",
+                "ours/lxml",
+                "ours/xmltodict",
+            ],
+            rows,
+            "lrrrrrr",
+        )
+        lines.append("")
     doc = parse.get("document")
     if doc:
         lines += [
