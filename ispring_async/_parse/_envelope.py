@@ -74,6 +74,9 @@ class ParseLimits(msgspec.Struct, frozen=True, kw_only=True):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ValueError(f"ParseLimits.{name} must be a positive int or None, got {value!r}")
+        if self.max_depth < 8:
+            # Records sit at depth 3 and their fields at 4: a smaller bound would refuse every page.
+            raise ValueError(f"ParseLimits.max_depth must be at least 8, got {self.max_depth}")
 
     def bounds(self, *, page_size: int | None) -> Bounds:
         """The bounds for one page asked for with ``page_size`` (``None``: the API's largest)."""

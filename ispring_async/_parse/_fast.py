@@ -53,7 +53,16 @@ import msgspec
 
 from ispring_async._parse._shapes import DeclinedError, Shape
 
-__all__ = ["clean", "flat_json", "header_ok", "prepare", "split_records", "strip_attributes", "tail_token"]
+__all__ = [
+    "Split",
+    "clean",
+    "flat_json",
+    "header_ok",
+    "prepare",
+    "split_records",
+    "strip_attributes",
+    "tail_token",
+]
 
 # -- clean: CR, comments, PIs, CDATA -----------------------------------------------------------------
 
@@ -265,27 +274,62 @@ def flat_json(region: bytes, shape: Shape[Any], *, stripped: bool = False) -> by
     return _finish(fused)
 
 
-def split_records(region: bytes, shape: Shape[Any]) -> list[tuple[bool, bytes]]:
-    """A prepared run cut into groups of consecutive records: ``(True, flat records)`` or
-    ``(False, records for the reference route)``, in order.
+class Split:
+    """A prepared run cut at its records: the flat ones (to decode at once as JSON) and groups of
+    consecutive others (for the tree), with the order to interleave them back in."""
 
-    Raises ``DeclinedError`` if the run cannot be cut at its item tags (an item nested in an item).
+    __slots__ = ("flat", "groups", "order")
+
+    def __init__(self, flat: bytes, groups: list[bytes], order: list[bool]) -> None:
+        self.flat = flat
+        """The flat records, joined (from the first one's opening tag); ``b""`` if none."""
+        self.groups = groups
+        """Each group of consecutive records that are not flat."""
+        self.order = order
+        """Per flat record ``True``, per group ``False``, in document order."""
+
+
+def split_records(region: bytes, shape: Shape[Any]) -> Split:
+    """Cut a prepared run (from an item's opening tag to one's closing tag) at its item tags.
+
+    Raises ``DeclinedError`` if a group of records that are not flat does not balance its own tags
+    (an item nested in an unknown element cuts a record in two): the page goes to the reference route.
     """
-    close_item = shape.close_item
-    marked = region.replace(close_item, b"\x02").replace(shape.open_item, b"\x01")
+    close_item, open_item = shape.close_item, shape.open_item
+    marked = region.replace(close_item, b"\x02").replace(open_item, b"\x01")
     tags = marked.translate(None, _DELETE).replace(b"</", _CLOSE_MARK).replace(b"/", b"")
     flags = tags.replace(_LEAF, b"").split(b"\x02")
     parts = region.split(close_item)
     if len(flags) != len(parts):
         raise DeclinedError
-    groups: list[tuple[bool, bytes]] = []
-    start = 0
-    last = len(parts) - 1  # the piece after the final closing tag: empty, as the run ends with one
-    for i in range(1, last + 1):
-        if i == last or (flags[i] == b"\x01") != (flags[start] == b"\x01"):
-            groups.append((flags[start] == b"\x01", close_item.join(parts[start:i]) + close_item))
-            start = i
-    return groups
+    flat: list[bytes] = []
+    groups: list[bytes] = []
+    order: list[bool] = []
+    pending: list[bytes] = []
+    for i in range(len(parts) - 1):  # the piece after the final closing tag is empty
+        if flags[i] == b"\x01":
+            if pending:
+                groups.append(_balanced(close_item.join(pending) + close_item))
+                order.append(False)
+                pending = []
+            flat.append(parts[i])
+            order.append(True)
+        else:
+            pending.append(parts[i])
+    if pending:
+        groups.append(_balanced(close_item.join(pending) + close_item))
+        order.append(False)
+    joined = close_item.join(flat) + close_item if flat else b""
+    return Split(joined[joined.find(open_item) :] if joined else b"", groups, order)
+
+
+def _balanced(group: bytes) -> bytes:
+    # Opening tags = "<" - "</" - "/>"-closed ones; every one must be closed inside the group. (A
+    # literal "/>" in text only makes this decline, never accept wrongly.)
+    closes = group.count(b"</")
+    if group.count(b"<") != 2 * closes + group.count(b"/>"):
+        raise DeclinedError
+    return group
 
 
 # -- prolog and tail -------------------------------------------------------------------------------

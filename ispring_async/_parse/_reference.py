@@ -141,6 +141,12 @@ class ReferenceParser(Generic[S]):
             self._rows.append(self._row)
             self._row = None
 
+    def close_rows(self) -> list[dict[str, str]]:
+        """End a fragment: its records' field texts, unconverted."""
+        self.feed(b"</" + self._shape.container.encode() + b"></response>", final=True)
+        self._expat = None  # break the handler cycle (see __init__)
+        return self._rows
+
     def close(self) -> tuple[list[S], str | None]:
         """End the document: the records and the ``nextPageToken`` (``None`` if absent or empty)."""
         if self._fragment:

@@ -136,73 +136,119 @@ class XmlListParser(Generic[S]):
         json = flat_json(region, self._shape)
         if json is not None:
             return self._decode(json, region, first)
+        # Some records are not flat: the flat ones still decode as one JSON document, the others are
+        # read from one tree, and the two are interleaved back in document order.
+        split = split_records(region, self._shape)
+        flat: list[S] = []
+        if split.flat:
+            json = flat_json(split.flat, self._shape)
+            try:
+                flat = self._shape.list_decoder.decode(json) if json is not None else []
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                json = None
+            if json is None or len(flat) != split.order.count(True):
+                return self._fragment(region, first)
+        rows = self._tree_rows(split.groups, first)
+        ordered: list[S | list[dict[str, str]]] = []
+        flat_iter, rows_iter = iter(flat), iter(rows)
+        for is_flat in split.order:
+            ordered.append(next(flat_iter) if is_flat else next(rows_iter))
+        return self._assemble(ordered, first)
+
+    def _assemble(self, ordered: list[S | list[dict[str, str]]], first: int) -> list[S]:
+        """Structs in document order from decoded records and groups of tree rows."""
+        shape, page = self._shape, self._page
+        rows = [row for item in ordered if isinstance(item, list) for row in item]
+        try:
+            converted: list[S] = msgspec.convert(rows, shape.list_type, strict=False)
+        except msgspec.ValidationError:
+            converted = []
         records: list[S] = []
-        for flat, group in split_records(region, self._shape):
-            index = first + len(records)
-            if flat:
-                at = group.find(self._shape.open_item)
-                json = flat_json(group[at:], self._shape) if at >= 0 else None
-                records += self._decode(json, group, index) if json else self._fragment(group, index)
-            else:
-                records += self._fragment(group, index)
+        done = 0
+        for item in ordered:
+            if not isinstance(item, list):
+                records.append(item)
+                continue
+            if len(converted) == len(rows):
+                records += converted[done : done + len(item)]
+            else:  # a bad value: convert row by row, so the error names the record's real number
+                for row in item:
+                    records += shape.convert([row], page, first + len(records))
+            done += len(item)
         return records
 
     def _decode(self, json: bytes, region: bytes, first: int) -> list[S]:
         try:
             records: list[S] = self._shape.list_decoder.decode(json)
         except (msgspec.DecodeError, msgspec.ValidationError):
-            # A stray element between records, an empty date, a bad value: the reference route
-            # reads the run exactly, and raises with the record's number if a value is wrong.
+            # A stray element between records, an empty date, a bad value: the reference route's
+            # rules read the run exactly, and raise with the record's number if a value is wrong.
             return self._fragment(region, first)
         return records
 
     def _fragment(self, region: bytes, first: int) -> list[S]:
-        """Records the fast route declined, read exactly as the reference route reads them.
+        """Every record of ``region`` read from a tree under the reference route's rules."""
+        return self._assemble(list(self._tree_rows([region], first)), first)
+
+    def _tree_rows(self, groups: list[bytes], first: int) -> list[list[dict[str, str]]]:
+        """The field texts of each group's records, read exactly as the reference route reads them.
 
         The C tree builder of ``xml.etree`` does the per-element work (3x cheaper than Python
-        handlers: this is the cost of every record that is not flat) and the rules of
-        ``ReferenceParser`` are applied to the tree: unknown elements skipped, an element inside a
-        known field refused, an empty date or number absent, the depth bounded. The region is already
-        validated (no DTD can reach here) and stripped of attributes; a namespace declaration spelled
-        so that stripping missed it would change names, so such a region takes the handler parser.
+        handlers: this is the cost of every record that is not flat), all groups in one document with
+        an ``<_/>`` between them, and the rules of ``ReferenceParser`` are applied to the tree:
+        unknown elements skipped, an element inside a known field refused, an empty date or number
+        absent, the depth bounded. The bytes are already validated (no DTD can reach here) and
+        stripped of attributes; a namespace declaration spelled so that stripping missed it would
+        change names, so such groups take the handler parser.
         """
-        if b"xmlns" in region:
-            return self._handler_fragment(region, first)
+        if not groups:
+            return []
+        if any(b"xmlns" in group for group in groups):
+            return [self._handler_rows(group, first) for group in groups]
         try:
             # S314 does not apply: these bytes passed the hardened validator, which refuses DTDs.
-            root = ET.fromstring(b"<r>" + region + b"</r>")  # noqa: S314
+            root = ET.fromstring(b"<r>" + b"<_/>".join(groups) + b"</r>")  # noqa: S314
         except ET.ParseError:
             raise DeclinedError from None  # cut across a nested item: the page goes to the reference route
-        shape, page = self._shape, self._page
+        shape, page, bounds = self._shape, self._page, self._bounds
         fields, absent, item = shape.fields, shape.empty_is_absent, shape.item
-        limit = self._bounds.max_depth
-        rows: list[dict[str, str]] = []
+        limit = bounds.max_depth
+        out: list[list[dict[str, str]]] = [[]]
+        count = first
         for element in root:  # depth 3 of the document
-            if len(element) and _deeper_than(element, limit - 2):
-                raise ParseError(f"elements nested deeper than {limit}", page=page)
-            if element.tag != item:
+            tag = element.tag
+            if tag != item:
+                if tag == "_":
+                    out.append([])
+                elif len(element) and _deeper_than(element, limit - 2):
+                    raise ParseError(f"elements nested deeper than {limit}", page=page)
                 continue  # an unknown element between records
-            if first + len(rows) >= self._bounds.max_records:
-                raise ParseError(f"more than {self._bounds.max_records} records in one page", page=page)
+            if count >= bounds.max_records:
+                raise ParseError(f"more than {bounds.max_records} records in one page", page=page)
+            count += 1
             row: dict[str, str] = {}
             for child in element:
                 name = child.tag
                 if name not in fields:
+                    if len(child) and _deeper_than(child, limit - 3):
+                        raise ParseError(f"elements nested deeper than {limit}", page=page)
                     continue
                 if len(child):
                     raise ParseError(f"unexpected element <{child[0].tag}> inside <{name}>", page=page)
                 text = child.text or ""
                 if text or name not in absent:
                     row[name] = text
-            rows.append(row)
-        return shape.convert(rows, page, first)
+            out[-1].append(row)
+        if len(out) != len(groups):
+            raise DeclinedError  # an element named "_" of the page's own: the reference route reads it
+        return out
 
-    def _handler_fragment(self, region: bytes, first: int) -> list[S]:
+    def _handler_rows(self, region: bytes, first: int) -> list[dict[str, str]]:
         reference = ReferenceParser(
             self._shape, page=self._page, bounds=self._bounds, first_index=first, fragment=True
         )
         reference.feed(region)
-        return reference.close()[0]
+        return reference.close_rows()
 
     def _switch(self) -> None:
         """Hand the unconsumed bytes, and everything after them, to the reference route."""
