@@ -266,7 +266,9 @@ def flat_json(region: bytes, shape: Shape[Any], *, stripped: bool = False) -> by
         # Whitespace inside a tag that strip_attributes did not see (``</a >``, ``a = "x"``).
         return None if stripped else flat_json(strip_attributes(region), shape, stripped=True)
     if not _is_flat(tags):
-        # Records not all separated alike (or anything odd): replace each item tag on its own.
+        if shape.close_item not in fused:
+            return None  # every boundary was fused, so some record itself is not flat
+        # Records not all separated alike: replace each item tag on its own, and judge again.
         fused = escaped.replace(shape.close_item, _ITEM_CLOSE).replace(shape.open_item, _ITEM_OPEN)
         tags = _tags(fused)
         if tags is None or not _is_flat(tags):
