@@ -1,4 +1,5 @@
-"""The emulator's per-row byte cache: bodies are the same with it and without it, updates reach it."""
+"""The emulator's renderer: the per-row byte cache (bodies the same with it and without it, updates reach
+it), and XML layouts (different bytes, the same records)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import AsyncIterator, Sequence
 import aiohttp
 import pytest
 
-from ispring_async.emulator import Dataset, EmulatorConfig, running_emulator
+from ispring_async import Client, ResponseFormat, ResultsQuery, UserStatus
+from ispring_async._parse import results_parser
+from ispring_async.emulator import Dataset, EmulatorConfig, XmlLayout, running_emulator
 from ispring_async.emulator._cli import build_config, parser
 from ispring_async.emulator._query import encode_page_token, parse_results, select_page
 from ispring_async.emulator._render import CHUNK_ROWS, Format, Renderer
@@ -191,3 +194,94 @@ async def test_served_page_follows_an_update_of_a_cached_row(
         if fmt == "json":
             views = {i: r.get("viewsCount") for i, r in enumerate(json.loads(updated)["results"])}
             assert all(views[pos] == emu.dataset.r_views[pos] for pos in changed)
+
+
+# --- XML layouts ------------------------------------------------------------------------------------
+
+LAYOUTS = {
+    "lines": XmlLayout(lines=True),
+    "indented": XmlLayout(indent=2),
+    "cdata": XmlLayout(cdata_share=1.0),
+    "nested": XmlLayout(nested_share=0.3),
+    "attributes": XmlLayout(attributes=True),
+    "comments": XmlLayout(comments=True),
+    "crlf": XmlLayout(lines=True, crlf=True),
+    "mixed-overdue": XmlLayout(mixed_overdue=True),
+    "everything": XmlLayout(
+        indent=3,
+        cdata_share=0.5,
+        nested_share=0.2,
+        attributes=True,
+        comments=True,
+        crlf=True,
+        mixed_overdue=True,
+    ),
+}
+
+
+def _parsed(body: bytes) -> object:
+    parser = results_parser(ResponseFormat.XML, page="layout", page_size=len(DS))
+    parser.feed(body)
+    return parser.close()
+
+
+@pytest.mark.parametrize("layout", [pytest.param(layout, id=name) for name, layout in LAYOUTS.items()])
+@pytest.mark.parametrize("overdue_words", [pytest.param(False, id="digits"), pytest.param(True, id="words")])
+def test_every_layout_holds_the_same_records(layout: XmlLayout, overdue_words: bool) -> None:
+    """Each XmlLayout changes the bytes of a page, never its records or its token."""
+    positions = range(0, ROWS, 3)
+    compact = render(Renderer(DS, overdue_words=overdue_words), "xml", positions)
+    laid_out = render(Renderer(DS, overdue_words=overdue_words, layout=layout), "xml", positions)
+    assert laid_out != compact
+    assert _parsed(laid_out) == _parsed(compact)
+
+
+def test_layouts_render_what_they_say() -> None:
+    """Each switch shows in the bytes: CDATA, nesting, attributes, comments, CRLF, both spellings."""
+    body = render(Renderer(DS, overdue_words=False, layout=LAYOUTS["everything"]), "xml", range(200))
+    for marker in (b"<![CDATA[", b"<customFields>\r\n", b'<result id="', b"<!-- row ", b"\r\n      <"):
+        assert marker in body
+    assert b"<isOverdue>0</isOverdue>" in body and b"<isOverdue>false</isOverdue>" in body
+    assert b"\n" not in body.replace(b"\r\n", b"")
+
+
+def test_json_pages_ignore_the_xml_layout() -> None:
+    """The layout is XML's: JSON pages are byte for byte the compact renderer's."""
+    positions = range(50)
+    plain = render(Renderer(DS, overdue_words=False), "json", positions)
+    assert render(Renderer(DS, overdue_words=False, layout=LAYOUTS["everything"]), "json", positions) == plain
+
+
+def test_cli_sets_the_xml_layout() -> None:
+    """The --xml-* switches of `ispring-async emulator` land in EmulatorConfig.xml_layout."""
+    args = ["--xml-indent", "2", "--xml-cdata", "0.3", "--xml-nested", "0.1", "--xml-attributes"]
+    args += ["--xml-comments", "--xml-crlf", "--xml-mixed-overdue", "--xml-lines"]
+    layout = build_config(parser().parse_args(args)).xml_layout
+    assert layout == XmlLayout(
+        lines=True,
+        indent=2,
+        cdata_share=0.3,
+        nested_share=0.1,
+        attributes=True,
+        comments=True,
+        crlf=True,
+        mixed_overdue=True,
+    )
+    assert build_config(parser().parse_args([])).xml_layout.compact
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_an_export_over_http_in_the_hardest_layout_equals_the_ground_truth() -> None:
+    """Through real HTTP and the client, a dataset served in every layout switch at once reads back as
+    exactly the emulator's ground truth."""
+    config = EmulatorConfig(results=1500, seed=3, xml_layout=LAYOUTS["everything"])
+    async with running_emulator(config) as emu:
+        query = ResultsQuery(user_statuses=[UserStatus.ACTIVE, UserStatus.BLOCKED, UserStatus.TERMINATED])
+        async with Client(
+            emu.base_url, client_id=emu.client_id, client_secret=emu.client_secret, page_size=200
+        ) as c:
+            got = [r async for page in c.result_pages(query) for r in page.records]
+        truth = emu.expected_results(query.to_params())
+    assert len(got) == len(truth) == 1500
+    assert sorted(got, key=lambda r: r.identity) == sorted(truth, key=lambda r: r.identity)
