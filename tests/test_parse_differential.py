@@ -25,7 +25,7 @@ from ispring_async._parse._reference import ReferenceParser
 from ispring_async._parse._shapes import RESULTS
 from ispring_async._parse._xml import XmlListParser
 
-EXAMPLES = int(os.environ.get("ISPRING_FUZZ_EXAMPLES", "200"))
+EXAMPLES = int(os.environ.get("ISPRING_FUZZ_EXAMPLES", "100"))
 BOUNDS = DEFAULT_LIMITS.bounds(page_size=None)
 
 # Characters text may hold: ASCII with every markup-ish character, digits and "#", non-ASCII up to emoji.
