@@ -32,6 +32,7 @@ from ispring_async._config import ResponseFormat
 from ispring_async._models import LearnerResult
 from ispring_async._parse import ParseLimits, results_parser
 from ispring_async.emulator import XmlLayout, encode_page_token
+from ispring_async.emulator._config import XML_LAYOUTS
 from ispring_async.emulator._render import Renderer
 
 __all__ = ["APPROACHES", "DOCUMENT_APPROACHES", "LAYOUTS", "TARGETS", "run"]
@@ -279,27 +280,7 @@ def page_rounds(*, rounds: int, target_seconds: float) -> dict[str, Any]:
 
 # -- the same page in every layout the emulator renders --------------------------------------------
 
-LAYOUTS: dict[str, XmlLayout] = {
-    "compact": XmlLayout(),
-    "lines (seed sample)": XmlLayout(lines=True),
-    "indented": XmlLayout(indent=2),
-    "cdata titles": XmlLayout(cdata_share=1.0),
-    "nested unknown 10%": XmlLayout(nested_share=0.1),
-    "attributes": XmlLayout(attributes=True),
-    "comments": XmlLayout(comments=True),
-    "crlf lines": XmlLayout(lines=True, crlf=True),
-    "mixed isOverdue": XmlLayout(mixed_overdue=True),
-    "indented + 30% cdata + 10% nested": XmlLayout(indent=2, cdata_share=0.3, nested_share=0.1),
-    "everything": XmlLayout(
-        indent=2,
-        cdata_share=0.3,
-        nested_share=0.1,
-        attributes=True,
-        comments=True,
-        crlf=True,
-        mixed_overdue=True,
-    ),
-}
+LAYOUTS = XML_LAYOUTS
 """Layouts of the same 1000 records (``ispring-async emulator --xml-...``)."""
 _LAYOUT_APPROACHES: dict[str, Parse] = {"ours-xml": ours_xml, "lxml": lxml_tree, "xmltodict": xmltodict_parse}
 LAYOUT_TARGETS = {"lxml": 1.0, "xmltodict": 5.0}

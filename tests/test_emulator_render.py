@@ -14,6 +14,7 @@ from ispring_async import Client, ResponseFormat, ResultsQuery, UserStatus
 from ispring_async._parse import results_parser
 from ispring_async.emulator import Dataset, EmulatorConfig, XmlLayout, running_emulator
 from ispring_async.emulator._cli import build_config, parser
+from ispring_async.emulator._config import XML_LAYOUTS
 from ispring_async.emulator._query import encode_page_token, parse_results, select_page
 from ispring_async.emulator._render import CHUNK_ROWS, Format, Renderer
 
@@ -198,25 +199,7 @@ async def test_served_page_follows_an_update_of_a_cached_row(
 
 # --- XML layouts ------------------------------------------------------------------------------------
 
-LAYOUTS = {
-    "lines": XmlLayout(lines=True),
-    "indented": XmlLayout(indent=2),
-    "cdata": XmlLayout(cdata_share=1.0),
-    "nested": XmlLayout(nested_share=0.3),
-    "attributes": XmlLayout(attributes=True),
-    "comments": XmlLayout(comments=True),
-    "crlf": XmlLayout(lines=True, crlf=True),
-    "mixed-overdue": XmlLayout(mixed_overdue=True),
-    "everything": XmlLayout(
-        indent=3,
-        cdata_share=0.5,
-        nested_share=0.2,
-        attributes=True,
-        comments=True,
-        crlf=True,
-        mixed_overdue=True,
-    ),
-}
+LAYOUTS = {name: layout for name, layout in XML_LAYOUTS.items() if not layout.compact}
 
 
 def _parsed(body: bytes) -> object:
@@ -257,16 +240,7 @@ def test_cli_sets_the_xml_layout() -> None:
     args = ["--xml-indent", "2", "--xml-cdata", "0.3", "--xml-nested", "0.1", "--xml-attributes"]
     args += ["--xml-comments", "--xml-crlf", "--xml-mixed-overdue", "--xml-lines"]
     layout = build_config(parser().parse_args(args)).xml_layout
-    assert layout == XmlLayout(
-        lines=True,
-        indent=2,
-        cdata_share=0.3,
-        nested_share=0.1,
-        attributes=True,
-        comments=True,
-        crlf=True,
-        mixed_overdue=True,
-    )
+    assert layout == XML_LAYOUTS["everything"]
     assert build_config(parser().parse_args([])).xml_layout.compact
 
 

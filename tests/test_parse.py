@@ -16,20 +16,17 @@ from hypothesis import strategies as st
 
 from ispring_async import (
     Department,
-    ISpringError,
     LearnerResult,
     ParseError,
     ResponseFormat,
     UnexpectedContentError,
     UnsafeXMLError,
 )
-from ispring_async._parse import DEFAULT_LIMITS, departments_parser, parse_error_body, results_parser
-from ispring_async._parse._reference import ReferenceParser
-from ispring_async._parse._shapes import RESULTS
-from ispring_async._parse._xml import XmlListParser
+from ispring_async._parse import departments_parser, parse_error_body, results_parser
 from ispring_async.emulator import Dataset, EmulatorConfig
 from ispring_async.emulator._render import Renderer
 from tests._pages import expected, record_fields, render_page
+from tests.test_parse_differential import both_routes
 
 DATA = Path(__file__).parent / "data"
 HOSTILE = DATA / "hostile"
@@ -48,27 +45,7 @@ def parse(
 
 def routes(body: bytes, chunk: int = 16384) -> tuple[object, object, bool]:
     """The outcome of the hybrid parser and of the reference route alone, and whether the fast route held."""
-
-    def outcome(run: object) -> object:
-        try:
-            return run()  # type: ignore[operator]
-        except ISpringError as exc:
-            return type(exc)
-
-    bounds = DEFAULT_LIMITS.bounds(page_size=None)
-    hybrid = XmlListParser(RESULTS, page="p", bounds=bounds)
-
-    def run_hybrid() -> object:
-        for start in range(0, len(body), chunk):
-            hybrid.feed(body[start : start + chunk])
-        return hybrid.close()
-
-    def run_reference() -> object:
-        reference = ReferenceParser(RESULTS, page="p", bounds=bounds)
-        reference.feed(body)
-        return reference.close()
-
-    return outcome(run_hybrid), outcome(run_reference), hybrid.fast
+    return both_routes(body, chunk)
 
 
 def page_of(n: int, seed: int = 1, **kwargs: object) -> tuple[bytes, list[LearnerResult]]:

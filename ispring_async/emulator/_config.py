@@ -7,7 +7,7 @@ import enum
 from collections.abc import Mapping
 from typing import Literal
 
-__all__ = ["ENDPOINTS", "EmulatorConfig", "Fault", "Faults", "XmlLayout"]
+__all__ = ["ENDPOINTS", "XML_LAYOUTS", "EmulatorConfig", "Fault", "Faults", "XmlLayout"]
 
 ENDPOINTS = ("token", "results", "departments")
 """Endpoint names used by ``Faults.script``, ``Faults.on_token`` and ``Emulator.stats``."""
@@ -193,6 +193,31 @@ class XmlLayout:
     def compact(self) -> bool:
         """Whether this is the default layout (one record per line, nothing else)."""
         return self == XmlLayout()
+
+
+XML_LAYOUTS: Mapping[str, XmlLayout] = {
+    "compact": XmlLayout(),
+    "lines (seed sample)": XmlLayout(lines=True),
+    "indented": XmlLayout(indent=2),
+    "cdata titles": XmlLayout(cdata_share=1.0),
+    "nested unknown 10%": XmlLayout(nested_share=0.1),
+    "attributes": XmlLayout(attributes=True),
+    "comments": XmlLayout(comments=True),
+    "crlf lines": XmlLayout(lines=True, crlf=True),
+    "mixed isOverdue": XmlLayout(mixed_overdue=True),
+    "indented + 30% cdata + 10% nested": XmlLayout(indent=2, cdata_share=0.3, nested_share=0.1),
+    "everything": XmlLayout(
+        lines=True,
+        indent=2,
+        cdata_share=0.3,
+        nested_share=0.1,
+        attributes=True,
+        comments=True,
+        crlf=True,
+        mixed_overdue=True,
+    ),
+}
+"""Named layouts the parse benchmark and the tests render the same records in."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
