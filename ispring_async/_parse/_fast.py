@@ -147,7 +147,8 @@ def strip_attributes(region: bytes) -> bytes:
 
 
 def _has_attributes(region: bytes) -> bool:
-    return b'="' in region or b"='" in region
+    # "=" alone is one memchr; the two-byte searches only run where one occurs.
+    return b"=" in region and (b'="' in region or b"='" in region)
 
 
 # -- flatness and JSON -------------------------------------------------------------------------------
@@ -162,8 +163,7 @@ _ITEM_CLOSE: Final = b'"},{"~":["'
 _PREFIX: Final = b'[{"~":["'
 _DANGLING: Final = len(b',{"~":["')
 # Reduced to tag punctuation: whitespace and text deleted, "</" marked, other "/" (text) dropped.
-_KEEP: Final = b"</>\x01\x02"
-_DELETE: Final = bytes(b for b in range(256) if b not in _KEEP)
+_DELETE_MARKED: Final = bytes(b for b in range(256) if b not in b" </>\x01\x02")
 _SPACE_MAP: Final = bytes.maketrans(b"\t\n", b"  ")
 _DELETE_TEXT: Final = bytes(b for b in range(256) if b not in b" </>")
 _CLOSE_MARK: Final = b"\x03"
@@ -256,11 +256,15 @@ def prepare(run: bytes) -> bytes:
     return strip_attributes(run) if _has_attributes(run) else run
 
 
-def flat_json(region: bytes, shape: Shape[Any], *, stripped: bool = False) -> bytes | None:
+def flat_json(
+    region: bytes, shape: Shape[Any], *, stripped: bool = False, known_flat: bool = False
+) -> bytes | None:
     """JSON for a prepared run of flat records (from an item's opening tag to one's closing tag), or
-    ``None`` if some record is not flat."""
+    ``None`` if some record is not flat. ``known_flat``: ``split_records`` has checked each record."""
     escaped = _escape(region)
     fused = _fuse_items(escaped, shape)
+    if known_flat and shape.close_item not in fused:
+        return _finish(fused)
     tags = _tags(fused)
     if tags is None:
         # Whitespace inside a tag that strip_attributes did not see (``</a >``, ``a = "x"``).
@@ -299,7 +303,14 @@ def split_records(region: bytes, shape: Shape[Any]) -> Split:
     """
     close_item, open_item = shape.close_item, shape.open_item
     marked = region.replace(close_item, b"\x02").replace(open_item, b"\x01")
-    tags = marked.translate(None, _DELETE).replace(b"</", _CLOSE_MARK).replace(b"/", b"")
+    spaced = marked.translate(_SPACE_MAP, _DELETE_MARKED)
+    if b"< " in spaced or b"</ " in spaced:
+        # Whitespace inside a tag that prepare() did not strip (``<dueDate >``): the flat records
+        # are decoded without a second look, so strip it now.
+        region = strip_attributes(region)
+        marked = region.replace(close_item, b"\x02").replace(open_item, b"\x01")
+        spaced = marked.translate(_SPACE_MAP, _DELETE_MARKED)
+    tags = spaced.replace(b" ", b"").replace(b"</", _CLOSE_MARK).replace(b"/", b"")
     flags = tags.replace(_LEAF, b"").split(b"\x02")
     parts = region.split(close_item)
     if len(flags) != len(parts):

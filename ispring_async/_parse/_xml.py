@@ -57,6 +57,7 @@ class XmlListParser(Generic[S]):
         self._reference: ReferenceParser[S] | None = None
         self._sniffed = False
         self._fed = 0
+        self._mixed = False  # a run had records that are not flat
 
     @property
     def fast(self) -> bool:
@@ -133,15 +134,19 @@ class XmlListParser(Generic[S]):
         self._started = True
 
     def _run(self, region: bytes, first: int) -> list[S]:
-        json = flat_json(region, self._shape)
-        if json is not None:
-            return self._decode(json, region, first)
+        if not self._mixed:
+            json = flat_json(region, self._shape)
+            if json is not None:
+                return self._decode(json, region, first)
+            # A page with records that are not flat is likely to have more: later runs are split
+            # at once rather than first tried whole.
+            self._mixed = True
         # Some records are not flat: the flat ones still decode as one JSON document, the others are
         # read from one tree, and the two are interleaved back in document order.
         split = split_records(region, self._shape)
         flat: list[S] = []
         if split.flat:
-            json = flat_json(split.flat, self._shape)
+            json = flat_json(split.flat, self._shape, known_flat=True)
             try:
                 flat = self._shape.list_decoder.decode(json) if json is not None else []
             except (msgspec.DecodeError, msgspec.ValidationError):
