@@ -77,7 +77,7 @@ def test_comments_before_the_root_do_not_freeze_the_html_sniff(comments: int, fm
     """A run of comments before the root (9 s for 24 on the old sniff pattern) is passed in linear time."""
     body = b"<!-- c -->" * comments + b"<response><results>" + _records(2) + TAIL
     result, seconds, _ = measure(lambda: feed([body], fmt=fmt))
-    assert seconds < 1.0
+    assert seconds < 3.0  # generous for a loaded machine: the old pattern took 9 s for 24
     if fmt is ResponseFormat.XML:
         assert not isinstance(result, Exception) and len(result.records) == 2  # type: ignore[attr-defined]
     else:
@@ -97,7 +97,7 @@ def test_slashes_in_a_title_cost_linear_time(slashes: int) -> None:
     """A title of 400,000 "/" (1.3 s for 40,000 on the old replace loop, 4x per doubling) parses fast."""
     body = HEAD + (RECORD % 1).replace(b">T<", b">" + b"/" * slashes + b"<") + TAIL
     result, seconds, _ = measure(lambda: feed([body]))
-    assert seconds < 1.0
+    assert seconds < 3.0  # the old loop: 1.3 s for 40k, 4x per doubling (minutes for 400k)
     assert result.records[0].course_title == "/" * slashes  # type: ignore[attr-defined]
 
 

@@ -55,17 +55,24 @@ class ReferenceParser(Generic[S]):
         self._seen_container = False
         self._top_text: dict[str, str] = {}
         self._skip_depth = 0
+        self._fed = 0
         if fragment:
             self.feed(b"<response><" + shape.container.encode() + b">")
 
     def feed(self, data: bytes, *, final: bool = False) -> None:
         """Parse the next bytes; ``final`` ends the document."""
+        self._fed += len(data)
         try:
             run_expat(self._expat, data, final, self._page)
         except ExpatSyntaxError:
             if self._fragment:
                 raise DeclinedError from None
             raise
+
+    @property
+    def unfinished_token_bytes(self) -> int:
+        """Bytes expat holds of a token (tag, comment, PI) it has not seen the end of."""
+        return self._fed - max(int(self._expat.CurrentByteIndex), 0)
 
     def _start(self, name: str, attrs: object) -> None:
         path = self._path

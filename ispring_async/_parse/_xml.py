@@ -78,19 +78,17 @@ class XmlListParser(Generic[S]):
     def _feed(self, data: bytes) -> None:
         if not self._sniffed:
             self._sniff(data)
+        reference = self._reference
+        if reference is not None:
+            # The reference route's expat is hardened alike and checks the same bytes: the validator
+            # has nothing left to add, and feeding both would double expat's cost.
+            reference.feed(data)
+            self._check_token(reference.unfinished_token_bytes)
+            return
         validator = self._validator
         run_expat(validator, data, False, self._page)
         self._fed += len(data)
-        # Expat holds an unfinished token (a tag, comment or PI) and scans it again with each chunk:
-        # bounded, so one huge comment cannot cost time quadratic in its size.
-        if self._fed - max(validator.CurrentByteIndex, 0) > self._bounds.max_token_bytes:
-            raise ParseError(
-                f"an XML tag, comment or PI longer than {self._bounds.max_token_bytes} bytes",
-                page=self._page,
-            )
-        if self._reference is not None:
-            self._reference.feed(data)
-            return
+        self._check_token(self._fed - max(validator.CurrentByteIndex, 0))
         pending = self._pending + data if self._pending else data
         close_item = self._shape.close_item
         cut = pending.rfind(close_item)
@@ -106,6 +104,15 @@ class XmlListParser(Generic[S]):
         except DeclinedError:
             self._pending = pending
             self._switch()
+
+    def _check_token(self, unfinished: int) -> None:
+        # Expat holds an unfinished token (a tag, comment or PI) and scans it again with each chunk:
+        # bounded, so one huge comment cannot cost time quadratic in its size.
+        if unfinished > self._bounds.max_token_bytes:
+            raise ParseError(
+                f"an XML tag, comment or PI longer than {self._bounds.max_token_bytes} bytes",
+                page=self._page,
+            )
 
     def _sniff(self, data: bytes) -> None:
         if len(data) < 64 and not data.strip():
@@ -266,14 +273,15 @@ class XmlListParser(Generic[S]):
         reference.feed(self._pending)
         self._pending = b""
         self._reference = reference
+        self._validator = None  # from here on the reference route's expat validates (see _feed)
 
     def close(self) -> tuple[list[S], str | None]:
         """End of body: every record of the page and its ``nextPageToken``."""
-        try:
-            run_expat(self._validator, b"", True, self._page)
-        finally:
-            self._validator = None
         if self._reference is None:
+            try:
+                run_expat(self._validator, b"", True, self._page)
+            finally:
+                self._validator = None
             if self._started:
                 ok, token = tail_token(self._pending, self._shape)
                 if ok:
