@@ -326,7 +326,7 @@ def layout_rounds(
         }
         for base, minimum in LAYOUT_TARGETS.items():
             ratio = summarize([o / b for o, b in zip(ours, rates[layout, base], strict=True)])
-            entry[f"vs_{base}"] = {**ratio, "min": minimum, "pass": ratio["median"] >= minimum}
+            entry[f"vs_{base}"] = {**ratio, "required": minimum, "pass": ratio["median"] >= minimum}
         out[layout] = entry
     return {"rounds": rounds, "layouts": out}
 
