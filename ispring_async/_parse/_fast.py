@@ -17,7 +17,7 @@ instructions go, CDATA becomes escaped text — and ``strip_attributes`` drops a
 ``flat_json`` then makes the item tags record boundaries, escapes ``\\`` ``"`` and control characters,
 turns every ``<`` into ``","`` and every ``>`` into ``":"``, and resolves references last::
 
-    [{"~":["","~":"\\n  ","userId":"u1","/userId":"\\n  ","courseTitle":"R&D <intro>",
+    [{"~":[""],"~":"\\n  ","userId":"u1","/userId":"\\n  ","courseTitle":"R&D <intro>",
       "/courseTitle":"\\n  ","isOverdue":"false","/isOverdue":"\\n"}]
 
 which ``msgspec`` decodes straight into ``LearnerResult`` (keys it does not know are skipped; the
@@ -34,10 +34,12 @@ Invariants this relies on (each one is what makes a rewrite of XML as text exact
 3. **Flatness is checked, not assumed**: the run reduced to its tag punctuation must read
    ``(<></>)*`` (``/`` in text are dropped: only a tag's ``/`` follows a ``<``). Nesting, mixed
    content, self-closing elements and whitespace inside tags break the pattern; so do unbalanced
-   runs. A run that is not flat is split into records; records that are not flat go to the
-   reference route as a fragment, in order. Stray elements between records make invalid JSON (they
-   land in the ``"~"`` list), never a wrong record; invalid JSON or an invalid value sends the run to
-   the reference route, which is exact and says where.
+   runs. A run that is not flat is cut at its item tags (``split_records``): its flat records still
+   decode as one JSON document, and the others — each group balanced on its own, or the page goes to
+   the reference route — are read from a C-built tree under the reference route's rules (``_xml.py``)
+   and interleaved back in order. Stray elements between records make invalid JSON (they land in the
+   ``"~"`` list), never a wrong record; invalid JSON or an invalid value sends the run to the tree,
+   which is exact and says where.
 4. **References are resolved after the tag rewrite**, so ``&lt;`` can never become a tag; a character
    reference may have any number of leading zeros (``&#x0000000041;`` is ``A``).
 5. **Nothing here loops until stable or backtracks**: each pass is one ``bytes`` method call, or a
