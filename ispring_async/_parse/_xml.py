@@ -5,9 +5,10 @@
   element this runs at expat's floor speed, and it is what the fast route's invariants rest on.
 * **The fast route** (``_fast.py``) turns each run of complete records into JSON with C-level byte
   passes and one ``msgspec`` decode. It declines per *record*: records it cannot vouch for (nested
-  unknown elements, self-closing fields, mixed content) go to the reference route as a fragment, in
-  order, and the rest of the run stays fast. A run it cannot cut at its records, or a prolog it does
-  not know, hands the rest of the page to the reference route.
+  unknown elements, self-closing fields, mixed content) are read from one C-built ``xml.etree`` tree
+  per run under the reference route's rules, and interleaved back in order, while the rest of the
+  run stays JSON. A run it cannot cut at its records, or a prolog it does not know, hands the rest of
+  the page to the reference route (whose expat then validates alone).
 * **The reference route** (``_reference.py``) is the authority: both routes give the same records or
   the same error class for any well-formed page (tests/test_parse_differential.py generates them), and
   every parse error comes from it, with the page and the record or element it concerns.
