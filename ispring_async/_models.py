@@ -10,6 +10,7 @@ millions of them a nightly export creates.
 from __future__ import annotations
 
 import enum
+import sys
 from datetime import datetime
 from typing import Annotated
 
@@ -28,6 +29,19 @@ __all__ = [
 # An aware datetime: the API always sends an offset (``Z`` or ``+00:00``); a naive value is refused
 # rather than silently interpreted in the local zone.
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+# Numbers every sink can store, checked where a page is parsed (msgspec's error names the record and the
+# field), not where a sink first fails: SQLite and Parquet hold signed 64-bit integers, and no sink
+# has one faithful spelling of NaN or Infinity (JSON has none at all, CSV and SQLite disagree). The
+# API's numbers are finite, so a non-finite one is the server's error, and refused like a wrong type.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+FiniteFloat = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
+
+# The account's departments become ``departmentIds[]`` filters, which take UUIDs only; an id in any
+# other shape is the server's malformed data, refused at parse time rather than mistaken for usage.
+DepartmentId = Annotated[
+    str, msgspec.Meta(pattern="^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
+]
 
 RowIdentity = str
 """The identity of a result row: its ``enrollmentId``, else ``"<userId>/<courseId>"``."""
@@ -77,12 +91,12 @@ class LearnerResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel", g
     due_date: AwareDatetime | None = None
     expiration_date: AwareDatetime | None = None
     completion_date: AwareDatetime | None = None
-    duration: int | None = None
-    time_spent: int | None = None
-    progress: float | None = None
-    awarded_score: float | None = None
-    passing_score: float | None = None
-    views_count: int | None = None
+    duration: Int64 | None = None
+    time_spent: Int64 | None = None
+    progress: FiniteFloat | None = None
+    awarded_score: FiniteFloat | None = None
+    passing_score: FiniteFloat | None = None
+    views_count: Int64 | None = None
 
     @property
     def identity(self) -> RowIdentity:
@@ -93,7 +107,7 @@ class LearnerResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel", g
 class Department(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
     """A department; the tree is rebuilt from ``parent_department_id`` (absent on the root)."""
 
-    department_id: str
+    department_id: DepartmentId
     name: str
     parent_department_id: str | None = None
     code: str | None = None

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -23,7 +22,7 @@ from typing import BinaryIO
 import msgspec
 
 from ispring_async._models import LearnerResult
-from ispring_async.sinks._base import COLUMN_NAMES, SinkBase, SinkError, logger
+from ispring_async.sinks._base import COLUMN_NAMES, SinkBase, logger
 
 __all__ = ["FileSink", "iter_line_blocks"]
 
@@ -84,10 +83,12 @@ class FileSink(SinkBase):
     def open(self, *, resume: bool) -> bytes | None:
         """Prepare the partial file; on resume truncate it to the last checkpoint and return its state."""
         self._begin()
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._partial, os.O_RDWR | os.O_CREAT, 0o666)
         try:
-            _lock(fd, self._path)
+            fd = os.open(self._partial, os.O_RDWR | os.O_CREAT, 0o666)
+        except BaseException:
+            self._lock.release()
+            raise
+        try:
             saved = self._load_checkpoint(fd) if resume else None
             if saved is None:
                 # The checkpoint goes first: a partial file without one is never resumed.
@@ -100,6 +101,7 @@ class FileSink(SinkBase):
             file = open(fd, "r+b", buffering=_WRITE_BUFFER)  # noqa: SIM115  (closed by finish/abort)
         except BaseException:
             os.close(fd)
+            self._lock.release()
             raise
         file.seek(offset)
         self._file = file
@@ -155,24 +157,24 @@ class FileSink(SinkBase):
         assert self._file is not None
         self._file.flush()
         os.fsync(self._file.fileno())
-        # Published while the partial file is still open, so the lock keeps a concurrent run out.
+        # Published while the lock is held, so a concurrent run cannot start on a half-published output.
         self._publish()
         self._checkpoint_path.unlink(missing_ok=True)
         _fsync_directory(self._path.parent)
         self._file.close()
         self._file = None
-        self._state = "finished"
+        self._end("finished")
 
     def abort(self) -> None:
         """Close the partial file without publishing; the checkpoint stays for ``open(resume=True)``."""
         if self._state != "open":
             return
-        self._state = "aborted"
         file, self._file = self._file, None
         if file is not None:
             # Whatever the buffer still holds lies past the checkpoint, so a failed flush loses nothing.
             with contextlib.suppress(OSError):
                 file.close()
+        self._end("aborted")
 
     # -- helpers ------------------------------------------------------------------------------------
 
@@ -251,20 +253,3 @@ def _fsync_directory(directory: Path) -> None:
     # Makes the rename itself durable; Windows cannot open a directory and orders renames anyway.
     if os.name == "posix":
         fsync_path(directory)
-
-
-if sys.platform == "win32":  # pragma: no cover
-
-    def _lock(fd: int, path: Path) -> None:
-        pass
-
-else:
-    import fcntl
-
-    def _lock(fd: int, path: Path) -> None:
-        # Two overlapping nightly runs (a slow night, a manual rerun) would interleave their records in
-        # one partial file; the lock lives as long as the file descriptor, so SIGKILL releases it.
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise SinkError(f"another export is writing {path}") from None

@@ -93,12 +93,12 @@ class SqliteSink(SinkBase):
     def open(self, *, resume: bool) -> bytes | None:
         """Start a run (``export_runs``) or, with ``resume=True``, continue the unfinished one."""
         self._begin()
-        self._path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # isolation_level=None: transactions are begun and committed here, where checkpoints are.
             # check_same_thread=False: an async exporter may call from a worker thread (never two at once).
             db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
+            self._lock.release()
             raise SinkError(f"cannot open the SQLite database {self._path}: {exc}") from exc
         self._db = db
         self._state = "open"
@@ -197,15 +197,15 @@ class SqliteSink(SinkBase):
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.close()
         self._db = None
-        self._state = "finished"
+        self._end("finished")
 
     def abort(self) -> None:
         """Roll back what the last checkpoint does not cover, mark the run ``failed``, close."""
         if self._state != "open":
             return
-        self._state = "aborted"
         db, self._db = self._db, None
         if db is None:
+            self._end("aborted")
             return
         try:
             if db.in_transaction:
@@ -218,6 +218,7 @@ class SqliteSink(SinkBase):
             pass  # a run still 'running' after its process ended reads as interrupted all the same
         finally:
             db.close()
+            self._end("aborted")
 
     # -- helpers ------------------------------------------------------------------------------------
 
