@@ -425,7 +425,7 @@ def test_a_checkpoint_file_holds_the_state_and_nothing_of_the_data(tmp_path: Pat
 
 
 def test_the_sqlite_checkpoint_row_holds_the_state_only(tmp_path: Path) -> None:
-    """export_checkpoint stores the given state, the record count and a time, nothing else."""
+    """export_checkpoint stores the given state, the record count, a time and a checksum, nothing else."""
     path = tmp_path / "out.sqlite"
     with open_sink(path) as sink:
         sink.open(resume=False)
@@ -435,7 +435,7 @@ def test_the_sqlite_checkpoint_row_holds_the_state_only(tmp_path: Path) -> None:
         try:
             cursor = db.execute("SELECT * FROM export_checkpoint")
             columns = [d[0] for d in cursor.description]
-            ((run_id, state, records, _saved_at),) = cursor.fetchall()
+            ((run_id, state, records, _saved_at, _checksum),) = cursor.fetchall()
         finally:
             db.close()
     assert columns == ["run_id", "state", "records", "saved_at", "checksum"]
