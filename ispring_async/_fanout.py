@@ -43,7 +43,7 @@ import msgspec
 from ispring_async._exceptions import ConfigurationError, PartitionError
 from ispring_async._models import LearnerResult, ResultsPage
 from ispring_async._plan import Partition, Planner, Split, epoch_seconds
-from ispring_async._query import ResultsQuery
+from ispring_async._query import ResultsQuery, check_instant
 from ispring_async._ratelimit import RateLimiter
 from ispring_async._transport import RetryEvent
 
@@ -133,10 +133,8 @@ class FanOutOptions:
             raise ConfigurationError(f"FanOutOptions.rate_limit must be > 0 or None, got {self.rate_limit!r}")
         if not isinstance(self.min_window, int | float) or not self.min_window >= 1:
             raise ConfigurationError(f"FanOutOptions.min_window must be >= 1 second, got {self.min_window!r}")
-        if self.earliest is not None and (
-            not isinstance(self.earliest, datetime) or self.earliest.utcoffset() is None
-        ):
-            raise ConfigurationError("FanOutOptions.earliest must be a timezone-aware datetime or None")
+        if self.earliest is not None:
+            check_instant(self.earliest, "FanOutOptions.earliest")  # aware, and inside the calendar
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
