@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import anyio
 import msgspec
 
-from ispring_async._exceptions import ConfigurationError, PartitionError
+from ispring_async._exceptions import ConfigurationError, ParseError, PartitionError, printable
 from ispring_async._models import LearnerResult, ResultsPage
 from ispring_async._plan import Partition, Planner, Split, epoch_seconds
 from ispring_async._query import ResultsQuery, check_instant
@@ -135,6 +135,19 @@ class FanOutOptions:
             raise ConfigurationError(f"FanOutOptions.min_window must be >= 1 second, got {self.min_window!r}")
         if self.earliest is not None:
             check_instant(self.earliest, "FanOutOptions.earliest")  # aware, and inside the calendar
+
+
+def _department_id(value: str) -> str:
+    # The ids become departmentIds[] filters, which take UUIDs only: another shape is the server's
+    # malformed data (exit 4), not the caller's usage, so it must not surface as a ConfigurationError.
+    try:
+        ResultsQuery(department_ids=[value])
+    except ConfigurationError:
+        raise ParseError(
+            f"GET /departments returned a department id that is not a UUID: {printable(repr(value[:100]))}",
+            page="GET /departments",
+        ) from None
+    return value
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -516,7 +529,7 @@ class FanOut:
                     await rate.acquire()
                 self._requests += 1
                 page = await anext(pages)
-                ids.extend(d.department_id for d in page.departments)
+                ids.extend(_department_id(d.department_id) for d in page.departments)
                 if not page.next_page_token:
                     return ids
 

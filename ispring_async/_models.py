@@ -37,12 +37,6 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 FiniteFloat = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
 
-# The account's departments become ``departmentIds[]`` filters, which take UUIDs only; an id in any
-# other shape is the server's malformed data, refused at parse time rather than mistaken for usage.
-DepartmentId = Annotated[
-    str, msgspec.Meta(pattern="^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$")
-]
-
 RowIdentity = str
 """The identity of a result row: its ``enrollmentId``, else ``"<userId>/<courseId>"``."""
 
@@ -107,7 +101,7 @@ class LearnerResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel", g
 class Department(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
     """A department; the tree is rebuilt from ``parent_department_id`` (absent on the root)."""
 
-    department_id: DepartmentId
+    department_id: str
     name: str
     parent_department_id: str | None = None
     code: str | None = None
