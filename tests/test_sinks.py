@@ -416,7 +416,16 @@ def test_a_checkpoint_file_holds_the_state_and_nothing_of_the_data(tmp_path: Pat
         raw = checkpoint_path.read_bytes()
         mode = checkpoint_path.stat().st_mode & 0o777
     saved = msgspec.json.decode(raw)
-    assert set(saved) == {"version", "format", "columns", "offset", "records", "data_crc32", "state", "checksum"}
+    assert set(saved) == {
+        "version",
+        "format",
+        "columns",
+        "offset",
+        "records",
+        "data_crc32",
+        "state",
+        "checksum",
+    }
     assert base64.b64decode(saved["state"]) == b"\x00opaque\xff"
     assert (saved["format"], saved["columns"], saved["records"]) == (fmt, API_NAMES, 20)
     assert SECRET.encode() not in raw
