@@ -47,8 +47,8 @@ __all__ = [
     "TransportError",
     "UnexpectedContentError",
     "UnsafeXMLError",
-    "printable",
 ]
+# printable (below) is shared by the package's modules, not part of the public API.
 
 # C0 and C1 controls (ESC starts every terminal sequence, BEL ends OSC titles, CR/LF forge lines), DEL,
 # the Unicode line and paragraph separators, and the bidirectional overrides that reorder what is shown.
