@@ -288,3 +288,7 @@ def _translated(message: str) -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise SinkError(f"{message}: {exc}") from exc
+    except OverflowError:
+        # Parsed records are int64 by construction (LearnerResult's constraints); a record built by
+        # hand with a bigger integer still fails typed.
+        raise SinkError(f"{message}: an integer does not fit SQLite's 64 bits") from None
