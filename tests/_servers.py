@@ -122,13 +122,18 @@ def results_body(indices: range, next_token: str | None, *, fmt: str = "xml") ->
         if next_token:
             page["nextPageToken"] = next_token
         return json.dumps(page).encode()
-    rows = "".join(
-        "<result>" + "".join(f"<{k}>{_xml_text(v)}</{k}>" for k, v in record(i).items()) + "</result>"
-        for i in indices
+    return xml_page([record(i) for i in indices], next_token)
+
+
+def xml_page(rows: list[dict[str, object]], next_token: str | None = None) -> bytes:
+    """A results page in the API's XML holding ``rows`` (API field names to values) as given."""
+    results = "".join(
+        "<result>" + "".join(f"<{k}>{_xml_text(v)}</{k}>" for k, v in row.items()) + "</result>"
+        for row in rows
     )
     token = f"<nextPageToken>{next_token}</nextPageToken>" if next_token else ""
     head = '<?xml version="1.0" encoding="UTF-8"?>\n'
-    return f"{head}<response><results>{rows}</results>{token}</response>".encode()
+    return f"{head}<response><results>{results}</results>{token}</response>".encode()
 
 
 def content_type(fmt: str) -> str:
