@@ -83,7 +83,7 @@ exit status:
   {ExitCode.USAGE:<4}usage or configuration error (also: --resume with other filters than the checkpoint)
   {ExitCode.AUTH:<4}authentication or permission refused by the API (401/403)
   {ExitCode.API:<4}other API or network failure, after retries (the checkpoint is kept)
-  {ExitCode.OUTPUT:<4}the output cannot be written
+  {ExitCode.OUTPUT:<4}the output cannot be written, or another export is writing it
   {ExitCode.SIGINT:<4}interrupted by Ctrl-C (SIGINT); the checkpoint is kept
   {ExitCode.SIGTERM:<4}stopped by SIGTERM; the checkpoint is kept
 """

@@ -15,7 +15,7 @@
     │   ├── UnexpectedContentError  HTML or another content type where XML/JSON was asked for
     │   ├── ParseError              malformed XML/JSON or wrong field types (page, where)
     │   │   └── UnsafeXMLError      DTDs, entity declarations, external references
-    │   └── PaginationError         a page token that repeats
+    │   └── PaginationError         a page chain that would never end (repeated token, no new pages)
     └── PartitionError              a fan-out partition failed (partition, __cause__)
 
 aiohttp, expat and msgspec exceptions are translated where they are caught and never reach callers
@@ -178,7 +178,8 @@ class UnsafeXMLError(ParseError):
 
 
 class PaginationError(ResponseError):
-    """The API returned a page token it had already returned: following it would loop forever."""
+    """The page chain would never end: a token already followed, pages that keep adding nothing while
+    they carry a fresh token, or more pages than ``max_pages_per_chain``."""
 
 
 class PartitionError(ISpringError):

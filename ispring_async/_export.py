@@ -60,7 +60,7 @@ class ExitCode(enum.IntEnum):
     API = 4
     """Any other API or network failure, after retries."""
     OUTPUT = 5
-    """The output cannot be written, resumed or published."""
+    """The output cannot be written, resumed or published, or another export is writing it."""
     SIGINT = 130
     """Interrupted by Ctrl-C (128 + SIGINT, as shells report it); the checkpoint is kept."""
     SIGTERM = 143
