@@ -395,9 +395,9 @@ class Transport:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             failure = self._translate(exc, shown, label, in_body=in_body)
         # Raised outside the except blocks, with no __cause__: aiohttp's exceptions carry the request
-        # (its ``request_info`` holds the Authorization header, a token endpoint's form the secret), so
-        # an error chained to one would print the secret in any traceback, Sentry event or
-        # logging.exception. Only the safe description _translate extracted survives.
+        # (``request_info`` holds the Authorization header with the bearer token), so an error chained
+        # to one would print the token in any traceback, Sentry event or logging.exception. Only the
+        # safe description _translate extracted survives.
         raise failure
 
     def _translate(
