@@ -41,7 +41,6 @@ from tests._servers import (
     api_error,
     ident,
     results_body,
-    serve,
     serve_in_background,
     xml_page,
 )
@@ -207,31 +206,12 @@ def test_config_file_runs_an_export(emu: Emulator, tmp_path: Path, monkeypatch: 
 @contextlib.contextmanager
 def scripted_api(status: int) -> Iterator[str]:
     """A server in a thread whose token endpoint works and whose results answer ``status``."""
-    ready = threading.Event()
-    urls: list[str] = []
-    stop: list[asyncio.Event] = []
-    loop = asyncio.new_event_loop()
 
     async def results(request: web.Request) -> web.StreamResponse:
         return api_error(status, status, "Permission denied")
 
-    async def run() -> None:
-        token = TokenEndpoint(client_id="emulator-client", client_secret=SECRET)
-        async with serve({"/api/v3/token": token, "/learners/results": results}) as server:
-            stop.append(asyncio.Event())
-            urls.append(server.base_url)
-            ready.set()
-            await stop[0].wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
-    thread.start()
-    ready.wait()
-    try:
-        yield urls[0]
-    finally:
-        loop.call_soon_threadsafe(stop[0].set)
-        thread.join()
-        loop.close()
+    with serve_in_background(api_routes(results)) as url:
+        yield url
 
 
 def _closed_port() -> str:

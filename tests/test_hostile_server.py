@@ -38,6 +38,7 @@ from ispring_async._exceptions import printable
 from ispring_async._progress import PrintableFormatter
 from ispring_async._transport import Transport, parse_retry_after
 from tests._servers import Handler, PagedResults, Server, TokenEndpoint, api_error, raw_server, serve
+from tests.test_auth import FakeClock, Raw
 
 SECRET = "s3cr3t-VALUE"
 TOKEN = "TOKEN-d41d8cd98f00b204"
@@ -198,19 +199,6 @@ async def transport_for(server: Server, retry: RetryPolicy = NO_WAIT) -> AsyncIt
         yield transport
     finally:
         await transport.aclose()
-
-
-class Raw:
-    """A parser that returns the body as bytes."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def feed(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def close(self) -> bytes:
-        return b"".join(self.chunks)
 
 
 def answer(status: int, headers: dict[str, str], message: str = "nope") -> web.Response:
@@ -377,16 +365,6 @@ async def test_a_retry_after_below_the_floor_waits_the_floor_and_says_so(
             assert await transport.request("GET", "/x", Raw, label="GET /x", on_retry=events.append) == b"ok"
     assert [event.wait for event in events] == [pytest.approx(0.01), pytest.approx(0.01)]
     assert caplog.text.count("below the floor") == 2
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.mark.anyio
