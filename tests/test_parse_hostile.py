@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ispring_async import (
     Client,
+    ConfigurationError,
     ParseError,
     ParseLimits,
     ResponseFormat,
@@ -27,7 +28,7 @@ from ispring_async import (
     UnexpectedContentError,
 )
 from ispring_async._parse import results_parser
-from tests._servers import serve
+from tests._servers import results_body, serve
 from tests.test_parse_differential import both_routes
 
 MIB = 1 << 20
@@ -316,3 +317,28 @@ async def test_gzip_bomb_over_http_ends_at_the_decompressed_cap(fmt: str) -> Non
     assert len(compressed) < MIB
     assert peak < 64
     await anyio.lowlevel.checkpoint()
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("fmt", [pytest.param("xml", id="xml"), pytest.param("json", id="json")])
+async def test_a_server_sending_more_records_than_the_page_size_is_refused_over_http(fmt: str) -> None:
+    """The client tells the parser the pageSize it asked for: 11 records for pageSize 10 is a ParseError."""
+
+    async def oversized(request: web.Request) -> web.StreamResponse:
+        assert request.query["pageSize"] == "10"
+        content = "application/xml" if fmt == "xml" else "application/json"
+        return web.Response(body=results_body(range(11), None, fmt=fmt), headers={"Content-Type": content})
+
+    async with serve({"/learners/results": oversized}) as server:
+        client = Client(server.base_url, token="t", response_format=fmt, page_size=10)
+        async with client:
+            with pytest.raises(ParseError, match="more than 10 records"):
+                async for _page in client.result_pages(ResultsQuery()):
+                    pass
+
+
+def test_client_refuses_parse_limits_of_another_type() -> None:
+    """``Client(parse_limits=...)`` takes a ParseLimits, and says so otherwise."""
+    with pytest.raises(ConfigurationError, match="parse_limits"):
+        Client("http://127.0.0.1:1", token="t", parse_limits={"max_body_bytes": 1})  # type: ignore[arg-type]
