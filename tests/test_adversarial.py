@@ -5,12 +5,16 @@ Each test names the behaviour it pins; servers are on 127.0.0.1, faults are scri
 
 from __future__ import annotations
 
+import sqlite3
 import types
+from pathlib import Path
 
 import pytest
 
 from ispring_async import ISpringError
+from ispring_async.sinks import SinkError, open_sink
 from tests._servers import raw_server
+from tests.test_sinks import EXTENSIONS, FORMATS, make_records, read_output
 from tests.test_hostile_server import MALFORMED, SECRET, TOKEN, _token_reply, client_for, reachable
 
 
@@ -58,3 +62,75 @@ async def test_traceback_frame_locals_of_a_raised_error_hold_no_secret(which: st
     assert "_attempt" in shown or "request" in shown  # the walk did reach our frames
     assert TOKEN not in shown, [line for line in shown.splitlines() if TOKEN in line]
     assert SECRET not in shown, [line for line in shown.splitlines() if SECRET in line]
+
+
+# -- one export per output, however the output is named or its lock file treated --------------------
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_export_through_a_symlink_is_refused_while_the_target_is_in_use(tmp_path: Path, fmt: str) -> None:
+    """A symlink naming an output in use is the same output: the second export is refused."""
+    target = tmp_path / f"real.{EXTENSIONS[fmt]}"
+    alias = tmp_path / f"alias.{EXTENSIONS[fmt]}"
+    alias.symlink_to(target)
+    with open_sink(target) as first:
+        first.open(resume=False)
+        with pytest.raises(SinkError, match="another export"):
+            open_sink(alias).open(resume=False)
+        first.write(make_records(2))
+        first.checkpoint(b"1")
+        first.finish()
+    assert read_output(target, fmt)[1] == make_records(2)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_lock_file_deleted_under_a_running_export_is_taken_back(tmp_path: Path, fmt: str) -> None:
+    """An operator deleting the lock file mid-run does not let a second export in: the run re-takes it."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    lock = tmp_path / f".{path.name}.lock"
+    with open_sink(path) as first:
+        first.open(resume=False)
+        first.write(make_records(3))
+        lock.unlink()
+        first.checkpoint(b"1")  # the next call of the run notices and locks again
+        with pytest.raises(SinkError, match="another export"):
+            open_sink(path).open(resume=False)
+        first.finish()
+    assert read_output(path, fmt)[1] == make_records(3)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_run_whose_lock_was_taken_by_another_stops_and_leaves_the_others_output_intact(
+    tmp_path: Path, fmt: str
+) -> None:
+    """Lock file deleted and taken by a second export: the first stops typed, writes nothing more."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    with open_sink(path) as first:
+        first.open(resume=False)
+        first.write(make_records(5, start=100))
+        first.checkpoint(b"1")
+        if fmt != "sqlite":  # (SQLite's own write lock would hold the second at the database)
+            first.write(make_records(5, start=200))  # buffered, not yet checkpointed
+        (tmp_path / f".{path.name}.lock").unlink()
+        with open_sink(path) as second:
+            second.open(resume=False)
+            with pytest.raises(SinkError, match="lock"):
+                first.checkpoint(b"2")
+            first.abort()  # what leaving its block does; it must not flush into the second's output
+            second.write(make_records(1))
+            second.checkpoint(b"1")
+            second.finish()
+    if fmt != "sqlite":
+        assert read_output(path, fmt)[1] == make_records(1)
+        return
+    # SQLite keeps earlier runs' rows by design; the second run is the complete one, the first failed.
+    db = sqlite3.connect(path)
+    try:
+        runs = db.execute("SELECT run_id, status FROM export_runs ORDER BY run_id").fetchall()
+        latest = db.execute(
+            "SELECT identity FROM learner_results WHERE run_id = ?", (runs[-1][0],)
+        ).fetchall()
+    finally:
+        db.close()
+    assert [status for _, status in runs] == ["failed", "complete"]
+    assert [identity for (identity,) in latest] == [r.identity for r in make_records(1)]
