@@ -14,8 +14,8 @@ import pytest
 from ispring_async import ISpringError
 from ispring_async.sinks import SinkError, open_sink
 from tests._servers import raw_server
-from tests.test_sinks import EXTENSIONS, FORMATS, make_records, read_output
 from tests.test_hostile_server import MALFORMED, SECRET, TOKEN, _token_reply, client_for, reachable
+from tests.test_sinks import EXTENSIONS, FORMATS, make_records, read_output
 
 
 def frame_locals_shown(exc: BaseException) -> str:
