@@ -10,10 +10,12 @@ import types
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
-from ispring_async import ISpringError
+from ispring_async import Client, ISpringError, PaginationError
+from ispring_async._paginate import MAX_STALE_PAGES
 from ispring_async.sinks import SinkError, open_sink
-from tests._servers import raw_server
+from tests._servers import ident, raw_server, results_body, serve
 from tests.test_hostile_server import MALFORMED, SECRET, TOKEN, _token_reply, client_for, reachable
 from tests.test_sinks import EXTENSIONS, FORMATS, make_records, read_output
 
@@ -134,3 +136,72 @@ def test_a_run_whose_lock_was_taken_by_another_stops_and_leaves_the_others_outpu
         db.close()
     assert [status for _, status in runs] == ["failed", "complete"]
     assert [identity for (identity,) in latest] == [r.identity for r in make_records(1)]
+
+
+# -- chains that add almost nothing, forever -----------------------------------------------------------
+
+
+class Trickle:
+    """``/learners/results`` with a fresh token every time, adding one new record every ``every`` pages.
+
+    Between the new records it repeats a page already sent (``same``) or alternates two of them (``ab``),
+    so no run of pages that add nothing is ever ``MAX_STALE_PAGES`` long.
+    """
+
+    def __init__(self, mode: str, every: int) -> None:
+        self.mode = mode
+        self.every = every
+        self.hits = 0
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        self.hits += 1
+        n = self.hits
+        if n % self.every == 1 or self.every == 1:
+            indices = range(1000 + n, 1001 + n)  # one record never sent before
+        elif self.mode == "same" or n % 2:
+            indices = range(3)
+        else:
+            indices = range(3, 6)
+        return web.Response(body=results_body(indices, f"tok-{n:08d}"), content_type="application/xml")
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("mode", "every"),
+    [
+        pytest.param("same", MAX_STALE_PAGES, id="same-page-19-times-then-one-new-record"),
+        pytest.param("ab", MAX_STALE_PAGES, id="alternating-pages-then-one-new-record"),
+        pytest.param("same", 3, id="two-repeats-per-new-record"),
+    ],
+)
+async def test_a_chain_of_repeats_broken_by_a_rare_new_record_is_a_pagination_error(
+    mode: str, every: int
+) -> None:
+    """Mostly repeated pages with a rare new record end in PaginationError long before the cap."""
+    trickle = Trickle(mode, every)
+
+    async def drain(client: Client) -> None:
+        async for _ in client.result_pages():
+            pass
+
+    async with serve({"/learners/results": trickle}) as server, Client(server.base_url, token="t") as client:
+        with pytest.raises(PaginationError, match="added nothing"):
+            await drain(client)
+    assert trickle.hits <= 4 * MAX_STALE_PAGES + 2
+
+
+@pytest.mark.anyio
+async def test_a_long_chain_with_a_few_scattered_empty_pages_is_followed() -> None:
+    """Empty pages here and there in a long, otherwise healthy chain are followed to its end."""
+    # One empty page in every ten: MAX_STALE_PAGES of them in all, never a majority of the chain.
+    count = 10 * MAX_STALE_PAGES + 5
+    pages = [range(0) if i % 10 == 9 else range(3 * i, 3 * i + 3) for i in range(count)]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        number = int(request.query.get("pageToken", "0"))
+        token = str(number + 1) if number + 1 < len(pages) else None
+        return web.Response(body=results_body(pages[number], token), content_type="application/xml")
+
+    async with serve({"/learners/results": handler}) as server, Client(server.base_url, token="t") as client:
+        records = [r.user_id async for page in client.result_pages() for r in page.records]
+    assert records == [ident(1, i) for page in pages for i in page]
