@@ -19,7 +19,7 @@ from collections.abc import Callable
 import msgspec
 
 from ispring_async._exceptions import APIError, AuthenticationError, ConfigurationError, ParseError
-from ispring_async._transport import Transport
+from ispring_async._transport import Secret, Transport
 
 __all__ = ["TOKEN_PATH", "ClientCredentialsAuth", "StaticTokenAuth"]
 
@@ -89,7 +89,7 @@ class StaticTokenAuth:
             raise ConfigurationError(
                 "the access token holds control characters (CR, LF, NUL, ...) and cannot be sent"
             )
-        self._token = token
+        self._token = Secret(token)
 
     def __repr__(self) -> str:
         return "StaticTokenAuth(token='***')"
@@ -116,7 +116,7 @@ class ClientCredentialsAuth:
     ) -> None:
         self._transport = transport
         self._client_id = client_id
-        self._client_secret = client_secret
+        self._client_secret = Secret(client_secret)
         self._clock = clock
         self._lock = asyncio.Lock()
         self._token: str | None = None
@@ -198,7 +198,8 @@ class ClientCredentialsAuth:
                 REFRESH_FRACTION * MIN_TOKEN_LIFETIME,
             )
             lifetime = MIN_TOKEN_LIFETIME
-        self._token = reply.access_token
+        token = Secret(reply.access_token)
+        self._token = token
         self._refresh_at = started + REFRESH_FRACTION * lifetime
         self.fetches += 1
-        return reply.access_token
+        return token

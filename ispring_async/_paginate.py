@@ -7,6 +7,8 @@ resumes exactly after the last page it handled. A chain that would never end is 
 - a token the chain has already followed (including the one it started from): the server is looping;
 - ``MAX_STALE_PAGES`` pages in a row that add nothing (empty, or the very records of an earlier page
   of the chain) yet carry a next token: a server handing out fresh tokens forever;
+- at least ``MAX_STALE_PAGES`` such pages in all that are more than half of the chain so far: the same
+  server slipping in a new record now and then;
 - more than ``max_pages`` pages in one chain: the backstop for every other way never to end.
 
 A resumed chain counts again from its saved token, so a ``--resume`` after such an error ends the same
@@ -60,7 +62,7 @@ async def follow_pages(
     """
     seen: set[str] = set()
     fingerprints: set[Hashable] = set()
-    stale = 0
+    stale = stale_total = 0
     token = page_token or None
     if token is not None:
         seen.add(token)
@@ -82,10 +84,20 @@ async def follow_pages(
             key = fingerprint(page) if fingerprint is not None else number
             if key is None or key in fingerprints:
                 stale += 1
+                stale_total += 1
                 if stale >= MAX_STALE_PAGES:
                     raise PaginationError(
                         f"{what} page {number}: {stale} pages in a row were empty or repeated earlier "
                         "ones, each with a new page token; the server is paging forever, stopping"
+                    )
+                # A new record now and then resets the run above, so a server repeating pages 19
+                # times per new record would run to the page cap: pages that add nothing may be
+                # scattered through a healthy chain, but never be most of it.
+                if stale_total >= MAX_STALE_PAGES and 2 * stale_total > number:
+                    raise PaginationError(
+                        f"{what} page {number}: {stale_total} of its {number} pages added nothing (empty "
+                        "or repeating earlier ones), each with a new page token; the server is paging "
+                        "forever, stopping"
                     )
             else:
                 stale = 0

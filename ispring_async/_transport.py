@@ -60,7 +60,7 @@ from ispring_async._exceptions import (
 )
 from ispring_async._parse import PageParser, parse_error_body
 
-__all__ = ["OnRetry", "RetryCause", "RetryEvent", "TokenSource", "Transport"]
+__all__ = ["OnRetry", "RetryCause", "RetryEvent", "Secret", "TokenSource", "Transport"]
 
 logger = logging.getLogger("ispring_async")
 
@@ -101,6 +101,22 @@ class TokenSource(Protocol):
 
     def invalidate(self, token: str) -> bool:
         """The server answered 401 to ``token``; return whether ``token()`` can now get a new one."""
+
+
+class Secret(str):
+    """A token, a client secret or a header built from one: the value is sent, its ``repr`` is ``'***'``.
+
+    An error's traceback keeps every frame it passed through, locals and all, and error trackers
+    (Sentry's default), ``traceback.TracebackException(capture_locals=True)`` and debuggers show those
+    locals with ``repr``. Every local of ours that holds a credential holds it as a ``Secret``, so a
+    frame shows ``***`` where the value was. (``str()``, formatting and ``+`` give a plain ``str``:
+    whatever is built from a secret is wrapped again where it is built.)
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'***'"
 
 
 class _RetryableError(Exception):
@@ -268,7 +284,9 @@ class Transport:
             event: RetryEvent
             final: ISpringError | None = None
             try:
-                token = await auth.token() if auth is not None else None
+                # Wrapped here too, so a TokenSource of the caller's own still leaves no token in the
+                # locals of our frames (see Secret).
+                token = Secret(await auth.token()) if auth is not None else None
                 return await self._attempt(
                     method, path, parser_factory(), label=label, params=params, form=form,
                     headers=headers, token=token,
@@ -350,7 +368,7 @@ class Transport:
         shown = f"{method} {url}"
         request_headers = dict(headers or {})
         if token is not None:
-            request_headers["Authorization"] = f"Bearer {token}"
+            request_headers["Authorization"] = Secret(f"Bearer {token}")
         # Where an exception happened decides what it means: a timeout before the status line is a
         # slow connect, one inside the body is a stalled server.
         in_body = at_end = False

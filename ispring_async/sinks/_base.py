@@ -161,7 +161,12 @@ class OutputLock:
 
     def __init__(self, output: Path) -> None:
         self.output = output
-        self.path = output.parent / f".{output.name}.lock"
+        # Named after the file the output really is: a symlink to an output in use (or a path through
+        # one) is the same output, and must meet the same lock.
+        real = Path(os.path.realpath(output))
+        self.path = real.parent / f".{real.name}.lock"
+        self.lost = False
+        """The lock file was removed and another export took the new one: this run must write nothing."""
         # A file object, not a bare descriptor: if the sink is dropped without finish or abort (a
         # crash in-process), closing it at collection releases the lock as the kernel would.
         self._file: io.FileIO | None = None
@@ -190,6 +195,42 @@ class OutputLock:
             if _same_file(file, self.path):
                 break
             file.close()
+        self._hold(file)
+
+    def verify(self) -> None:
+        """Check the lock file is still the one held; if someone deleted it, lock the path again.
+
+        A lock on a deleted file protects nothing: the next export would create a new file, lock it
+        and write into the same output. Called before every write, so the window is one page. If
+        another export got there first, this run stops with :class:`SinkError` and must write nothing.
+        """
+        held = self._file
+        if held is None or _same_file(held, self.path):
+            return
+        while True:
+            file = self._open()
+            try:
+                _flock(file)
+            except BlockingIOError:
+                holder = _read_holder(file)
+                file.close()
+                self.lost = True
+                raise SinkError(
+                    f"the lock file {self.path} was deleted while this export wrote {self.output}, and "
+                    f"another export{holder} has locked it since: stopping this one, which writes nothing "
+                    "more (its checkpoint may no longer match; the other export's run is the one to keep)"
+                ) from None
+            except OSError as exc:
+                file.close()
+                raise SinkError(f"cannot lock {self.path} again: {exc.strerror or exc}") from None
+            if _same_file(file, self.path):
+                break
+            file.close()
+        logger.warning("the lock file %s was deleted during the export; locked it again", self.path)
+        held.close()
+        self._hold(file)
+
+    def _hold(self, file: io.FileIO) -> None:
         file.truncate(0)
         file.write(f"{os.getpid()}\n".encode())
         self._file = file
@@ -198,6 +239,10 @@ class OutputLock:
         """Drop the lock; the file goes first, so nobody can lock the inode being let go."""
         file, self._file = self._file, None
         if file is None:
+            return
+        if not _same_file(file, self.path):
+            # Not ours any more (deleted, maybe re-created and locked by another export): keep off it.
+            file.close()
             return
         # A lock file left behind (an unlink that failed) is harmless: the next run locks it.
         with contextlib.suppress(OSError):
@@ -295,3 +340,5 @@ class SinkBase:
     def _require_open(self) -> None:
         if self._state != "open":
             raise SinkError(f"{self!r} is not open")
+        # Every write, checkpoint and finish passes here: the one place the lock is re-checked.
+        self._lock.verify()

@@ -195,6 +195,12 @@ class FileSink(SinkBase):
             return
         file, self._file = self._file, None
         if file is not None:
+            if self._lock.lost:
+                # Another export now owns the partial file: what the buffer holds must not reach it.
+                # /dev/null takes the descriptor's place, so the close below flushes into nothing.
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, file.fileno())
+                os.close(null)
             # Whatever the buffer still holds lies past the checkpoint, so a failed flush loses nothing.
             with contextlib.suppress(OSError):
                 file.close()
