@@ -202,9 +202,13 @@ async def test_adaptive_with_subtree_matching_stays_bounded() -> None:
         got = await collect(fanout)
         sent = emu.stats.requests["results"] - before
     assert_exactly(got, expected)
-    assert fanout.stats.duplicates_removed == 0
     assert fanout.stats.splits > 0
-    assert sent == fanout.stats.requests <= 2 * unsplit + 2 * options.concurrency
+    # Only kept first pages (fetched again by their children) and rows at shared boundaries repeat.
+    boundaries = {p.start for p in _plan_keys(fanout) if p.start is not None}
+    near = sum(1 for r in emu.expected_results(query.to_params())
+               if any(abs(epoch_seconds(r.access_date) - b) <= 1 for b in boundaries))  # fmt: skip
+    assert fanout.stats.duplicates_removed <= 50 * fanout.stats.splits + near
+    assert sent == fanout.stats.requests <= unsplit + fanout.stats.splits + fanout.stats.partitions_total
 
 
 def client_tasks() -> set[asyncio.Task[Any]]:
@@ -254,9 +258,11 @@ async def test_failing_partition_raises_partition_error_naming_it() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("with_seen", [pytest.param(True, id="seen"), pytest.param(False, id="state-only")])
 @pytest.mark.parametrize("stop_after", [pytest.param(1, id="after-1"), pytest.param(9, id="after-9")])
-async def test_resume_from_state_yields_every_record_exactly_once(stop_after: int) -> None:
-    """Stopping mid-run and resuming from the last state() (with seen) yields the rest, no record twice."""
+async def test_resume_from_state_yields_every_record_exactly_once(stop_after: int, with_seen: bool) -> None:
+    """Stopping mid-run and resuming from the last state() yields the rest, no record twice, with or
+    without ``seen``: the state carries the bounded duplicate filter of a window split."""
     config = EmulatorConfig(results=2500, seed=9, subdepartment_matching=True)
     query = ResultsQuery(user_statuses=EVERYONE, page_size=30)
     async with emulator_and_client(config) as (emu, client):
@@ -270,12 +276,12 @@ async def test_resume_from_state_yields_every_record_exactly_once(stop_after: in
                 if first.stats.pages >= stop_after and first.stats.splits:
                     break
         assert first.stats.splits > 0  # the state had to capture adaptive splits
-        second = FanOut(client, query, FanOutOptions(concurrency=4), resume_state=saved, seen=before)
+        seen = before if with_seen else []
+        second = FanOut(client, query, FanOutOptions(concurrency=4), resume_state=saved, seen=seen)
         after = await collect(second)
         assert before and after
         assert not set(before) & set(after)
         assert_exactly(before + after, truth(emu, query))
-        assert second.stats.duplicates_removed == 0
         # A finished run's state resumes to nothing at all.
         done = FanOut(client, query, resume_state=second.state(), seen=before + after)
         assert await collect(done) == []
