@@ -54,9 +54,10 @@ QUERY = ResultsQuery(
 async def emulator_and_client(
     config: EmulatorConfig, response_format: str = "json"
 ) -> AsyncIterator[tuple[Emulator, Client]]:
-    """A running emulator and a client (JSON unless told) with zero-wait retries pointed at it."""
+    """A running emulator that refuses one-sided date ranges (as the vendor's OpenAPI has it) and a
+    client (JSON unless told) with zero-wait retries pointed at it."""
     async with (
-        running_emulator(config) as emu,
+        running_emulator(dataclasses.replace(config, one_sided_ranges=False)) as emu,
         Client(
             emu.base_url,
             client_id=emu.client_id,
@@ -94,13 +95,22 @@ def assert_exactly(got: list[str], expected: set[str]) -> None:
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
+    "exclusive_end", [pytest.param(False, id="inclusive-end"), pytest.param(True, id="exclusive-end")]
+)
+@pytest.mark.parametrize(
     "subtree", [pytest.param(False, id="exact-dept"), pytest.param(True, id="subtree-dept")]
 )
 @pytest.mark.parametrize("split", [pytest.param(s, id=s.value) for s in Split])
-async def test_split_export_equals_ground_truth(split: Split, subtree: bool) -> None:
-    """Every strategy yields exactly the unsplit rows, filters kept, under either department semantics."""
+async def test_split_export_equals_ground_truth(split: Split, subtree: bool, exclusive_end: bool) -> None:
+    """Every strategy yields exactly the unsplit rows, filters kept, under either department semantics
+    and either end-bound semantics, against a server that refuses one-sided ranges."""
     config = EmulatorConfig(
-        results=1200, seed=2, departments=12, department_depth=3, subdepartment_matching=subtree
+        results=1200,
+        seed=2,
+        departments=12,
+        department_depth=3,
+        subdepartment_matching=subtree,
+        exclusive_end=exclusive_end,
     )
     async with emulator_and_client(config) as (emu, client):
         fanout = FanOut(client, QUERY, FanOutOptions(split=split, concurrency=4, windows=4))
@@ -115,13 +125,19 @@ async def test_split_export_equals_ground_truth(split: Split, subtree: bool) -> 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    "whole_seconds", [pytest.param(True, id="end-minus-1s"), pytest.param(False, id="inclusive-dedupe")]
+    ("whole_seconds", "exclusive_end"),
+    [
+        pytest.param(True, False, id="end-minus-1s"),
+        pytest.param(False, False, id="inclusive-dedupe"),
+        pytest.param(False, True, id="exclusive-end"),
+    ],
 )
-async def test_rows_exactly_on_window_boundaries(whole_seconds: bool) -> None:
+async def test_rows_exactly_on_window_boundaries(whole_seconds: bool, exclusive_end: bool) -> None:
     """Rows dated exactly on a window boundary are yielded once, by [a, b-1s] windows or by dedupe."""
     start, end = datetime(2020, 3, 1, 21, tzinfo=UTC), datetime(2020, 3, 17, 21, tzinfo=UTC)
     query = ResultsQuery(user_statuses=EVERYONE, access_date=DateRange(start=start, end=end), page_size=25)
-    async with emulator_and_client(EmulatorConfig(results=20000, seed=5)) as (emu, client):
+    config = EmulatorConfig(results=20000, seed=5, exclusive_end=exclusive_end)
+    async with emulator_and_client(config) as (emu, client):
         expected = emu.expected_results(query.to_params())
         options = FanOutOptions(split=Split.WINDOW, windows=16, concurrency=4, whole_seconds=whole_seconds)
         fanout = FanOut(client, query, options)
@@ -135,7 +151,7 @@ async def test_rows_exactly_on_window_boundaries(whole_seconds: bool) -> None:
         for r in on_boundary
         if epoch_seconds(r.access_date) not in (epoch_seconds(start), epoch_seconds(end))
     ]
-    assert fanout.stats.duplicates_removed == (0 if whole_seconds else len(inner))
+    assert fanout.stats.duplicates_removed == (0 if whole_seconds or exclusive_end else len(inner))
 
 
 @pytest.mark.anyio
@@ -362,7 +378,9 @@ async def test_requests_in_flight_never_exceed_concurrency() -> None:
         finally:
             in_flight -= 1
 
-    emu = Emulator(EmulatorConfig(results=1500, seed=12, faults=Faults(latency=0.005)))
+    emu = Emulator(
+        EmulatorConfig(results=1500, seed=12, faults=Faults(latency=0.005), one_sided_ranges=False)
+    )
     emu.app.middlewares.append(count)
     await emu.start()
     try:

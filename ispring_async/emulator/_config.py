@@ -207,6 +207,9 @@ class EmulatorConfig:
     one_sided_ranges: bool = True
     """A date range may give only ``startDate`` or only ``endDate``. ``False`` answers 400 to a range
     with one bound, as the vendor's OpenAPI (both bounds marked required) would have it."""
+    exclusive_end: bool = False
+    """A date range's ``endDate`` is exclusive (rows strictly before it). The API does not say; by
+    default it is inclusive, as the project's notes guess."""
 
     row_cache_rows: int = 500_000
     """Keep the rendered bytes of rows at positions below this, per format, once a page has sent
