@@ -665,15 +665,18 @@ class _Batches:
             try:
                 chain, page, children = await self._receive.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
-                if fanout._failure is not None:
-                    raise fanout._failure from None
+                failure = fanout._failure
+                if failure is not None:
+                    # ``from`` its own cause: the partition's error stays its __cause__.
+                    raise failure from failure.__cause__
                 raise StopAsyncIteration from None
             try:
                 batch = fanout._deliver(chain, page, children)
             except Exception as exc:
                 fanout._fail(exc, chain)
-                assert fanout._failure is not None
-                raise fanout._failure from None
+                failure = fanout._failure
+                assert failure is not None
+                raise failure from failure.__cause__
             if batch is not None:
                 return batch
 

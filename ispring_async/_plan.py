@@ -247,10 +247,11 @@ def quantile_points(
 ) -> list[int]:
     """Cut points splitting ``[start, end)`` into at most ``parts`` windows of about equal row counts.
 
-    ``dates`` is a sample of the window's rows (epoch seconds). Each point falls halfway between two
-    neighbouring distinct sample dates, so a point lands on a sampled instant only when those are one
-    second apart: rows sharing an instant (a bulk enrollment) stay in one window instead of being
-    fetched by both neighbours. Points are at least ``min_window`` apart and from a bounded side.
+    ``dates`` is a sample of the window's rows (epoch seconds). Each point falls between two
+    neighbouring distinct sample dates (3 s after the first where the gap allows), so it lands on a
+    sampled instant only when those are one second apart: rows sharing an instant (a bulk enrollment)
+    stay in one window instead of being fetched by both neighbours. Points are at least
+    ``min_window`` apart and from a bounded side.
     """
     inside = sorted(d for d in dates if (start is None or d >= start) and (end is None or d < end))
     n = len(inside)
@@ -262,15 +263,31 @@ def quantile_points(
         # swallowed one quantile does not leave the next windows empty.
         j = taken + max(1, (n - taken) // (parts - len(points)))
         while j < n and (
-            inside[j] == inside[j - 1] or (floor is not None and (inside[j - 1] + inside[j] + 1) // 2 < floor)
+            inside[j] == inside[j - 1] or (floor is not None and _cut(inside[j - 1], inside[j]) < floor)
         ):
             j += 1
         if j >= n:
             break
-        point = (inside[j - 1] + inside[j] + 1) // 2
+        # Prefer a gap of 6 s or more a few samples on (see ``_cut``).
+        for k in range(j, min(n, j + 1 + max(1, n // (4 * parts)))):
+            if inside[k] - inside[k - 1] >= 6:
+                j = k
+                break
+        point = _cut(inside[j - 1], inside[j])
         if end is not None and point > end - min_window:
             break
         points.append(point)
         floor = point + min_window
         taken = j
     return points
+
+
+def _cut(before: int, after: int) -> int:
+    """A cut point between two neighbouring distinct sample dates: ``before < point <= after``.
+
+    Rows within a second of a boundary are what the dedupe remembers, and a dense instant there would
+    be remembered whole, so where the gap allows the point is 3 s after ``before``, 2 s clear of both.
+    Not the gap's middle: with daily bulk enrollments at one hour, the middle between two sampled
+    days is the unsampled day between them.
+    """
+    return before + 3 if after - before >= 6 else (before + after + 1) // 2

@@ -1,9 +1,12 @@
-"""The fan-out against the emulator over real HTTP: a split export equals the unsplit ground truth, once each.
+"""The fan-out: a split export equals the unsplit ground truth, each record once.
 
-Every export is compared with ``emu.expected_results(query.to_params())`` as a set, and checked for
-duplicates, for each split strategy, with sub-department matching on and off, with rows exactly on
-window boundaries, with empty departments, with injected faults, across a resume, and when the consumer
-stops early or a partition fails.
+Unit tests first, against ``tests/_memory.py``'s in-memory page source: every server behaviour the
+notes allow for date bounds, backpressure and cancellation ordered by events, bounded dedupe memory,
+resume from the state alone. Then end to end against the emulator over real HTTP (refusing one-sided
+ranges): every export is compared with ``emu.expected_results(query.to_params())`` as a set, and
+checked for duplicates, for each split strategy, with sub-department matching on and off, with rows
+exactly on window boundaries, with empty departments, with injected faults, across a resume, and when
+the consumer stops early or a partition fails.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from ispring_async import (
     RetryPolicy,
     UnexpectedContentError,
 )
+from ispring_async._dedupe import WindowError
 from ispring_async._fanout import (
     Batch,
     FanOut,
@@ -40,8 +44,10 @@ from ispring_async._fanout import (
 from ispring_async._plan import Partition, epoch_seconds
 from ispring_async._ratelimit import RateLimiter
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator
+from tests._memory import MemorySource, make_rows
 
 NO_WAIT = RetryPolicy(attempts=12, wait_scale=0)
+pytestmark = pytest.mark.anyio
 EVERYONE = [1, 3, 5]
 QUERY = ResultsQuery(
     user_statuses=[1, 3],
@@ -91,6 +97,169 @@ def assert_exactly(got: list[str], expected: set[str]) -> None:
     """``got`` is ``expected`` with no identity twice."""
     assert len(got) == len(set(got)), "a record was yielded twice"
     assert set(got) == expected
+
+
+# -- in memory --------------------------------------------------------------------------------------
+
+
+async def run_with_stop(
+    source: MemorySource, options: FanOutOptions, stop_after: int | None
+) -> tuple[list[str], FanOut, FanOut | None]:
+    """Run to the end, or stop after ``stop_after`` batches and resume from the state alone (no seen)."""
+    first = FanOut(source, ResultsQuery(), options)
+    got: list[str] = []
+    saved = first.state()
+    async with first.run() as batches:
+        async for batch in batches:
+            got.extend(record.identity for record in batch.records)
+            saved = first.state()
+            if stop_after is not None and first.stats.pages >= stop_after:
+                break
+    if stop_after is None:
+        return got, first, None
+    second = FanOut(source, ResultsQuery(), options, resume_state=saved)
+    got.extend(await collect(second))
+    return got, first, second
+
+
+@pytest.mark.parametrize("order", ["key", "date", "reverse-date"])
+@pytest.mark.parametrize(
+    ("display", "subsecond"),
+    [
+        pytest.param("truncate", False, id="whole-seconds"),
+        pytest.param("exact", True, id="subsecond-shown"),
+        pytest.param("truncate", True, id="subsecond-truncated"),
+        pytest.param("round", True, id="subsecond-rounded"),
+    ],
+)
+@pytest.mark.parametrize("end", ["inclusive", "exclusive", "second"])
+@pytest.mark.parametrize("stop_after", [pytest.param(None, id="whole"), pytest.param(7, id="resumed")])
+async def test_adaptive_plan_is_exact_for_every_server_behaviour(
+    end: str, display: str, subsecond: bool, order: str, stop_after: int | None
+) -> None:
+    """Any end-bound semantics, date precision and page order the notes allow: each row exactly once,
+    also across a resume from the state alone, and both bounds on every windowed request."""
+    rows = make_rows(3000, seed=hash((end, display, order)) % 1000, subsecond=subsecond)
+    source = MemorySource(rows, end=end, display=display, order=order, page_size=50)  # type: ignore[arg-type]
+    got, first, _ = await run_with_stop(source, FanOutOptions(concurrency=4, min_window=1), stop_after)
+    assert_exactly(got, source.truth())
+    assert first.stats.splits >= 1
+
+
+async def test_requests_stay_near_the_unsplit_chain() -> None:
+    """With pages ordered by key (a sample of the dates), requests are within 1.1x the unsplit pages."""
+    rows = make_rows(20000, seed=3, subsecond=False)
+    source = MemorySource(rows, page_size=100)
+    fanout = FanOut(source, ResultsQuery(), FanOutOptions(concurrency=8))
+    got = await collect(fanout)
+    assert_exactly(got, source.truth())
+    unsplit = -(-len(rows) // 100)
+    assert fanout.stats.requests == source.requests <= 1.1 * unsplit
+    assert fanout.stats.partitions_total >= 16  # more windows than chains: a short tail
+
+
+async def test_small_query_costs_one_request() -> None:
+    """A query of one page is one request, sent as written."""
+    source = MemorySource(make_rows(80, seed=1, subsecond=False), page_size=100)
+    fanout = FanOut(source, ResultsQuery(), FanOutOptions(concurrency=8))
+    assert_exactly(await collect(fanout), source.truth())
+    assert source.requests == fanout.stats.requests == 1
+    assert fanout.stats.splits == 0
+
+
+@pytest.mark.parametrize("size", [pytest.param(4000, id="4k"), pytest.param(40000, id="40k")])
+async def test_dedupe_memory_does_not_grow_with_the_export(size: int) -> None:
+    """The duplicate filter holds at most a few pages of identities, whatever the export's size."""
+    source = MemorySource(make_rows(size, seed=4, subsecond=True), page_size=100)
+    fanout = FanOut(source, ResultsQuery(), FanOutOptions(concurrency=4))
+    got: list[str] = []
+    peak = 0
+    async with fanout.run() as batches:
+        async for batch in batches:
+            got.extend(record.identity for record in batch.records)
+            peak = max(peak, fanout.stats.identities_held)
+    assert_exactly(got, source.truth())
+    # A kept first page (100) plus rows within a second of a boundary; never the export (4k-40k).
+    assert peak <= 3 * 100
+    assert fanout.stats.identities_held == 0
+
+
+async def test_server_ignoring_the_window_is_an_error_not_duplicates() -> None:
+    """A server that ignores accessDate makes windows return foreign rows: PartitionError, not a mess."""
+    source = MemorySource(make_rows(1000, seed=5, subsecond=False), ignore_dates=True, page_size=50)
+    with pytest.raises(PartitionError) as caught:
+        await collect(FanOut(source, ResultsQuery(), FanOutOptions(concurrency=4)))
+    assert isinstance(caught.value.__cause__, WindowError)
+    assert "accessDate" in str(caught.value)
+    assert source.open_chains == 0
+
+
+SPAN = ResultsQuery(
+    access_date=DateRange(start=datetime(2017, 1, 1, tzinfo=UTC), end=datetime(2025, 1, 1, tzinfo=UTC))
+)
+
+
+async def test_slow_consumer_makes_producers_wait() -> None:
+    """While the consumer holds a batch, exactly buffer + concurrency more pages are fetched."""
+    source = MemorySource(make_rows(3000, seed=6, subsecond=False), page_size=10)
+    options = FanOutOptions(split=Split.WINDOW, windows=4, concurrency=3, buffer=2)
+    fanout = FanOut(source, SPAN, options)
+    got: list[str] = []
+    async with fanout.run() as batches:
+        async for batch in batches:
+            if not got:
+                await anyio.wait_all_tasks_blocked()  # every producer is stuck on a full stream
+                assert source.requests == fanout.stats.requests
+                assert fanout.stats.requests == fanout.stats.pages + options.buffer + options.concurrency
+            got.extend(record.identity for record in batch.records)
+    assert_exactly(got, source.truth())
+    with pytest.raises(ZeroDivisionError):  # the consumer's own error comes out as itself
+        await consume_badly(FanOut(source, SPAN, options))
+
+
+async def consume_badly(fanout: FanOut) -> None:
+    """A consumer that fails on its first batch."""
+    async with fanout.run() as batches:
+        async for _ in batches:
+            raise ZeroDivisionError
+
+
+async def test_leaving_early_cancels_requests_in_flight() -> None:
+    """Leaving the block while requests wait on the server cancels them and closes every chain."""
+    source = MemorySource(make_rows(3000, seed=7, subsecond=False), page_size=10)
+    fanout = FanOut(source, SPAN, FanOutOptions(split=Split.WINDOW, windows=6, concurrency=3))
+    async with fanout.run() as batches:
+        first = await anext(batches)
+        source.hold = anyio.Event()  # from now on every request hangs until cancelled
+        source.requested = anyio.Event()
+        await source.requested.wait()
+        assert first.records
+    assert source.open_chains == 0
+    assert not client_tasks()
+    assert fanout.stats.partitions_done < fanout.stats.partitions_total
+
+
+async def test_a_failing_chain_cancels_the_others() -> None:
+    """An error in one chain cancels chains blocked in requests and comes out as PartitionError."""
+    rows = make_rows(2000, seed=8, subsecond=False)
+
+    class Failing(MemorySource):
+        async def result_pages(
+            self, query: ResultsQuery, page_token: str | None = None, *, on_retry: object = None
+        ) -> Any:
+            if query.access_date is not None and self.requests >= 5:
+                raise UnexpectedContentError("an HTML page")
+            async for page in super().result_pages(query, page_token):
+                yield page
+
+    failing = Failing(rows, page_size=10)
+    with pytest.raises(PartitionError) as caught:
+        await collect(FanOut(failing, SPAN, FanOutOptions(split=Split.WINDOW, windows=6, concurrency=3)))
+    assert isinstance(caught.value.__cause__, UnexpectedContentError)
+    assert failing.open_chains == 0
+
+
+# -- end to end on the emulator -----------------------------------------------------------------------
 
 
 @pytest.mark.anyio
@@ -316,49 +485,6 @@ async def test_state_for_another_query_or_garbage_is_refused() -> None:
         # pageSize changes neither the rows nor the tokens: a resume may change it.
         FanOut(client, dataclasses.replace(QUERY, page_size=7), resume_state=state)
         assert b"emulator-secret" not in state
-
-
-@pytest.mark.anyio
-async def test_slow_consumer_makes_producers_wait() -> None:
-    """While the consumer holds a batch, at most buffer + concurrency more pages are fetched."""
-    span = DateRange(start=datetime(2017, 1, 1, tzinfo=UTC), end=datetime(2025, 1, 1, tzinfo=UTC))
-    query = ResultsQuery(user_statuses=EVERYONE, access_date=span, page_size=10)
-    options = FanOutOptions(split=Split.WINDOW, windows=4, concurrency=3, buffer=2)
-    async with emulator_and_client(EmulatorConfig(results=1500, seed=10)) as (emu, client):
-        fanout = FanOut(client, query, options)
-        got: list[str] = []
-        async with fanout.run() as batches:
-            async for batch in batches:
-                got.extend(record.identity for record in batch.records)
-                if len(got) == len(batch.records):
-                    settled = await settle(lambda: fanout.stats.requests)
-                    received = fanout.stats.pages
-                    # The buffer filled, then every producer stopped with one page in hand.
-                    assert settled == received + options.buffer + options.concurrency
-        assert_exactly(got, truth(emu, query))
-        assert fanout.stats.requests > 100
-        with pytest.raises(ZeroDivisionError):  # the consumer's own error comes out as itself
-            await consume_badly(FanOut(client, query, options))
-
-
-async def consume_badly(fanout: FanOut) -> None:
-    """A consumer that fails on its first batch."""
-    async with fanout.run() as batches:
-        async for _ in batches:
-            raise ZeroDivisionError
-
-
-async def settle(read: Callable[[], int]) -> int:
-    """Let other tasks run until ``read()`` stops changing (the producers are all blocked)."""
-    value, stable = read(), 0
-    for _ in range(400):
-        await anyio.wait_all_tasks_blocked()
-        await anyio.sleep(0.005)
-        value, previous = read(), value
-        stable = stable + 1 if value == previous else 0
-        if stable >= 10:
-            break
-    return value
 
 
 @pytest.mark.anyio
