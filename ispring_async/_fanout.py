@@ -62,6 +62,7 @@ __all__ = [
     "PageSource",
     "PartitionProgress",
     "Split",
+    "fan_out_batches",
     "fan_out_results",
 ]
 
@@ -285,6 +286,7 @@ class FanOut:
         # Chains queued or running, as the producers see them (the consumer may lag behind).
         self._outstanding = 0
         self._ran = False
+        self._fixed: tuple[list[tuple[str, str]], _checkpoint.PlannerState] | None = None
         if resume_state is None:
             earliest = options.earliest or DEFAULT_EARLIEST
             self._planner = Planner(
@@ -362,11 +364,18 @@ class FanOut:
                     )
                 )
             boundaries = self._dedupe.boundaries()
+        if self._fixed is None:
+            # Taken once: the state is written after every page.
+            self._fixed = (
+                _checkpoint.query_fingerprint(self._query),
+                msgspec.convert(self._planner, _checkpoint.PlannerState, from_attributes=True),
+            )
+        fingerprint, planner = self._fixed
         return _checkpoint.encode(
             _checkpoint.State(
                 version=_checkpoint.STATE_VERSION,
-                query=_checkpoint.query_fingerprint(self._query),
-                planner=msgspec.convert(self._planner, _checkpoint.PlannerState, from_attributes=True),
+                query=fingerprint,
+                planner=planner,
                 chains=chains,
                 boundaries=boundaries,
             )
@@ -699,3 +708,14 @@ async def fan_out_results(
         async for batch in batches:
             for record in batch.records:
                 yield record
+
+
+async def fan_out_batches(
+    source: PageSource,
+    query: ResultsQuery | None = None,
+    options: FanOutOptions = FanOutOptions(),
+) -> AsyncGenerator[list[LearnerResult], None]:
+    """The new records of each delivered page, as lists (what ``Client.learner_results`` iterates)."""
+    async with FanOut(source, query, options).run() as batches:
+        async for batch in batches:
+            yield batch.records
