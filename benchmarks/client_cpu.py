@@ -91,7 +91,8 @@ async def _library(base_url: str, fmt: ResponseFormat) -> tuple[float, int]:
 def _cli(base_url: str, fmt: ResponseFormat) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "out.jsonl"
-        env = child_env({**os.environ, "ISPRING_CLIENT_ID": CLIENT_ID, "ISPRING_CLIENT_SECRET": CLIENT_SECRET})
+        credentials = {"ISPRING_CLIENT_ID": CLIENT_ID, "ISPRING_CLIENT_SECRET": CLIENT_SECRET}
+        env = child_env({**os.environ, **credentials})
         args = ["export", "--base-url", base_url, "--output", str(output), "--quiet", "--progress", "off"]
         args += ["--response-format", fmt.value]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -141,7 +142,8 @@ def main(argv: list[str] | None = None) -> None:
             ratios["cli"].append(rows["cli-startup"][-1] / base)
     print(f"{fmt.value}, {n} records, {args.rounds} rounds, medians (µs of client CPU per record):")
     for name, values in rows.items():
-        print(f"  {name:12s} {statistics.median(values):6.2f}  (min {min(values):.2f}, max {max(values):.2f})")
+        low, high = min(values), max(values)
+        print(f"  {name:12s} {statistics.median(values):6.2f}  (min {low:.2f}, max {high:.2f})")
     for name, values in ratios.items():
         label = "cli minus start-up" if name == "cli" else name
         print(f"  {label} / parser: {statistics.median(values):.2f}x")

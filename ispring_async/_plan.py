@@ -189,16 +189,17 @@ class Planner:
     ) -> list[Partition]:
         """At most ``parts`` children covering ``partition`` exactly (``ADAPTIVE`` only), or ``[]``.
 
-        With ``dates`` (epoch seconds of the partition's rows seen so far, e.g. its first page) a window
-        is cut at their quantiles, so each child expects about the same number of rows; without, into
-        equal windows. No window is cut narrower than ``min_window``. A window too narrow to cut
-        spreads its department group (the caller's list) instead.
+        With ``dates`` (epoch seconds of the partition's first page, in page order) a window is cut at
+        their quantiles, so each child expects about the same number of rows; without them, or when
+        the page is sorted by date (then it samples only one end of the window), into equal windows.
+        No window is cut narrower than ``min_window``. A window too narrow to cut spreads its
+        department group (the caller's list) instead.
         """
         if self.split is not Split.ADAPTIVE or parts < 2:
             return []
         if partition.windowed:
             points = None
-            if dates:
+            if dates and not _date_ordered(dates):
                 points = quantile_points(
                     partition.start, partition.end, parts, dates, min_window=self.min_window
                 )
@@ -291,3 +292,11 @@ def _cut(before: int, after: int) -> int:
     days is the unsampled day between them.
     """
     return before + 3 if after - before >= 6 else (before + after + 1) // 2
+
+
+def _date_ordered(dates: Sequence[int]) -> bool:
+    """Whether a page's dates are sorted (either way): then it is one end of its window, not a sample."""
+    if len(dates) < 8 or min(dates) == max(dates):
+        return False
+    pairs = list(itertools.pairwise(dates))
+    return all(a <= b for a, b in pairs) or all(a >= b for a, b in pairs)

@@ -282,3 +282,15 @@ def test_unsplit_query_without_a_range_is_sent_as_written() -> None:
     p = planner(query, split=Split.ADAPTIVE, windows=1)
     (root,) = p.initial()
     assert p.query_for(root).to_params() == query.to_params()
+
+
+def test_a_page_sorted_by_date_is_not_taken_as_a_sample() -> None:
+    """A first page sorted by date shows one end of its window: the split falls back to equal windows."""
+    p = planner(split=Split.ADAPTIVE)
+    parent = Partition(windowed=True, start=T0, end=T1)
+    early = [T0 + 60 * i for i in range(100)]  # the 100 earliest rows, in date order
+    by_date = p.split_further(parent, 4, early)
+    assert [c.start for c in by_date[1:]] == [T0 + (T1 - T0) * i // 4 for i in range(1, 4)]
+    shuffled = early[::2] + early[1::2]
+    cut = p.split_further(parent, 4, shuffled)[1].start
+    assert cut is not None and cut < T0 + 60 * 100  # a real sample: cut at its quantiles
