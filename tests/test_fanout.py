@@ -616,3 +616,16 @@ def test_split_accepts_its_value() -> None:
     """``split`` takes the strategy's name as a string (for settings files and the command line)."""
     options = FanOutOptions(split="window")  # type: ignore[arg-type]
     assert options.split is Split.WINDOW
+
+
+def test_a_state_of_the_previous_format_is_refused_saying_why() -> None:
+    """A version-2 checkpoint (first pages dropped, one-sided windows) is refused with a clear error."""
+    old = (
+        b'{"version":2,"query":[],"planner":{"split":"adaptive","earliest":0,"now":1,"windows":1,'
+        b'"min_window":60,"departments_per_partition":1,"whole_seconds":false},"chains":null}'
+    )
+    source = MemorySource([])
+    with pytest.raises(ConfigurationError, match="version 2 is not 3.*start a fresh export"):
+        FanOut(source, ResultsQuery(), resume_state=old)
+    with pytest.raises(ConfigurationError, match="not a fan-out state"):
+        FanOut(source, ResultsQuery(), resume_state=b"\x00garbage")
