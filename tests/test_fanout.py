@@ -37,6 +37,7 @@ from ispring_async._fanout import (
     Batch,
     FanOut,
     FanOutOptions,
+    PageSource,
     PartitionProgress,
     Split,
     fan_out_results,
@@ -102,24 +103,29 @@ def assert_exactly(got: list[str], expected: set[str]) -> None:
 # -- in memory --------------------------------------------------------------------------------------
 
 
-async def run_with_stop(
-    source: MemorySource, options: FanOutOptions, stop_after: int | None
-) -> tuple[list[str], FanOut, FanOut | None]:
-    """Run to the end, or stop after ``stop_after`` batches and resume from the state alone (no seen)."""
-    first = FanOut(source, ResultsQuery(), options)
-    got: list[str] = []
+async def stop_and_resume(
+    source: PageSource,
+    query: ResultsQuery,
+    options: FanOutOptions,
+    stop: Callable[[FanOut], bool] | None,
+    *,
+    with_seen: bool = False,
+) -> tuple[list[str], list[str], FanOut, FanOut | None]:
+    """Run until ``stop(fanout)`` after a batch (or to the end), then resume from the last state(),
+    with ``seen`` = what came before if asked: the identities before and after, and both fan-outs."""
+    first = FanOut(source, query, options)
+    before: list[str] = []
     saved = first.state()
     async with first.run() as batches:
         async for batch in batches:
-            got.extend(record.identity for record in batch.records)
+            before.extend(record.identity for record in batch.records)
             saved = first.state()
-            if stop_after is not None and first.stats.pages >= stop_after:
+            if stop is not None and stop(first):
                 break
-    if stop_after is None:
-        return got, first, None
-    second = FanOut(source, ResultsQuery(), options, resume_state=saved)
-    got.extend(await collect(second))
-    return got, first, second
+    if stop is None:
+        return before, [], first, None
+    second = FanOut(source, query, options, resume_state=saved, seen=before if with_seen else ())
+    return before, await collect(second), first, second
 
 
 @pytest.mark.parametrize("order", ["key", "date", "reverse-date"])
@@ -141,8 +147,11 @@ async def test_adaptive_plan_is_exact_for_every_server_behaviour(
     also across a resume from the state alone, and both bounds on every windowed request."""
     rows = make_rows(3000, seed=hash((end, display, order)) % 1000, subsecond=subsecond)
     source = MemorySource(rows, end=end, display=display, order=order, page_size=50)  # type: ignore[arg-type]
-    got, first, _ = await run_with_stop(source, FanOutOptions(concurrency=4, min_window=1), stop_after)
-    assert_exactly(got, source.truth())
+    stop = None if stop_after is None else (lambda fanout: fanout.stats.pages >= stop_after)
+    before, after, first, _ = await stop_and_resume(
+        source, ResultsQuery(), FanOutOptions(concurrency=4, min_window=1), stop
+    )
+    assert_exactly(before + after, source.truth())
     assert first.stats.splits >= 1
 
 
@@ -451,19 +460,15 @@ async def test_resume_from_state_yields_every_record_exactly_once(stop_after: in
     config = EmulatorConfig(results=2500, seed=9, subdepartment_matching=True)
     query = ResultsQuery(user_statuses=EVERYONE, page_size=30)
     async with emulator_and_client(config) as (emu, client):
-        first = FanOut(client, query, FanOutOptions(concurrency=4))
-        before: list[str] = []
-        saved = first.state()
-        async with first.run() as batches:
-            async for batch in batches:
-                before.extend(record.identity for record in batch.records)
-                saved = first.state()
-                if first.stats.pages >= stop_after and first.stats.splits:
-                    break
+        before, after, first, second = await stop_and_resume(
+            client,
+            query,
+            FanOutOptions(concurrency=4),
+            lambda fanout: fanout.stats.pages >= stop_after and fanout.stats.splits > 0,
+            with_seen=with_seen,
+        )
         assert first.stats.splits > 0  # the state had to capture adaptive splits
-        seen = before if with_seen else []
-        second = FanOut(client, query, FanOutOptions(concurrency=4), resume_state=saved, seen=seen)
-        after = await collect(second)
+        assert second is not None
         assert before and after
         assert not set(before) & set(after)
         assert_exactly(before + after, truth(emu, query))
@@ -625,7 +630,7 @@ def test_a_state_of_the_previous_format_is_refused_saying_why() -> None:
         b'"min_window":60,"departments_per_partition":1,"whole_seconds":false},"chains":null}'
     )
     source = MemorySource([])
-    with pytest.raises(ConfigurationError, match="version 2 is not 3.*start a fresh export"):
+    with pytest.raises(ConfigurationError, match=r"version 2 is not 3.*start a fresh export"):
         FanOut(source, ResultsQuery(), resume_state=old)
     with pytest.raises(ConfigurationError, match="not a fan-out state"):
         FanOut(source, ResultsQuery(), resume_state=b"\x00garbage")
