@@ -256,7 +256,8 @@ class FanOut:
     ``source`` is a ``PageSource``: a ``Client``, or any object with its two page methods. Resume with
     ``FanOut(client, query, options, resume_state=saved)``: the plan, every partition's position and
     the duplicate filter's bounded part come from the state. Department splits keep an exact set of
-    identities that is not saved; resuming one needs ``seen=identities_written``. Leaving the
+    identities that is not saved; resuming one that has delivered anything needs
+    ``seen=identities_written`` (refused without it, rather than yielding duplicates). Leaving the
     ``async with`` early cancels every request in flight; an error in a chain cancels the rest and
     raises ``PartitionError`` naming the partition, with the cause as ``__cause__``. A ``FanOut``
     runs once.
@@ -269,14 +270,15 @@ class FanOut:
         options: FanOutOptions = FanOutOptions(),
         *,
         resume_state: bytes | None = None,
-        seen: Iterable[str] = (),
+        seen: Iterable[str] | None = None,
         on_progress: Callable[[PartitionProgress], None] | None = None,
     ) -> None:
         self._source = source
         self._query = query if query is not None else ResultsQuery()
         self._options = options
         self._on_progress = on_progress
-        self._dedupe = Dedupe(seen)
+        self._dedupe = Dedupe(seen or ())
+        self._seen_given = seen is not None
         self._chains: dict[str, _Chain] | None = None
         self._max_partitions = options.max_partitions or 2 * options.concurrency
         self._pages = self._records = self._duplicates = self._requests = self._splits = self._done = 0
@@ -310,6 +312,14 @@ class FanOut:
 
     def _restore(self, data: bytes) -> Planner:
         state = _checkpoint.decode(data, self._query)
+        if state.chains is not None and not self._seen_given:
+            # Finished chains no longer name their group: any progress at all counts.
+            grouped = any(c.group is not None for c in state.chains)
+            if grouped and any(c.token is not None or c.done for c in state.chains):
+                raise ConfigurationError(
+                    "resuming a department split needs seen= (the identities already written): its "
+                    "partitions may overlap and the state does not hold what they delivered"
+                )
         if state.chains is not None:
             groups: dict[int, Group] = {}
             chains = []

@@ -153,6 +153,9 @@ class MemorySource:
         """One page of three departments (the memory source does not filter by them)."""
         self.requests += 1
         yield DepartmentsPage(
-            departments=[Department(department_id=f"d{i}", name=f"D{i}") for i in range(3)],
+            departments=[
+                Department(department_id=f"00000000-0000-0000-0000-00000000000{i}", name=f"D{i}")
+                for i in range(3)
+            ],
             next_page_token=None,
         )
