@@ -652,3 +652,24 @@ async def test_resuming_a_department_split_without_seen_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="needs seen="):
         FanOut(source, ResultsQuery(), options, resume_state=saved)
     FanOut(source, ResultsQuery(), options, resume_state=saved, seen=[])  # given, even if empty
+
+
+@pytest.mark.parametrize("module", ["_plan", "_dedupe", "_checkpoint", "_fanout"])
+def test_the_fan_out_does_not_import_the_client(module: str) -> None:
+    """The fan-out's modules sit below Client: they import neither it nor aiohttp (pages come from a
+    PageSource)."""
+    import ast
+    import importlib
+
+    source = importlib.import_module(f"ispring_async.{module}").__file__
+    assert source is not None
+    with open(source, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    imported = {
+        node.module if isinstance(node, ast.ImportFrom) else alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
+    }
+    assert "ispring_async._client" not in imported
+    assert not {name for name in imported if name and name.split(".")[0] == "aiohttp"}
