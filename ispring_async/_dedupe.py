@@ -193,7 +193,8 @@ class Dedupe:
             if (floor is not None and when < floor) or (ceiling is not None and when > ceiling):
                 raise WindowError(
                     f"the server returned a row with accessDate {when.isoformat()} for the window "
-                    f"{_window_text(scope)}: it did not apply the accessDate filter as sent"
+                    f"{_window_text(scope)}: it did not apply the accessDate filter as sent, so date "
+                    "windows cannot split this export (split='none' reads it as one chain)"
                 )
             identity = _identity(record)
             for edge in (
