@@ -280,6 +280,18 @@ def quantile_points(
         points.append(point)
         floor = point + min_window
         taken = j
+    if not points and n and inside[0] == inside[-1]:
+        # Every sampled row on one instant (a bulk enrollment bigger than a page): fence it into a
+        # window of its own at once, rather than halving empty time around it split after split.
+        # The instant sits 3 s or more inside (a window's end is sent inclusive: a fence on the
+        # instant itself would hand the bulk to both neighbours).
+        instant = inside[0]
+        half = max(3, (min_window + 1) // 2)
+        points = [
+            p
+            for p in (instant - half, instant + half)
+            if (start is None or p >= start + min_window) and (end is None or p <= end - min_window)
+        ][: parts - 1]
     return points
 
 

@@ -45,7 +45,7 @@ from ispring_async._fanout import (
 from ispring_async._plan import Partition, epoch_seconds
 from ispring_async._ratelimit import RateLimiter
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator
-from tests._memory import MemorySource, make_rows
+from tests._memory import MemorySource, Row, make_rows
 
 NO_WAIT = RetryPolicy(attempts=12, wait_scale=0)
 pytestmark = pytest.mark.anyio
@@ -167,6 +167,18 @@ async def test_requests_stay_near_the_unsplit_chain() -> None:
     assert fanout.stats.partitions_total >= 16  # more windows than chains: a short tail
 
 
+async def test_a_bulk_instant_bigger_than_a_page_costs_one_split() -> None:
+    """Rows all on one instant: one split fences it, the export is exact, requests stay near unsplit."""
+    others = [Row(key=10_000 + r.key, when=r.when) for r in make_rows(40, seed=2, subsecond=False)]
+    rows = [Row(key=key, when=T_BULK) for key in range(1000)] + others
+    source = MemorySource(rows, page_size=100)  # by key: the first page is all bulk
+    fanout = FanOut(source, ResultsQuery(), FanOutOptions(concurrency=4))
+    assert_exactly(await collect(fanout), source.truth())
+    assert fanout.stats.splits == 1
+    assert fanout.stats.partitions_total == 3
+    assert fanout.stats.requests <= 11 + 1 + 3  # unsplit pages, the kept page, the fence's neighbours
+
+
 async def test_small_query_costs_one_request() -> None:
     """A query of one page is one request, sent as written."""
     source = MemorySource(make_rows(80, seed=1, subsecond=False), page_size=100)
@@ -203,6 +215,7 @@ async def test_server_ignoring_the_window_is_an_error_not_duplicates() -> None:
     assert source.open_chains == 0
 
 
+T_BULK = datetime(2021, 9, 1, 9, tzinfo=UTC).timestamp()
 SPAN = ResultsQuery(
     access_date=DateRange(start=datetime(2017, 1, 1, tzinfo=UTC), end=datetime(2025, 1, 1, tzinfo=UTC))
 )

@@ -221,11 +221,16 @@ def test_quantile_children_cover_their_parent_exactly(
 def test_quantile_points_are_ordered_spaced_and_avoid_sampled_instants(
     dates: list[int], ways: int, min_window: int
 ) -> None:
-    """Points rise by at least min_window, and fall on a sampled instant only next to another one."""
+    """Points rise by at least min_window, and fall on a sampled instant only next to another one
+    (or to fence the one instant of a sample that has only one)."""
     points = quantile_points(None, None, ways, dates, min_window=min_window)
     assert len(points) <= ways - 1
     assert all(b - a >= min_window for a, b in itertools.pairwise(points))
     sampled = set(dates)
+    if len(sampled) == 1:
+        half = max(3, (min_window + 1) // 2)
+        assert points == [dates[0] - half, dates[0] + half][: ways - 1]
+        return
     for point in points:
         if point in sampled:
             assert point - 1 in sampled  # a neighbouring pair one second apart: no room between
@@ -294,3 +299,11 @@ def test_a_page_sorted_by_date_is_not_taken_as_a_sample() -> None:
     shuffled = early[::2] + early[1::2]
     cut = p.split_further(parent, 4, shuffled)[1].start
     assert cut is not None and cut < T0 + 60 * 100  # a real sample: cut at its quantiles
+
+
+def test_a_sample_on_one_instant_fences_that_instant() -> None:
+    """A first page all on one instant fences it in a min_window window, the instant well inside."""
+    instant = T0 + 10**6
+    assert quantile_points(T0, T1, 8, [instant] * 100, min_window=60) == [instant - 30, instant + 30]
+    assert quantile_points(None, None, 8, [instant] * 100, min_window=1) == [instant - 3, instant + 3]
+    assert quantile_points(instant - 50, None, 8, [instant] * 100, min_window=60) == [instant + 30]
