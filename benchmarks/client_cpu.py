@@ -9,6 +9,8 @@ The emulator serves from its own process (no latency). In each round, interleave
 - ``library``: ``Client.learner_results(query, concurrency=8)`` consumed to the end in this process;
 - ``cli``: ``ispring-async export`` to JSONL in a child process (its user + system CPU).
 
+It also prints the page requests of one default fan-out against the unsplit chain's pages.
+
 CPU is ``time.process_time`` (or the child's rusage); each figure is CPU seconds / records, medians
 over rounds, and the ratios to the parser are taken within a round.
 """
@@ -30,7 +32,7 @@ import aiohttp
 
 from benchmarks._common import child_env
 from benchmarks._emulator import CLIENT_ID, CLIENT_SECRET, emulator_process
-from ispring_async import Client, ResponseFormat, ResultsQuery
+from ispring_async import Client, FanOut, FanOutOptions, ResponseFormat, ResultsQuery
 from ispring_async._parse import results_parser
 
 __all__ = ["main"]
@@ -88,6 +90,18 @@ async def _library(base_url: str, fmt: ResponseFormat) -> tuple[float, int]:
     return time.process_time() - started, records
 
 
+async def _requests(base_url: str, fmt: ResponseFormat) -> int:
+    """Page requests of one default fan-out of the query (what ``learner_results`` runs)."""
+    async with Client(
+        base_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, response_format=fmt
+    ) as client:
+        fanout = FanOut(client, ResultsQuery(user_statuses=_STATUSES), FanOutOptions(concurrency=8))
+        async with fanout.run() as batches:
+            async for _ in batches:
+                pass
+        return fanout.stats.requests
+
+
 def _cli(base_url: str, fmt: ResponseFormat) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         output = Path(tmp) / "out.jsonl"
@@ -126,6 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     ratios: dict[str, list[float]] = {"library": [], "cli": []}
     with emulator_process(results=args.results, latency=0.0) as emu:
         pages = asyncio.run(_fetch_pages(emu.base_url, fmt))
+        requests = asyncio.run(_requests(emu.base_url, fmt))
         for _ in range(args.rounds):
             cpu, n = _parser_cpu(pages, fmt)
             base = cpu / n * 1e6
@@ -147,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, values in ratios.items():
         label = "cli minus start-up" if name == "cli" else name
         print(f"  {label} / parser: {statistics.median(values):.2f}x")
+    print(f"  requests: {requests} for {len(pages)} unsplit pages ({requests / len(pages):.3f}x)")
 
 
 if __name__ == "__main__":
