@@ -44,7 +44,7 @@ import msgspec
 
 from ispring_async import _checkpoint
 from ispring_async._dedupe import Dedupe, Group, Scope, epoch_of
-from ispring_async._exceptions import ConfigurationError, PartitionError
+from ispring_async._exceptions import ConfigurationError, ParseError, PartitionError, printable
 from ispring_async._fanout_options import (
     DEFAULT_EARLIEST,
     DEFAULT_OPTIONS,
@@ -99,6 +99,19 @@ class PageSource(Protocol):
     ) -> AsyncGenerator[DepartmentsPage, None]:
         """Pages of ``GET /departments``."""
         ...
+
+
+def _department_id(value: str) -> str:
+    # The ids become departmentIds[] filters, which take UUIDs only: another shape is the server's
+    # malformed data (exit 4), not the caller's usage, so it must not surface as a ConfigurationError.
+    try:
+        ResultsQuery(department_ids=[value])
+    except ConfigurationError:
+        raise ParseError(
+            f"GET /departments returned a department id that is not a UUID: {printable(repr(value[:100]))}",
+            page="GET /departments",
+        ) from None
+    return value
 
 
 @dataclasses.dataclass(eq=False)
@@ -484,7 +497,7 @@ class FanOut:
                     await rate.acquire()
                 self._requests += 1
                 page = await anext(pages)
-                ids.extend(d.department_id for d in page.departments)
+                ids.extend(_department_id(d.department_id) for d in page.departments)
                 if not page.next_page_token:
                     return ids
 

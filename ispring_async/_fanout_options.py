@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from ispring_async._exceptions import ConfigurationError
 from ispring_async._models import LearnerResult
 from ispring_async._plan import Split
+from ispring_async._query import check_instant
 
 __all__ = [
     "DEFAULT_EARLIEST",
@@ -87,10 +88,8 @@ class FanOutOptions:
             raise ConfigurationError(f"FanOutOptions.rate_limit must be > 0 or None, got {self.rate_limit!r}")
         if not isinstance(self.min_window, int | float) or not self.min_window >= 1:
             raise ConfigurationError(f"FanOutOptions.min_window must be >= 1 second, got {self.min_window!r}")
-        if self.earliest is not None and (
-            not isinstance(self.earliest, datetime) or self.earliest.utcoffset() is None
-        ):
-            raise ConfigurationError("FanOutOptions.earliest must be a timezone-aware datetime or None")
+        if self.earliest is not None:
+            check_instant(self.earliest, "FanOutOptions.earliest")  # aware, and inside the calendar
 
 
 DEFAULT_OPTIONS = FanOutOptions()

@@ -10,7 +10,7 @@ seconds, as every date the API sends does.
 
 Every windowed request sends both bounds (the vendor's OpenAPI marks both required, and a strict
 server answers 400 to a one-sided range): a window open on one side because the caller's query is
-sends ``WIRE_FLOOR`` (1970-01-01Z) or ``WIRE_CEILING`` (9999-12-31T23:59:59Z) there, so the union of
+sends ``WIRE_FLOOR`` (1970-01-01Z) or ``WIRE_CEILING`` (9999-12-30T00:00:00Z) there, so the union of
 the windows is still the caller's whole range. The one exception is the unsplit first request of a
 query with no ``accessDate`` at all: it is sent as the caller wrote it, so a small query costs one
 request that is exactly the caller's. ``earliest`` and ``now`` only choose where equal windows are cut;
@@ -46,9 +46,10 @@ __all__ = [
 
 WIRE_FLOOR = 0
 """Epoch seconds sent as ``accessDate[startDate]`` by a window with no lower bound (1970-01-01Z)."""
-WIRE_CEILING = 253402300799
-"""Epoch seconds sent as ``accessDate[endDate]`` by a window with no upper bound (9999-12-31T23:59:59Z,
-the largest date ``datetime``, MySQL's DATETIME and PHP all accept)."""
+WIRE_CEILING = 253402128000
+"""Epoch seconds sent as ``accessDate[endDate]`` by a window with no upper bound (9999-12-30T00:00:00Z:
+inside the range ``DateRange`` accepts, a day short of the calendar's end that ``datetime``, MySQL's
+DATETIME and PHP all accept)."""
 
 
 class Split(enum.StrEnum):
