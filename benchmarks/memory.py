@@ -106,9 +106,30 @@ def run(*, sizes: tuple[int, ...], repeats: int, timeout: float = 1800.0) -> dic
             "peak_rss_mib": summarize([r["peak_rss_bytes"] / 2**20 for r in runs]),
             "records_per_s": summarize([r["records"] / r["seconds"] for r in runs]),
         }
+    peaks = [results[str(size)]["peak_rss_mib"]["median"] for size in sorted(sizes)]
     return {
         "exporter": "ispring-async export (defaults: adaptive split, concurrency 8, XML)",
         "baseline_rss_mib": summarize(baseline),
         "sizes": results,
+        # Flat memory means this stays near 1 (target: <= 1.2 from 100k to 1M records).
+        "peak_growth_largest_vs_smallest": peaks[-1] / peaks[0],
         "raw": raw,
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m benchmarks.memory --sizes 100000 1000000``: print the peaks and their growth."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description="peak RSS of ispring-async export by size")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--repeats", type=int, default=1)
+    args = parser.parse_args(argv)
+    result = run(sizes=tuple(args.sizes), repeats=args.repeats)
+    result.pop("raw")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

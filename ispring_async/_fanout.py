@@ -3,27 +3,29 @@
 A page chain is strictly sequential (the next token sits at the end of the current page), so one chain
 moves at most ``pageSize`` records per round trip. Throughput comes from running many chains: the
 query is split into partitions (``_plan.py``), each partition is a chain, and at most
-``concurrency`` requests are in flight across all of them.
+``concurrency`` requests are in flight across all of them. Pages come from a ``PageSource`` (the
+``Client`` is one), so this module never touches HTTP; its options and reports are in
+``_fanout_options.py``.
 
 Data flow inside ``FanOut.run()``, all in one anyio task group::
 
-    planner ─► work queue ─► workers (one chain at a time each, requests bounded by a CapacityLimiter
-               ▲    │                 and an optional shared RateLimiter)
-               └────┘ splits (ADAPTIVE)     │  one page per item, bounded stream (backpressure)
-                                            ▼
-                                  consumer: dedupe → checkpoint bookkeeping → Batch
+    plan (_plan.py) ─► work queue ─► workers (one chain at a time each; requests bounded by a
+                        ▲    │        CapacityLimiter and an optional shared RateLimiter)
+                        └────┘ splits (ADAPTIVE)   │  one page per item, bounded stream (backpressure)
+                                                   ▼
+                     consumer: dedupe (_dedupe.py) → bookkeeping → Batch; state() (_checkpoint.py)
+
+Adaptive planning: the query starts as one chain, so a query of one page costs one request. A fresh
+partition whose first page has a next token is cut at the quantiles of that page's ``accessDate``s
+(the page is ordered by enrollment, so it samples the dates) into up to ``max_partitions`` windows —
+twice the concurrency by default, so the chains still running at the end are short. The page itself
+is delivered, not dropped: its children fetch their windows from the start and drop what it already
+delivered. Later a fresh partition splits only while fewer chains than ``concurrency`` are left,
+into just enough pieces to fill the idle workers.
 
 Exactly once: a partition's page token in ``state()`` advances only when the consumer receives its
-page, and a partition is split only before it has delivered anything (its first page is dropped and
-its children fetch their windows from the start), so ``state()`` always describes exactly what was
-yielded. Records are deduplicated by row identity (``enrollmentId``, else ``userId/courseId``) in an
-exact ``set`` of those strings: it keeps the string the parser already made alive, 85 bytes for a
-36-character UUID plus its set slot, measured at about 120 bytes per record (119 MB for a million
-identities). No lossy hash: two rows are merged only when their identities are equal.
-
-Adaptive splitting drops a partition's first page when it splits (``FanOutStats.splits`` counts them)
-and cuts into at most four children while fewer than ``max_partitions`` partitions are unfinished,
-which kept requests within 1.2-1.5x of the unsplit count in measurements.
+page, and a split takes effect when the consumer receives the split page (it travels with its
+children, which are queued after it), so ``state()`` always describes exactly what was yielded.
 """
 
 from __future__ import annotations
@@ -35,22 +37,30 @@ import functools
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 import msgspec
 
+from ispring_async import _checkpoint
+from ispring_async._dedupe import Dedupe, Group, Scope, epoch_of
 from ispring_async._exceptions import ConfigurationError, ParseError, PartitionError, printable
-from ispring_async._models import LearnerResult, ResultsPage
+from ispring_async._fanout_options import (
+    DEFAULT_EARLIEST,
+    DEFAULT_OPTIONS,
+    Batch,
+    FanOutOptions,
+    FanOutStats,
+    PartitionProgress,
+)
+from ispring_async._models import DepartmentsPage, LearnerResult, ResultsPage
 from ispring_async._plan import Partition, Planner, Split, epoch_seconds
-from ispring_async._query import ResultsQuery, check_instant
+from ispring_async._query import ResultsQuery
 from ispring_async._ratelimit import RateLimiter
-from ispring_async._transport import RetryEvent
+from ispring_async._transport import OnRetry, RetryEvent
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-
-    from ispring_async._client import Client
 
 __all__ = [
     "DEFAULT_EARLIEST",
@@ -58,83 +68,37 @@ __all__ = [
     "FanOut",
     "FanOutOptions",
     "FanOutStats",
+    "PageSource",
     "PartitionProgress",
     "Split",
+    "fan_out_batches",
     "fan_out_results",
 ]
 
-DEFAULT_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-"""Where date windows start when the query's ``accessDate`` has no start (the first window stays open
-below it, so older rows are still exported; they are just not split further)."""
-
-STATE_VERSION = 2
-# Cutting a long window in four rather than two halves the pages fetched only to be split (measured).
+# A later split (workers idle near the end) cuts into at least four: each split costs its kept page
+# fetched again by the children, so fewer, wider splits cost fewer requests than repeated halving.
 _SPLIT_WAYS = 4
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class FanOutOptions:
-    """How a fan-out splits and runs a query. Every option is validated here.
+class PageSource(Protocol):
+    """Where a fan-out gets its pages: ``Client`` in production, anything with these two methods in tests.
 
-    >>> FanOutOptions(split="window", concurrency=16, rate_limit=20.0)
+    Each method returns an async generator of whole pages of one chain, starting after ``page_token``
+    (the first page when ``None``), calling ``on_retry`` for every retried attempt. The fan-out
+    closes a generator it stops reading.
     """
 
-    split: Split = Split.ADAPTIVE
-    """How the query is split (``Split`` or its value)."""
-    concurrency: int = 8
-    """At most this many requests in flight across all chains (about 8 hide 50 ms of latency)."""
-    rate_limit: float | None = None
-    """At most this many requests per second across all chains (``None``: no client-side limit)."""
-    earliest: datetime | None = None
-    """Lower bound for cutting date windows when the query has no ``accessDate`` start
-    (``None``: ``DEFAULT_EARLIEST``, 2000-01-01Z). Must be timezone-aware."""
-    windows: int | None = None
-    """Windows of ``WINDOW``/``COMBINED`` (``None``: ``concurrency``), and the starting windows of
-    ``ADAPTIVE`` (``None``: one, so a small on-demand query costs one request; a long one splits as
-    soon as its first page shows a next token)."""
-    min_window: float = 60.0
-    """Seconds: no window is cut narrower (dates have whole seconds; at least 1)."""
-    max_partitions: int | None = None
-    """``ADAPTIVE`` stops splitting while this many partitions are unfinished, which bounds the pages
-    fetched only to be split (``None``: ``2 * concurrency``)."""
-    departments_per_partition: int = 1
-    """Department ids per request (``departmentIds[]``) for ``DEPARTMENT``/``COMBINED``."""
-    buffer: int = 8
-    """Pages buffered between the chains and the consumer; a slower consumer makes producers wait, so
-    at most ``buffer + concurrency`` pages are held in memory."""
-    whole_seconds: bool = False
-    """``False`` (the default) sends window ``[a, b)`` as ``[a, b]``: neighbours share the instant
-    ``b``, and dedupe drops the rows both return. That stays exact whether the API's end bound is
-    inclusive or exclusive and whatever precision it stores dates with, which nobody outside iSpring
-    knows. ``True`` sends ``[a, b - 1 s]``: no overlap, exact only if the end bound is inclusive and
-    every stored date has whole seconds, as every date the API sends does."""
+    def result_pages(
+        self, query: ResultsQuery, page_token: str | None = None, *, on_retry: OnRetry | None = None
+    ) -> AsyncGenerator[ResultsPage, None]:
+        """Pages of ``GET /learners/results`` for ``query``."""
+        ...
 
-    def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "split", Split(self.split))
-        except ValueError:
-            allowed = ", ".join(s.value for s in Split)
-            raise ConfigurationError(
-                f"FanOutOptions.split must be one of {allowed}, got {self.split!r}"
-            ) from None
-        for name in ("concurrency", "departments_per_partition"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"FanOutOptions.{name} must be an int >= 1, got {value!r}")
-        for name in ("windows", "max_partitions"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ConfigurationError(f"FanOutOptions.{name} must be an int >= 1 or None, got {value!r}")
-        if isinstance(self.buffer, bool) or not isinstance(self.buffer, int) or self.buffer < 0:
-            raise ConfigurationError(f"FanOutOptions.buffer must be an int >= 0, got {self.buffer!r}")
-        if self.rate_limit is not None and not (
-            isinstance(self.rate_limit, int | float) and self.rate_limit > 0
-        ):
-            raise ConfigurationError(f"FanOutOptions.rate_limit must be > 0 or None, got {self.rate_limit!r}")
-        if not isinstance(self.min_window, int | float) or not self.min_window >= 1:
-            raise ConfigurationError(f"FanOutOptions.min_window must be >= 1 second, got {self.min_window!r}")
-        if self.earliest is not None:
-            check_instant(self.earliest, "FanOutOptions.earliest")  # aware, and inside the calendar
+    def department_pages(
+        self, page_token: str | None = None, *, on_retry: OnRetry | None = None
+    ) -> AsyncGenerator[DepartmentsPage, None]:
+        """Pages of ``GET /departments``."""
+        ...
 
 
 def _department_id(value: str) -> str:
@@ -150,84 +114,6 @@ def _department_id(value: str) -> str:
     return value
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class PartitionProgress:
-    """A partition's counters, passed to ``on_progress`` whenever they change.
-
-    ``pages`` and ``records`` count what was handed to the consumer (records after dedupe); ``retries``
-    counts retried attempts. A partition split into smaller ones ends ``done`` with ``split_into``
-    naming its children (its one fetched page was dropped; the children fetch it again).
-    """
-
-    key: str
-    pages: int
-    records: int
-    retries: int
-    done: bool
-    split_into: tuple[str, ...] = ()
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Batch:
-    """One page's worth of new records (already deduplicated), in delivery order."""
-
-    partition: str
-    records: list[LearnerResult]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class FanOutStats:
-    """Counters of a fan-out so far.
-
-    ``pages``/``records`` were handed to the consumer; ``requests`` counts page requests sent (first
-    attempts, planning and pages dropped by splits included; retries are in ``retries_by_cause``).
-    ``partitions_total`` counts the plan's current partitions (split ones replaced by their children).
-    """
-
-    pages: int
-    records: int
-    duplicates_removed: int
-    retries_by_cause: dict[str, int]
-    partitions_total: int
-    partitions_done: int
-    requests: int
-    splits: int
-
-
-class _PlannerState(msgspec.Struct, forbid_unknown_fields=True):
-    """The planner's settings (everything but the query, which the state pins by its parameters)."""
-
-    split: Split
-    earliest: int
-    now: int
-    windows: int
-    min_window: int
-    departments_per_partition: int
-    whole_seconds: bool
-
-
-class _ChainState(msgspec.Struct, forbid_unknown_fields=True):
-    partition: Partition
-    token: str | None
-    done: bool
-
-
-class _State(msgspec.Struct, forbid_unknown_fields=True):
-    version: int
-    query: list[tuple[str, str]]
-    planner: _PlannerState
-    chains: list[_ChainState] | None
-
-
-_encode_state = msgspec.json.Encoder().encode
-_decode_state = msgspec.json.Decoder(_State).decode
-
-
-def _query_fingerprint(query: ResultsQuery) -> list[tuple[str, str]]:
-    # pageSize changes neither the rows nor the keyset tokens, so a resume may use another one.
-    return [(name, value) for name, value in query.to_params() if name != "pageSize"]
-
-
 @dataclasses.dataclass(eq=False)
 class _Chain:
     """A partition and its consumer-side bookkeeping (``token``: the next page after what was handed over)."""
@@ -239,9 +125,25 @@ class _Chain:
     pages: int = 0
     records: int = 0
     retries: int = 0
+    # Set by the consumer when the chain enters the plan (its dedupe scope); ``None`` once done.
+    scope: Scope | None = None
 
 
-_Delivery = tuple[_Chain, ResultsPage]
+# A page on its way to the consumer, with the children it is split into (empty: not split).
+_Delivery = tuple[_Chain, ResultsPage, tuple[_Chain, ...]]
+
+
+def _shared_edges(partitions: Sequence[Partition]) -> list[tuple[bool, bool]]:
+    """For each partition: whether its start, and its end, is a boundary shared with a neighbour."""
+    starts = {(p.departments, p.start) for p in partitions if p.windowed and p.start is not None}
+    ends = {(p.departments, p.end) for p in partitions if p.windowed and p.end is not None}
+    return [
+        (
+            p.windowed and p.start is not None and (p.departments, p.start) in ends,
+            p.windowed and p.end is not None and (p.departments, p.end) in starts,
+        )
+        for p in partitions
+    ]
 
 
 class FanOut:
@@ -255,28 +157,32 @@ class FanOut:
                 sink.write(batch.records)
                 sink.checkpoint(fanout.state())    # covers exactly the batches received so far
 
-    Resume with ``FanOut(client, query, options, resume_state=saved, seen=identities_written)``: the
-    plan and every partition's position come from the state, and ``seen`` keeps rows already written
-    from being yielded again. Leaving the ``async with`` early cancels every request in flight; an error
-    in a chain cancels the rest and raises ``PartitionError`` naming the partition, with the cause as
-    ``__cause__``. A ``FanOut`` runs once.
+    ``source`` is a ``PageSource``: a ``Client``, or any object with its two page methods. Resume with
+    ``FanOut(client, query, options, resume_state=saved)``: the plan, every partition's position and
+    the duplicate filter's bounded part come from the state. Department splits keep an exact set of
+    identities that is not saved; resuming one that has delivered anything needs
+    ``seen=identities_written`` (refused without it, rather than yielding duplicates). Leaving the
+    ``async with`` early cancels every request in flight; an error in a chain cancels the rest and
+    raises ``PartitionError`` naming the partition, with the cause as ``__cause__``. A ``FanOut``
+    runs once.
     """
 
     def __init__(
         self,
-        client: Client,
+        source: PageSource,
         query: ResultsQuery | None = None,
-        options: FanOutOptions = FanOutOptions(),
+        options: FanOutOptions = DEFAULT_OPTIONS,
         *,
         resume_state: bytes | None = None,
-        seen: Iterable[str] = (),
+        seen: Iterable[str] | None = None,
         on_progress: Callable[[PartitionProgress], None] | None = None,
     ) -> None:
-        self._client = client
+        self._source = source
         self._query = query if query is not None else ResultsQuery()
         self._options = options
         self._on_progress = on_progress
-        self._seen: set[str] = set(seen)
+        self._dedupe = Dedupe(seen or ())
+        self._seen_given = seen is not None
         self._chains: dict[str, _Chain] | None = None
         self._max_partitions = options.max_partitions or 2 * options.concurrency
         self._pages = self._records = self._duplicates = self._requests = self._splits = self._done = 0
@@ -284,8 +190,10 @@ class FanOut:
         self._failure: Exception | None = None
         self._scope: anyio.CancelScope | None = None
         self._rate = RateLimiter(options.rate_limit) if options.rate_limit is not None else None
+        # Chains queued or running, as the producers see them (the consumer may lag behind).
         self._outstanding = 0
         self._ran = False
+        self._fixed: tuple[list[tuple[str, str]], _checkpoint.PlannerState] | None = None
         if resume_state is None:
             earliest = options.earliest or DEFAULT_EARLIEST
             self._planner = Planner(
@@ -307,36 +215,84 @@ class FanOut:
     # -- checkpoints ----------------------------------------------------------------------------------
 
     def _restore(self, data: bytes) -> Planner:
-        try:
-            state = _decode_state(data)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise ConfigurationError(f"not a fan-out state this version can resume: {exc}") from None
-        if state.version != STATE_VERSION:
-            raise ConfigurationError(f"fan-out state version {state.version} is not {STATE_VERSION}")
-        if [tuple(pair) for pair in state.query] != _query_fingerprint(self._query):
-            raise ConfigurationError("the saved fan-out state is for a different query; start a fresh export")
+        state = _checkpoint.decode(data, self._query)
+        if state.chains is not None and not self._seen_given:
+            # Finished chains no longer name their group: any progress at all counts.
+            grouped = any(c.group is not None for c in state.chains)
+            if grouped and any(c.token is not None or c.done for c in state.chains):
+                raise ConfigurationError(
+                    "resuming a department split needs seen= (the identities already written): its "
+                    "partitions may overlap and the state does not hold what they delivered"
+                )
         if state.chains is not None:
-            chains = [_Chain(c.partition, c.partition.key, token=c.token, done=c.done) for c in state.chains]
+            groups: dict[int, Group] = {}
+            chains = []
+            for saved in state.chains:
+                chain = _Chain(saved.partition, saved.partition.key, token=saved.token, done=saved.done)
+                if not saved.done:
+                    group = None
+                    if saved.group is not None:
+                        group = groups.setdefault(saved.group, Group())
+                    chain.scope = self._dedupe.open(
+                        saved.partition.start,
+                        saved.partition.end,
+                        left=saved.left,
+                        right=saved.right,
+                        kept=dict(saved.kept),
+                        group=group,
+                    )
+                chains.append(chain)
             self._chains = {chain.key: chain for chain in chains}
             self._done = sum(chain.done for chain in chains)
+            for instant, ids in state.boundaries:
+                self._dedupe.boundary(instant).ids.update(ids)
         return Planner(query=self._query, **msgspec.structs.asdict(state.planner))
 
     def state(self) -> bytes:
         """A checkpoint covering exactly the batches yielded so far (msgspec JSON, versioned).
 
-        It holds the query's parameters, the plan (splits included) and each partition's next page
-        token or ``done``; page tokens are opaque cursors, not credentials, and nothing else secret is
-        in it. Before ``run()`` has planned, the state just says to start fresh.
+        It holds the query's parameters, the plan (splits included), each partition's next page token
+        or ``done`` and the bounded part of the duplicate filter (see ``_checkpoint.py``); page tokens
+        are opaque cursors, not credentials, and nothing else secret is in it. Before ``run()`` has
+        planned, the state just says to start fresh.
         """
         chains = None
+        boundaries: list[tuple[int, list[str]]] = []
         if self._chains is not None:
-            chains = [_ChainState(c.partition, c.token, c.done) for c in self._chains.values()]
-        return _encode_state(
-            _State(
-                version=STATE_VERSION,
-                query=_query_fingerprint(self._query),
-                planner=msgspec.convert(self._planner, _PlannerState, from_attributes=True),
+            groups: dict[int, int] = {}
+            chains = []
+            for chain in self._chains.values():
+                scope = chain.scope
+                if scope is None:
+                    chains.append(_checkpoint.ChainState(chain.partition, chain.token, chain.done))
+                    continue
+                group = None if scope.group is None else groups.setdefault(id(scope.group), len(groups))
+                chains.append(
+                    _checkpoint.ChainState(
+                        chain.partition,
+                        chain.token,
+                        chain.done,
+                        left=scope.left is not None,
+                        right=scope.right is not None,
+                        kept=list(scope.kept.items()),
+                        group=group,
+                    )
+                )
+            boundaries = self._dedupe.boundaries()
+        if self._fixed is None:
+            # Taken once: the state is written after every page.
+            self._fixed = (
+                _checkpoint.query_fingerprint(self._query),
+                msgspec.convert(self._planner, _checkpoint.PlannerState, from_attributes=True),
+            )
+        fingerprint, planner = self._fixed
+        return _checkpoint.encode(
+            _checkpoint.State(
+                version=_checkpoint.STATE_VERSION,
+                query=fingerprint,
+                planner=planner,
                 chains=chains,
+                boundaries=boundaries,
             )
         )
 
@@ -353,7 +309,18 @@ class FanOut:
             partitions_done=self._done,
             requests=self._requests,
             splits=self._splits,
+            identities_held=self._held(),
         )
+
+    def _held(self) -> int:
+        held = self._dedupe.remembered
+        groups = {}
+        for chain in (self._chains or {}).values():
+            if chain.scope is not None:
+                held += len(chain.scope.kept)
+                if chain.scope.group is not None:
+                    groups[id(chain.scope.group)] = len(chain.scope.group.ids)
+        return held + sum(groups.values())
 
     # -- running ----------------------------------------------------------------------------------------
 
@@ -397,6 +364,19 @@ class FanOut:
         assert self._scope is not None
         self._scope.cancel()
 
+    def _plan(self, partitions: list[Partition]) -> dict[str, _Chain]:
+        """Chains for the starting partitions, each with its dedupe scope."""
+        # Department partitions may overlap (sub-department matching): one exact group for all.
+        group = Group() if self._planner.split in (Split.DEPARTMENT, Split.COMBINED) else None
+        chains = {}
+        for partition, (left, right) in zip(partitions, _shared_edges(partitions), strict=True):
+            chain = _Chain(partition, partition.key)
+            chain.scope = self._dedupe.open(
+                partition.start, partition.end, left=left, right=right, group=group
+            )
+            chains[chain.key] = chain
+        return chains
+
     async def _produce(self, send: MemoryObjectSendStream[_Delivery]) -> None:
         options = self._options
         with send:
@@ -406,8 +386,7 @@ class FanOut:
                 except Exception as exc:
                     self._fail(exc, None)
                     return
-                partitions = self._planner.initial(departments)
-                self._chains = {p.key: _Chain(p, p.key) for p in partitions}
+                self._chains = self._plan(self._planner.initial(departments))
             pending = [c for c in self._chains.values() if not c.done]
             self._outstanding = len(pending)
             work_send, work_receive = anyio.create_memory_object_stream[_Chain](math.inf)
@@ -466,62 +445,51 @@ class FanOut:
         out: MemoryObjectSendStream[_Delivery],
         limiter: anyio.CapacityLimiter,
         rate: RateLimiter | None,
-    ) -> list[_Chain]:
-        """Follow one partition's pages into ``out``; return its children instead if it splits."""
-        fresh = chain.token is None
+    ) -> tuple[_Chain, ...]:
+        """Follow one partition's pages into ``out``; return its children if its first page split it."""
+        fresh = chain.token is None and self._planner.split is Split.ADAPTIVE
         query = self._planner.query_for(chain.partition)
         on_retry = functools.partial(self._retried, chain)
-        pages = self._client.result_pages(query, chain.token, on_retry=on_retry)
+        pages = self._source.result_pages(query, chain.token, on_retry=on_retry)
         async with contextlib.aclosing(pages):
             while True:
                 page = await self._request(pages, limiter, rate)
+                children: tuple[_Chain, ...] = ()
                 if fresh and page.next_page_token:
-                    children = self._split(chain)
-                    if children:
-                        return children
+                    children = self._split(chain, page)
                 fresh = False
-                await out.send((chain, page))
-                if not page.next_page_token:
-                    return []
+                # The children are queued only once their parent's page is in the stream, so the
+                # consumer always sees a split before any page of the children.
+                await out.send((chain, page, children))
+                if children or not page.next_page_token:
+                    return children
 
-    def _split(self, chain: _Chain) -> list[_Chain]:
-        """Replace a partition that delivered nothing by its children, if the plan allows it."""
-        chains = self._chains
-        assert chains is not None
-        unfinished = len(chains) - self._done
-        room = self._max_partitions - unfinished
-        # Enough children to give every idle worker a chain at once (the first split of a long query
-        # goes straight to ``concurrency`` windows), at least _SPLIT_WAYS, within max_partitions.
-        ways = max(_SPLIT_WAYS, self._options.concurrency - unfinished + 1)
-        parts = self._planner.split_further(chain.partition, min(ways, room + 1))
+    def _split(self, chain: _Chain, page: ResultsPage) -> tuple[_Chain, ...]:
+        """The children of a fresh partition whose first page shows more, if the plan wants any."""
+        live = self._outstanding
+        concurrency = self._options.concurrency
+        if self._splits == 0:
+            # The first split of the run goes straight to every window the plan allows.
+            ways = self._max_partitions - live + 1
+        elif live < concurrency:
+            # Later, only to give idle workers a chain (each split costs a page fetched twice).
+            ways = max(_SPLIT_WAYS, concurrency - live + 1)
+            ways = min(ways, self._max_partitions - live + 1)
+        else:
+            return ()
+        if ways < 2:
+            return ()
+        dates = [epoch_of(record) for record in page.records]
+        parts = self._planner.split_further(chain.partition, ways, dates)
         if not parts:
-            return []
-        children = [_Chain(p, p.key) for p in parts]
-        replaced: dict[str, _Chain] = {}
-        for key, existing in chains.items():
-            if key == chain.key:
-                replaced.update((child.key, child) for child in children)
-            else:
-                replaced[key] = existing
-        self._chains = replaced
+            return ()
         self._splits += 1
-        if self._on_progress is not None:
-            self._on_progress(
-                PartitionProgress(
-                    key=chain.key,
-                    pages=0,
-                    records=0,
-                    retries=chain.retries,
-                    done=True,
-                    split_into=tuple(child.key for child in children),
-                )
-            )
-        return children
+        return tuple(_Chain(p, p.key) for p in parts)
 
     async def _list_departments(self) -> list[str]:
         # Planning is one chain before any other starts: only the rate limit applies.
         rate = self._rate
-        pages = self._client.department_pages(on_retry=self._retried_planning)
+        pages = self._source.department_pages(on_retry=self._retried_planning)
         ids: list[str] = []
         async with contextlib.aclosing(pages):
             while True:
@@ -541,7 +509,7 @@ class FanOut:
     def _retried_planning(self, event: RetryEvent) -> None:
         self._retries[event.cause] += 1
 
-    def _progress(self, chain: _Chain) -> None:
+    def _progress(self, chain: _Chain, split_into: tuple[str, ...] = ()) -> None:
         if self._on_progress is not None:
             self._on_progress(
                 PartitionProgress(
@@ -550,44 +518,57 @@ class FanOut:
                     records=chain.records,
                     retries=chain.retries,
                     done=chain.done,
+                    split_into=split_into,
                 )
             )
 
     # -- the consumer's side ----------------------------------------------------------------------------
 
-    def _deliver(self, chain: _Chain, page: ResultsPage) -> Batch | None:
+    def _deliver(self, chain: _Chain, page: ResultsPage, children: tuple[_Chain, ...]) -> Batch | None:
         """Dedupe a received page and advance its partition; the batch of new records, if any."""
+        scope = chain.scope
+        assert scope is not None, "a page of a partition that is not in the plan"
         records = page.records
-        seen = self._seen
-        before = len(seen)
-        ids = [r.enrollment_id or f"{r.user_id}/{r.course_id}" for r in records]
-        # The common case costs two C-level set operations per page; the loop runs only on duplicates.
-        if seen.isdisjoint(ids):
-            seen.update(ids)
-            fresh = records if len(seen) - before == len(ids) else _first_of_each(records, ids, set())
-        else:
-            fresh = _first_of_each(records, ids, seen)
+        fresh = self._dedupe.admit(scope, records)
         chain.pages += 1
         chain.records += len(fresh)
-        chain.token = page.next_page_token or None
-        if chain.token is None:
-            chain.done = True
-            self._done += 1
+        if children:
+            self._adopt(chain, records, children)
+        else:
+            chain.token = page.next_page_token or None
+            if chain.token is None:
+                chain.done = True
+                self._done += 1
+                self._dedupe.close(scope)
+                chain.scope = None
+            self._progress(chain)
         self._pages += 1
         self._records += len(fresh)
         self._duplicates += len(records) - len(fresh)
-        self._progress(chain)
         return Batch(partition=chain.key, records=fresh) if fresh else None
 
-
-def _first_of_each(records: Sequence[LearnerResult], ids: list[str], seen: set[str]) -> list[LearnerResult]:
-    fresh = []
-    add = seen.add
-    for record, identity in zip(records, ids, strict=True):
-        if identity not in seen:
-            add(identity)
-            fresh.append(record)
-    return fresh
+    def _adopt(self, parent: _Chain, page: list[LearnerResult], children: tuple[_Chain, ...]) -> None:
+        """Replace ``parent`` by its ``children`` in the plan, giving each its dedupe scope."""
+        chains = self._chains
+        assert chains is not None
+        assert parent.scope is not None
+        windows = [(child.partition.start, child.partition.end) for child in children]
+        spread = len(set(windows)) == 1
+        # Children spreading a department list over one window may overlap: an exact group for them.
+        group = (parent.scope.group or Group()) if spread else None
+        scopes = self._dedupe.split(parent.scope, page, windows, group=group)
+        for child, scope in zip(children, scopes, strict=True):
+            child.scope = scope
+        parent.scope = None
+        replaced: dict[str, _Chain] = {}
+        for key, existing in chains.items():
+            if key == parent.key:
+                replaced.update((child.key, child) for child in children)
+            else:
+                replaced[key] = existing
+        self._chains = replaced
+        parent.done = True
+        self._progress(parent, split_into=tuple(child.key for child in children))
 
 
 class _Batches:
@@ -606,20 +587,28 @@ class _Batches:
             if fanout._failure is not None:
                 raise fanout._failure
             try:
-                chain, page = await self._receive.receive()
+                chain, page, children = await self._receive.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
-                if fanout._failure is not None:
-                    raise fanout._failure from None
+                failure = fanout._failure
+                if failure is not None:
+                    # ``from`` its own cause: the partition's error stays its __cause__.
+                    raise failure from failure.__cause__
                 raise StopAsyncIteration from None
-            batch = fanout._deliver(chain, page)
+            try:
+                batch = fanout._deliver(chain, page, children)
+            except Exception as exc:
+                fanout._fail(exc, chain)
+                failure = fanout._failure
+                assert failure is not None
+                raise failure from failure.__cause__
             if batch is not None:
                 return batch
 
 
 async def fan_out_results(
-    client: Client,
+    source: PageSource,
     query: ResultsQuery | None = None,
-    options: FanOutOptions = FanOutOptions(),
+    options: FanOutOptions = DEFAULT_OPTIONS,
 ) -> AsyncGenerator[LearnerResult, None]:
     """Every record of ``query``, once each, fetched by a fan-out (the library's one-call form).
 
@@ -630,7 +619,18 @@ async def fan_out_results(
     >>> async for record in fan_out_results(client, query, FanOutOptions(concurrency=16)):
     ...     ...
     """
-    async with FanOut(client, query, options).run() as batches:
+    async with FanOut(source, query, options).run() as batches:
         async for batch in batches:
             for record in batch.records:
                 yield record
+
+
+async def fan_out_batches(
+    source: PageSource,
+    query: ResultsQuery | None = None,
+    options: FanOutOptions = DEFAULT_OPTIONS,
+) -> AsyncGenerator[list[LearnerResult], None]:
+    """The new records of each delivered page, as lists (what ``Client.learner_results`` iterates)."""
+    async with FanOut(source, query, options).run() as batches:
+        async for batch in batches:
+            yield batch.records

@@ -8,9 +8,16 @@ whatever precision it stores dates with (neither is documented). With ``whole_se
 ``[start, end - 1 s]``: no overlap, exact if the end bound is inclusive and stored dates have whole
 seconds, as every date the API sends does.
 
-The first and last windows stay open when the caller's query is, so the union of the windows is
-exactly the caller's range whatever dates the data holds; ``earliest`` and ``now`` only choose where
-to cut. Departments are the caller's ids, or every department of the account: with exact matching
+Every windowed request sends both bounds (the vendor's OpenAPI marks both required, and a strict
+server answers 400 to a one-sided range): a window open on one side because the caller's query is
+sends ``WIRE_FLOOR`` (1970-01-01Z) or ``WIRE_CEILING`` (9999-12-30T00:00:00Z) there, so the union of
+the windows is still the caller's whole range. The one exception is the unsplit first request of a
+query with no ``accessDate`` at all: it is sent as the caller wrote it, so a small query costs one
+request that is exactly the caller's. ``earliest`` and ``now`` only choose where equal windows are cut;
+``split_further`` given the dates of a partition's first page cuts at their quantiles instead (the
+first page is ordered by enrollment, not by date, so it samples the partition's date distribution).
+
+Departments are the caller's ids, or every department of the account: with exact matching
 they are disjoint; with sub-department matching they overlap (a parent returns its subtree), which
 the dedupe makes correct but not cheap, so the adaptive split cuts windows (disjoint under either
 semantics) and spreads only the caller's own department list.
@@ -26,7 +33,23 @@ from datetime import UTC, datetime
 
 from ispring_async._query import DateRange, ResultsQuery
 
-__all__ = ["Partition", "Planner", "Split", "epoch_seconds", "range_seconds"]
+__all__ = [
+    "WIRE_CEILING",
+    "WIRE_FLOOR",
+    "Partition",
+    "Planner",
+    "Split",
+    "epoch_seconds",
+    "quantile_points",
+    "range_seconds",
+]
+
+WIRE_FLOOR = 0
+"""Epoch seconds sent as ``accessDate[startDate]`` by a window with no lower bound (1970-01-01Z)."""
+WIRE_CEILING = 253402128000
+"""Epoch seconds sent as ``accessDate[endDate]`` by a window with no upper bound (9999-12-30T00:00:00Z:
+inside the range ``DateRange`` accepts, a day short of the calendar's end that ``datetime``, MySQL's
+DATETIME and PHP all accept)."""
 
 
 class Split(enum.StrEnum):
@@ -162,16 +185,29 @@ class Planner:
         bounds = [start, *points, end]
         return list(itertools.pairwise(bounds))
 
-    def split_further(self, partition: Partition, parts: int = 2) -> list[Partition]:
+    def split_further(
+        self, partition: Partition, parts: int = 2, dates: Sequence[int] | None = None
+    ) -> list[Partition]:
         """At most ``parts`` children covering ``partition`` exactly (``ADAPTIVE`` only), or ``[]``.
 
-        A window is cut into equal windows no narrower than ``min_window``; a window too narrow to cut
-        spreads its department group (the caller's list) instead.
+        With ``dates`` (epoch seconds of the partition's first page, in page order) a window is cut at
+        their quantiles, so each child expects about the same number of rows; without them, or when
+        the page is sorted by date (then it samples only one end of the window), into equal windows.
+        No window is cut narrower than ``min_window``. A window too narrow to cut spreads its
+        department group (the caller's list) instead.
         """
         if self.split is not Split.ADAPTIVE or parts < 2:
             return []
         if partition.windowed:
-            windows = self.cut(partition.start, partition.end, parts)
+            points = None
+            if dates and not _date_ordered(dates):
+                points = quantile_points(
+                    partition.start, partition.end, parts, dates, min_window=self.min_window
+                )
+            if points:
+                windows = list(itertools.pairwise([partition.start, *points, partition.end]))
+            else:
+                windows = self.cut(partition.start, partition.end, parts)
             if len(windows) >= 2:
                 return [dataclasses.replace(partition, start=a, end=b) for a, b in windows]
         group = partition.departments
@@ -191,14 +227,89 @@ class Planner:
         if partition.windowed:
             start, end = partition.start, partition.end
             if start is None and end is None:
+                # Only the unsplit window of a query without accessDate: the caller's query as given.
                 changes["access_date"] = None
             else:
                 _, outer_end = range_seconds(self.query.access_date)
-                # The last window ends where the caller's range does; sending ``end`` inclusive there
-                # would reach one second past it.
-                inclusive = end is not None and not self.whole_seconds and end != outer_end
-                changes["access_date"] = DateRange(
-                    start=None if start is None else _instant(start),
-                    end=None if end is None else _instant(end if inclusive else end - 1),
-                )
+                if end is None:
+                    last = WIRE_CEILING
+                elif end == outer_end or self.whole_seconds:
+                    # The last window ends where the caller's range does; sending ``end`` inclusive
+                    # there would reach one second past it.
+                    last = end - 1
+                else:
+                    last = end
+                first = WIRE_FLOOR if start is None else start
+                changes["access_date"] = DateRange(start=_instant(first), end=_instant(max(first, last)))
         return dataclasses.replace(self.query, **changes) if changes else self.query  # type: ignore[arg-type]
+
+
+def quantile_points(
+    start: int | None, end: int | None, parts: int, dates: Sequence[int], *, min_window: int = 1
+) -> list[int]:
+    """Cut points splitting ``[start, end)`` into at most ``parts`` windows of about equal row counts.
+
+    ``dates`` is a sample of the window's rows (epoch seconds). Each point falls between two
+    neighbouring distinct sample dates (3 s after the first where the gap allows), so it lands on a
+    sampled instant only when those are one second apart: rows sharing an instant (a bulk enrollment)
+    stay in one window instead of being fetched by both neighbours. Points are at least
+    ``min_window`` apart and from a bounded side.
+    """
+    inside = sorted(d for d in dates if (start is None or d >= start) and (end is None or d < end))
+    n = len(inside)
+    points: list[int] = []
+    floor = None if start is None else start + min_window
+    taken = 0  # sample rows left of the last point
+    while len(points) < parts - 1:
+        # Spread what is left of the sample over the windows still to make, so a bulk instant that
+        # swallowed one quantile does not leave the next windows empty.
+        j = taken + max(1, (n - taken) // (parts - len(points)))
+        while j < n and (
+            inside[j] == inside[j - 1] or (floor is not None and _cut(inside[j - 1], inside[j]) < floor)
+        ):
+            j += 1
+        if j >= n:
+            break
+        # Prefer a gap of 6 s or more a few samples on (see ``_cut``).
+        for k in range(j, min(n, j + 1 + max(1, n // (4 * parts)))):
+            if inside[k] - inside[k - 1] >= 6:
+                j = k
+                break
+        point = _cut(inside[j - 1], inside[j])
+        if end is not None and point > end - min_window:
+            break
+        points.append(point)
+        floor = point + min_window
+        taken = j
+    if not points and n and inside[0] == inside[-1]:
+        # Every sampled row on one instant (a bulk enrollment bigger than a page): fence it into a
+        # window of its own at once, rather than halving empty time around it split after split.
+        # The instant sits 3 s or more inside (a window's end is sent inclusive: a fence on the
+        # instant itself would hand the bulk to both neighbours).
+        instant = inside[0]
+        half = max(3, (min_window + 1) // 2)
+        points = [
+            p
+            for p in (instant - half, instant + half)
+            if (start is None or p >= start + min_window) and (end is None or p <= end - min_window)
+        ][: parts - 1]
+    return points
+
+
+def _cut(before: int, after: int) -> int:
+    """A cut point between two neighbouring distinct sample dates: ``before < point <= after``.
+
+    Rows within a second of a boundary are what the dedupe remembers, and a dense instant there would
+    be remembered whole, so where the gap allows the point is 3 s after ``before``, 2 s clear of both.
+    Not the gap's middle: with daily bulk enrollments at one hour, the middle between two sampled
+    days is the unsampled day between them.
+    """
+    return before + 3 if after - before >= 6 else (before + after + 1) // 2
+
+
+def _date_ordered(dates: Sequence[int]) -> bool:
+    """Whether a page's dates are sorted (either way): then it is one end of its window, not a sample."""
+    if len(dates) < 8 or min(dates) == max(dates):
+        return False
+    pairs = list(itertools.pairwise(dates))
+    return all(a <= b for a, b in pairs) or all(a >= b for a, b in pairs)

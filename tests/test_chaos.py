@@ -123,8 +123,14 @@ def report() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def chaos_emu() -> Iterator[Emulator]:
     """One emulator with chaos faults for every export of the module (each run counts its own faults)."""
+    # A strict server (both date bounds required): every split must send both.
     config = EmulatorConfig(
-        results=RESULTS, seed=31, client_secret=SECRET, token_lifetime=1800.0, faults=CHAOS
+        results=RESULTS,
+        seed=31,
+        client_secret=SECRET,
+        token_lifetime=1800.0,
+        faults=CHAOS,
+        one_sided_ranges=False,
     )
     with serve_in_thread(config) as emulator:
         yield emulator
@@ -199,7 +205,9 @@ def test_chaos_export_equals_ground_truth(
 def slow_emu() -> Iterator[Emulator]:
     """Faults and 30 ms per request: slow enough to be stopped many times part-way."""
     faults = Faults(seed=7, latency=0.03, server_error=0.03, reset=0.03, truncate=0.03)
-    config = EmulatorConfig(results=min(RESULTS, 3000), seed=32, client_secret=SECRET, faults=faults)
+    config = EmulatorConfig(
+        results=min(RESULTS, 3000), seed=32, client_secret=SECRET, faults=faults, one_sided_ranges=False
+    )
     with serve_in_thread(config) as emulator:
         yield emulator
 

@@ -272,6 +272,9 @@ class EmulatorConfig:
     one_sided_ranges: bool = True
     """A date range may give only ``startDate`` or only ``endDate``. ``False`` answers 400 to a range
     with one bound, as the vendor's OpenAPI (both bounds marked required) would have it."""
+    exclusive_end: bool = False
+    """A date range's ``endDate`` is exclusive (rows strictly before it). The API does not say; by
+    default it is inclusive, as the project's notes guess."""
 
     xml_layout: XmlLayout = dataclasses.field(default_factory=XmlLayout)
     """How XML result pages are laid out (compact by default); never changes the records."""

@@ -128,7 +128,9 @@ def _moment(name: str, value: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _range(base: str, scalars: dict[str, str], *, one_sided: bool) -> tuple[int, int] | None:
+def _range(
+    base: str, scalars: dict[str, str], *, one_sided: bool, exclusive_end: bool = False
+) -> tuple[int, int] | None:
     start_text = scalars.get(f"{base}[startDate]")
     end_text = scalars.get(f"{base}[endDate]")
     if start_text is None and end_text is None:
@@ -139,11 +141,12 @@ def _range(base: str, scalars: dict[str, str], *, one_sided: bool) -> tuple[int,
     end = None if end_text is None else _moment(f"{base}[endDate]", end_text)
     if start is not None and end is not None and start > end:
         raise QueryError(f"Invalid {base}: startDate is after endDate")
-    # Rows hold whole seconds, so an inclusive fractional bound includes the whole seconds within it.
-    return (
-        -_NO_BOUND if start is None else math.ceil(start.timestamp()),
-        _NO_BOUND if end is None else math.floor(end.timestamp()),
-    )
+    # Rows hold whole seconds, so an inclusive fractional bound includes the whole seconds within it,
+    # and an exclusive one the whole seconds strictly before it.
+    last = _NO_BOUND
+    if end is not None:
+        last = math.ceil(end.timestamp()) - 1 if exclusive_end else math.floor(end.timestamp())
+    return (-_NO_BOUND if start is None else math.ceil(start.timestamp()), last)
 
 
 def parse_page(scalars: dict[str, str], *, max_page_size: int) -> tuple[int, int | None]:
@@ -173,6 +176,7 @@ def parse_results(
     lenient: bool = False,
     max_page_size: int = 1000,
     one_sided_ranges: bool = True,
+    exclusive_end: bool = False,
 ) -> ResultsFilter:
     """Validate a ``/learners/results`` query string given as ``(name, value)`` pairs."""
     lists, scalars = _split(params, lenient=lenient)
@@ -200,9 +204,9 @@ def parse_results(
         department_ids=_uuids("departmentIds", lists.get("departmentIds")),
         completion_statuses=statuses,
         user_statuses=user_statuses,
-        access=_range("accessDate", scalars, one_sided=one_sided_ranges),
-        due=_range("dueDate", scalars, one_sided=one_sided_ranges),
-        completion=_range("completionDate", scalars, one_sided=one_sided_ranges),
+        access=_range("accessDate", scalars, one_sided=one_sided_ranges, exclusive_end=exclusive_end),
+        due=_range("dueDate", scalars, one_sided=one_sided_ranges, exclusive_end=exclusive_end),
+        completion=_range("completionDate", scalars, one_sided=one_sided_ranges, exclusive_end=exclusive_end),
         page_size=page_size,
         after=after,
     )

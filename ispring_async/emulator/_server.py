@@ -241,6 +241,7 @@ class Emulator:
             lenient=config.lenient_lists,
             max_page_size=config.max_page_size,
             one_sided_ranges=config.one_sided_ranges,
+            exclusive_end=config.exclusive_end,
         )
         return select_all(self.dataset, query, subtree=config.subdepartment_matching)
 
@@ -470,6 +471,7 @@ class Emulator:
                 lenient=config.lenient_lists,
                 max_page_size=config.max_page_size,
                 one_sided_ranges=config.one_sided_ranges,
+                exclusive_end=config.exclusive_end,
             )
         except QueryError as exc:
             return self._reply(400, fmt, str(exc))

@@ -1,0 +1,289 @@
+"""Which records of a delivered page are new: exact, in memory bounded by the plan, not by the export.
+
+Partitions of a split query only overlap in known places, so only those are remembered:
+
+- **Shared window boundaries.** Neighbouring windows ``[a, b)`` and ``[b, c)`` are sent as ``[a, b]``
+  and ``[b, c]``, so a row can come from both only if the server thinks it is at ``b``. Whatever the
+  server does with the end bound (inclusive, exclusive, to the second or finer), such a row carries an
+  ``accessDate`` within one second of ``b``. A ``Boundary`` remembers the identities delivered in that
+  zone and is dropped once every chain touching it has finished.
+- **Kept first pages.** A partition that splits delivers its first page and its children fetch the
+  same window again, so each child carries the identities of that page that fall in its own window
+  (``kept``) and drops them when they come again; an identity seen again is forgotten, so the set
+  empties after the child's first pages in the usual case.
+- **Department groups.** Department partitions may overlap (``departmentIds`` may match
+  sub-departments; the API does not say), so chains of a department split share one exact ``Group``
+  of every identity they delivered: memory grows with the rows of that split, which the adaptive
+  default never makes unless a window narrower than ``min_window`` must spread the caller's list.
+- **A resumed export's ``seen``**: identities written before, checked on every page.
+
+A row outside its window by more than the one-second zone means the server did not filter as asked
+(it ignored ``accessDate``, or read it in another time zone): that is an error, not a duplicate, since
+both the plan and this dedupe rest on the filter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from ispring_async._exceptions import ResponseError
+from ispring_async._models import LearnerResult
+
+__all__ = ["Boundary", "Dedupe", "Group", "Scope", "WindowError", "epoch_of"]
+
+_ZONE = timedelta(seconds=1)
+
+
+class WindowError(ResponseError):
+    """The server returned a row outside the ``accessDate`` window the partition asked for."""
+
+
+def epoch_of(record: LearnerResult) -> int:
+    """A record's ``accessDate`` in whole epoch seconds (rounded down)."""
+    return int(record.access_date.timestamp() // 1)
+
+
+def _identity(record: LearnerResult) -> str:
+    return record.enrollment_id or f"{record.user_id}/{record.course_id}"
+
+
+@dataclasses.dataclass(eq=False)
+class Boundary:
+    """Identities delivered within a second of one shared window boundary, and who still touches it."""
+
+    ids: set[str] = dataclasses.field(default_factory=set)
+    live: int = 0
+
+
+@dataclasses.dataclass(eq=False)
+class Group:
+    """Every identity delivered by a group of possibly overlapping (department) chains."""
+
+    ids: set[str] = dataclasses.field(default_factory=set)
+    live: int = 0
+
+
+@dataclasses.dataclass(eq=False, kw_only=True)
+class Scope:
+    """One chain's view of the dedupe: its window, its shared edges, kept identities and group."""
+
+    start: int | None = None
+    end: int | None = None
+    left: Boundary | None = None
+    right: Boundary | None = None
+    kept: dict[str, int] = dataclasses.field(default_factory=dict)
+    group: Group | None = None
+    # The one-second zones as datetimes, computed once: rows at or before ``low`` or at or after
+    # ``high`` are near an edge; everything between needs no bookkeeping.
+    low: datetime | None = None
+    high: datetime | None = None
+    floor: datetime | None = None
+    ceiling: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.start is not None:
+            edge = datetime.fromtimestamp(self.start, UTC)
+            self.floor = edge - _ZONE
+            if self.left is not None:
+                self.low = edge + _ZONE
+        if self.end is not None:
+            edge = datetime.fromtimestamp(self.end, UTC)
+            self.ceiling = edge + _ZONE
+            if self.right is not None:
+                self.high = edge - _ZONE
+
+
+class Dedupe:
+    """The consumer side's duplicate filter (see the module docstring); one per fan-out."""
+
+    def __init__(self, seen: Iterable[str] = ()) -> None:
+        self._seen = set(seen)
+        self._boundaries: dict[int, Boundary] = {}
+
+    @property
+    def remembered(self) -> int:
+        """How many identities the filter holds now (boundaries, kept pages, groups and ``seen``)."""
+        return len(self._seen) + sum(len(b.ids) for b in self._boundaries.values())
+
+    def boundaries(self) -> list[tuple[int, list[str]]]:
+        """The identities remembered at each live boundary, for a checkpoint."""
+        return [(instant, sorted(b.ids)) for instant, b in sorted(self._boundaries.items()) if b.ids]
+
+    def boundary(self, instant: int) -> Boundary:
+        """The boundary at ``instant`` (epoch seconds), made on first use."""
+        found = self._boundaries.get(instant)
+        if found is None:
+            found = self._boundaries[instant] = Boundary()
+        return found
+
+    def open(
+        self,
+        start: int | None,
+        end: int | None,
+        *,
+        left: bool,
+        right: bool,
+        kept: dict[str, int] | None = None,
+        group: Group | None = None,
+    ) -> Scope:
+        """The scope of a chain over ``[start, end)`` that shares its ``left``/``right`` edge."""
+        scope = Scope(
+            start=start,
+            end=end,
+            left=self.boundary(start) if left and start is not None else None,
+            right=self.boundary(end) if right and end is not None else None,
+            kept=kept or {},
+            group=group,
+        )
+        for edge in (scope.left, scope.right):
+            if edge is not None:
+                edge.live += 1
+        if group is not None:
+            group.live += 1
+        return scope
+
+    def close(self, scope: Scope) -> None:
+        """The chain has finished (or split): release what only it still needed."""
+        for instant, edge in ((scope.start, scope.left), (scope.end, scope.right)):
+            if edge is not None:
+                edge.live -= 1
+                if edge.live == 0 and instant is not None:
+                    del self._boundaries[instant]
+        scope.left = scope.right = None
+        scope.kept = {}
+        group = scope.group
+        if group is not None:
+            group.live -= 1
+            if group.live == 0:
+                group.ids.clear()
+            scope.group = None
+
+    def admit(self, scope: Scope, records: list[LearnerResult]) -> list[LearnerResult]:
+        """The records of a page that were not delivered before (the list itself when all are new).
+
+        Raises ``WindowError`` for a row outside the scope's window by more than a second.
+        """
+        seen, kept, group = self._seen, scope.kept, scope.group
+        if seen or kept or group is not None:
+            ids = [_identity(r) for r in records]
+            drop: set[int] = set()
+            if seen and not seen.isdisjoint(ids):
+                drop.update(i for i, identity in enumerate(ids) if identity in seen)
+            if kept and not kept.keys().isdisjoint(ids):
+                for i, identity in enumerate(ids):
+                    if identity in kept:
+                        del kept[identity]
+                        drop.add(i)
+            if group is not None:
+                _first_of_each(ids, group.ids, drop)
+            if drop:
+                records = [r for i, r in enumerate(records) if i not in drop]
+        low, high, floor, ceiling = scope.low, scope.high, scope.floor, scope.ceiling
+        if low is None and high is None and floor is None and ceiling is None:
+            return records
+        near = _near_edges(records, low, high, floor, ceiling)
+        if not near:
+            return records
+        repeated: set[int] = set()
+        for index in near:
+            record = records[index]
+            when = record.access_date
+            if (floor is not None and when < floor) or (ceiling is not None and when > ceiling):
+                raise WindowError(
+                    f"the server returned a row with accessDate {when.isoformat()} for the window "
+                    f"{_window_text(scope)}: it did not apply the accessDate filter as sent, so date "
+                    "windows cannot split this export (split='none' reads it as one chain)"
+                )
+            identity = _identity(record)
+            for edge in (
+                scope.left if low is not None and when <= low else None,
+                scope.right if high is not None and when >= high else None,
+            ):
+                if edge is None:
+                    continue
+                if identity in edge.ids:
+                    repeated.add(index)
+                else:
+                    edge.ids.add(identity)
+        if repeated:
+            records = [r for i, r in enumerate(records) if i not in repeated]
+        return records
+
+    def split(
+        self,
+        parent: Scope,
+        page: Sequence[LearnerResult],
+        children: Sequence[tuple[int | None, int | None]],
+        *,
+        group: Group | None = None,
+    ) -> list[Scope]:
+        """Scopes for the children of ``parent`` (windows in order, or one window per department group).
+
+        Each child keeps the identities of ``page`` (the parent's delivered first page, duplicates
+        included: the children fetch all of it again) and of the parent's remaining ``kept`` that fall
+        within a second of its window. The parent's scope is closed.
+        """
+        kept = dict(parent.kept)
+        kept.update((_identity(r), epoch_of(r)) for r in page)
+        windows = set(children)
+        same_window = len(windows) == 1
+        scopes = []
+        for index, (start, end) in enumerate(children):
+            mine = {
+                identity: when
+                for identity, when in kept.items()
+                if (start is None or when >= start - 1) and (end is None or when <= end + 1)
+            }
+            # Department children share the parent's window and edges; window children share the
+            # inner boundaries between them and inherit the parent's outer ones.
+            left = parent.left is not None if same_window or index == 0 else True
+            right = parent.right is not None if same_window or index == len(children) - 1 else True
+            scopes.append(self.open(start, end, left=left, right=right, kept=mine, group=group))
+        self.close(parent)
+        return scopes
+
+
+def _first_of_each(ids: list[str], known: set[str], drop: set[int]) -> None:
+    """Add ``ids`` to ``known``; positions whose identity was known (or came earlier) go to ``drop``."""
+    if known.isdisjoint(ids):
+        # The common case is two C-level set operations; the loop runs only on duplicates.
+        before = len(known)
+        known.update(ids)
+        if len(known) - before == len(ids):
+            return
+        known.difference_update(ids)
+    add = known.add
+    for i, identity in enumerate(ids):
+        if identity in known:
+            drop.add(i)
+        else:
+            add(identity)
+
+
+def _near_edges(
+    records: list[LearnerResult],
+    low: datetime | None,
+    high: datetime | None,
+    floor: datetime | None,
+    ceiling: datetime | None,
+) -> list[int]:
+    # One comprehension per page; the comparisons are C-level datetime comparisons.
+    lower = low if low is not None else floor
+    upper = high if high is not None else ceiling
+    if lower is not None and upper is not None:
+        return [i for i, r in enumerate(records) if not lower < r.access_date < upper]
+    if lower is not None:
+        return [i for i, r in enumerate(records) if r.access_date <= lower]
+    assert upper is not None
+    return [i for i, r in enumerate(records) if r.access_date >= upper]
+
+
+def _window_text(scope: Scope) -> str:
+    def text(seconds: int | None) -> str:
+        if seconds is None:
+            return "*"
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return f"[{text(scope.start)}, {text(scope.end)})"
