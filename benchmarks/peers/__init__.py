@@ -133,5 +133,5 @@ def run(
     """Peers, ours (CLI and library, XML and JSON, C=8) and naive, interleaved in each round."""
     tools = [*ours_tools(formats=("xml", "json"), concurrency=(8,)), *peer_tools()]
     data = run_rounds(tools, latencies_ms=latencies_ms, rounds=rounds, dataset=dataset, timeout=timeout)
-    data["targets"] = [t for t in targets(data, peers=data) if "dlt" in t["name"]]
+    data["targets"] = targets(data, peers=data)
     return {"latencies_ms": list(latencies_ms), "rounds": rounds, "dataset": dataset, **data}
