@@ -82,6 +82,8 @@ class Tool(msgspec.Struct, frozen=True, kw_only=True):
 
     ``command(base_url, workdir)`` gives argv; ``identities(workdir, stdout)`` reads what the run
     produced (a file in ``workdir``, or its stdout). ``env`` is added to the child's environment.
+    ``rounds`` caps the rounds it takes part in (a tool minutes slower than the rest, whose median no
+    target needs, runs once).
     """
 
     name: str
@@ -91,6 +93,7 @@ class Tool(msgspec.Struct, frozen=True, kw_only=True):
     command: Callable[[str, Path], list[str]]
     identities: Callable[[Path, Path], Iterable[str]]
     env: dict[str, str] = {}
+    rounds: int | None = None
 
 
 class Identity(msgspec.Struct):
@@ -234,6 +237,8 @@ def run_rounds(
                 # Rotate the order each round: a slow moment of the shared machine hits every tool alike.
                 shift = round_ * len(tools) // max(rounds, 1)
                 for tool in [*tools[shift:], *tools[:shift]]:
+                    if tool.rounds is not None and round_ >= tool.rounds:
+                        continue
                     with tempfile.TemporaryDirectory(prefix=f"bench-{tool.name}-") as tmp:
                         workdir = Path(tmp)
                         measured = _launch(tool, emulator, workdir, timeout)

@@ -107,6 +107,8 @@ def peer_tools() -> list[Tool]:
                 command=dlt_command,
                 identities=dlt_output,
                 env=quiet,
+                # Loading to duckdb takes minutes where the rest take seconds, and no target needs it.
+                rounds=1 if mode == "load" else None,
             )
         )
     for fmt in ("xml", "json"):
