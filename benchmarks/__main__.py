@@ -44,7 +44,7 @@ _MODES: dict[str, dict[str, Any]] = {
         "memory": ((100_000,), 1),
         "sinks": (20_000, 3),
         "complete": complete.QUICK,
-        "peers": ((0, 50), 1, 50_000),
+        "peers": ((0, 50), 1, 20_000),
     },
     "tiny": {
         "parse": (1, 0.001, 2_000, 1),
@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=_numbers, help="complete: concurrency levels (e.g. 1,8,32)")
     p.add_argument("--rounds", type=int, help="complete and peers: interleaved rounds")
     p.add_argument(
-        "--results", type=int, help="complete and peers: emulator dataset size (default 200000; quick 50000)"
+        "--results", type=int, help="complete and peers: emulator dataset size (default 200000; quick 20000)"
     )
     p.add_argument(
         "--split",

@@ -70,7 +70,7 @@ class Grid(msgspec.Struct, frozen=True, kw_only=True):
 
 
 FULL = Grid(latencies_ms=(0, 20, 50, 100), concurrency=(1, 8, 32), rounds=3, dataset=200_000)
-QUICK = Grid(latencies_ms=(0, 50), concurrency=(8,), rounds=1, dataset=50_000, interfaces=("cli",))
+QUICK = Grid(latencies_ms=(0, 50), concurrency=(8,), rounds=1, dataset=20_000, interfaces=("cli",))
 
 
 class IncompleteExportError(Exception):

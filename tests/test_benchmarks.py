@@ -28,6 +28,8 @@ from benchmarks.peers.airbyte_declarative import manifest
 LAUNCH = Path(__file__).resolve().parent.parent / "benchmarks" / "_launch.py"
 
 
+# Each tiny run starts a few dozen interpreters; on a shared 2-core machine that can pass a minute.
+@pytest.mark.timeout(240)
 def test_tiny_run_writes_results_report_and_plots(tmp_path: Path) -> None:
     """``python -m benchmarks --tiny`` runs every scenario and writes its JSON, the report and the plots."""
     assert main(["--tiny", "--only", "parse,e2e,memory,sinks", "--out", str(tmp_path)]) == 0
@@ -64,6 +66,7 @@ def test_tiny_run_writes_results_report_and_plots(tmp_path: Path) -> None:
         assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.timeout(240)
 def test_tiny_complete_exports_are_exact_and_counted_by_the_emulator(tmp_path: Path) -> None:
     """``--tiny --only complete``: CLI, library and naive exports, all exact, requests counted by the API."""
     assert main(["--tiny", "--only", "complete", "--out", str(tmp_path)]) == 0
