@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import collections
 import json
+import os
+import signal
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -110,7 +113,12 @@ def identity(row: Identity) -> str:
 
 
 def jsonl_identities(path: Path) -> Iterator[str]:
-    """The identity of every record in a JSONL file with the API's field names (blank lines skipped)."""
+    """The identity of every record in a JSONL file with the API's field names (blank lines skipped).
+
+    No file at all is an ``IncompleteExportError``: the tool published no output.
+    """
+    if not path.exists():
+        raise IncompleteExportError(f"no output was published at {path}")
     decoder = msgspec.json.Decoder(Identity)
     with path.open("rb") as f:
         for line in f:
@@ -195,8 +203,6 @@ def ours_tools(
 
 def _launch(tool: Tool, emulator: CountingEmulator, workdir: Path, timeout: float) -> dict[str, Any]:
     """One run of ``tool`` in a fresh process: its measurements and the requests the emulator saw."""
-    import subprocess
-
     result, stdout, stderr = workdir / "launch.json", workdir / "stdout", workdir / "stderr"
     env = child_env()
     env.update(ISPRING_CLIENT_ID=CLIENT_ID, ISPRING_CLIENT_SECRET=CLIENT_SECRET, **tool.env)
@@ -204,7 +210,16 @@ def _launch(tool: Tool, emulator: CountingEmulator, workdir: Path, timeout: floa
     before = emulator.requests()
     # The launcher runs from its file path with nothing imported: see its docstring for why.
     command = [sys.executable, str(_LAUNCH), str(result), "--", *tool.command(emulator.base_url, workdir)]
-    subprocess.run(command, env=env, timeout=timeout, check=True, cwd=workdir)
+    # Its own process group, so a run past ``timeout`` is killed with every process it started.
+    launcher = subprocess.Popen(command, env=env, cwd=workdir, start_new_session=True)
+    try:
+        status = launcher.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        raise TimeoutError(f"{tool.name} did not finish within {timeout:.0f} s; killed") from None
+    if status != 0:
+        raise RuntimeError(f"the launcher failed ({status}) running {tool.name}")
     after = emulator.requests()
     measured: dict[str, Any] = json.loads(result.read_text(encoding="ascii"))
     if measured["returncode"] != 0:

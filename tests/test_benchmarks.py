@@ -7,8 +7,11 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import os
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -199,6 +202,39 @@ def test_run_rounds_names_a_tool_that_exits_non_zero_with_its_stderr() -> None:
     tool = _tool("broken", "import sys; sys.exit('no route to the API')")
     with pytest.raises(RuntimeError, match=r"broken exited with status 1:\n.*no route to the API"):
         run_rounds([tool], latencies_ms=(0,), rounds=1, dataset=500, log=lambda _: None)
+
+
+def test_run_rounds_kills_a_tool_that_outlives_its_timeout_with_its_children(tmp_path: Path) -> None:
+    """A hung tool ends in ``TimeoutError`` within the bound, and the processes it started are gone too."""
+    pid_file = tmp_path / "grandchild.pid"
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(600)\n"
+    )
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="hung did not finish within 3 s"):
+        run_rounds(
+            [_tool("hung", code)], latencies_ms=(0,), rounds=1, dataset=500, timeout=3, log=lambda _: None
+        )
+    assert time.monotonic() - started < 30
+    grandchild = int(pid_file.read_text())
+    try:
+        handle = os.pidfd_open(grandchild)
+    except ProcessLookupError:
+        return  # gone and reaped already
+    # A pidfd turns readable once its process has exited (an event, no polling); orphans may linger
+    # as zombies until init reaps them, which is fine: they no longer run.
+    with os.fdopen(handle) as pidfd:
+        readable, _, _ = select.select([pidfd], [], [], 10)
+    assert readable, "the tool's child is still running after the timeout"
+
+
+def test_a_tool_that_publishes_nothing_is_incomplete(tmp_path: Path) -> None:
+    """No output file at all is an ``IncompleteExportError`` (the export never published), not a crash."""
+    with pytest.raises(IncompleteExportError, match="no output was published"):
+        list(jsonl_identities(tmp_path / "out.jsonl"))
 
 
 def test_airbyte_records_are_read_from_record_messages_only(tmp_path: Path) -> None:
