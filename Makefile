@@ -38,7 +38,7 @@ bench: install
 bench-quick: install
 	$(BIN)/python -m benchmarks --quick
 
-# Peers measured beside ours (complete exports, 0 and 50 ms, 3 rounds; about 20 min): dlt's rest_api
+# Peers measured beside ours (complete exports, 0 and 50 ms, 3 rounds; 20-40 min): dlt's rest_api
 # source and Airbyte's low-code CDK, each in its own virtualenv from PyPI, pinned to the versions the
 # configs in benchmarks/peers/ were written against. Results: benchmarks/results/peers.md and .json.
 DLT_SPEC     ?= dlt[duckdb]==1.31.0

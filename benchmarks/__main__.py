@@ -4,7 +4,7 @@ Runs the scenarios (all but ``peers`` unless ``--only`` names it: ``make bench-p
 ``<out>/<scenario>.json`` (raw runs, summaries, machine), then rebuilds ``<out>/report.md`` (and
 ``peers.md``) and the plots from every scenario file in ``<out>``. ``--quick`` is a first look in under
 two minutes; the default is the full run (about 45 minutes, 25 of them complete exports;
-``make bench-peers`` about 20 more). ``--tiny`` exists for the smoke test: it checks that everything
+``make bench-peers`` 20-40 more). ``--tiny`` exists for the smoke test: it checks that everything
 runs, and its figures mean nothing.
 """
 
