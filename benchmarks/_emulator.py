@@ -91,8 +91,10 @@ def counting_emulator(
     env = child_env()
     env["ISPRING_CLIENT_SECRET"] = CLIENT_SECRET
     command = [sys.executable, "-m", "benchmarks._emulator", "--port", "0", *_args(results, latency, extra)]
-    with tempfile.TemporaryFile(mode="w+") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env)
+    with (
+        tempfile.TemporaryFile(mode="w+") as stderr,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env) as process,
+    ):
         try:
             assert process.stdout is not None
             for line in process.stdout:
@@ -105,14 +107,12 @@ def counting_emulator(
                     f"the emulator exited ({process.wait()}) before serving:\n{stderr.read()[-3000:]}"
                 )
         finally:
+            # Leaving the Popen block closes its stdout and reaps it; SIGKILL if SIGTERM is not enough.
             process.terminate()
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
-                process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
 
 
 async def _serve(argv: Sequence[str]) -> None:
