@@ -25,7 +25,7 @@ from ispring_async._config import (
 from ispring_async._exceptions import ConfigurationError
 from ispring_async._fanout import FanOutOptions, Split, fan_out_results
 from ispring_async._models import Department, DepartmentsPage, LearnerResult, ResultsPage
-from ispring_async._paginate import follow_pages
+from ispring_async._paginate import DEFAULT_MAX_PAGES, follow_pages
 from ispring_async._parse import PageParser, departments_parser, results_parser
 from ispring_async._query import ResultsQuery
 from ispring_async._transport import OnRetry, Transport
@@ -63,6 +63,8 @@ class Client:
 
     ``page_size`` is the default for queries that set none. ``allow_insecure_http`` permits ``http://``
     to a non-loopback host (tokens would travel in clear text). TLS certificates are always verified.
+    ``max_pages_per_chain`` bounds one page chain (``PaginationError`` beyond it), as do empty or
+    repeated pages that keep coming with new tokens (see ``ispring_async._paginate``).
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class Client:
         response_format: ResponseFormat | str = ResponseFormat.XML,
         allow_insecure_http: bool = False,
         user_agent: str = DEFAULT_USER_AGENT,
+        max_pages_per_chain: int = DEFAULT_MAX_PAGES,
     ) -> None:
         self._transport = Transport(
             base_url,
@@ -116,7 +119,14 @@ class Client:
             raise ConfigurationError(
                 f"response_format must be 'xml' or 'json', got {response_format!r}"
             ) from None
+        if (
+            isinstance(max_pages_per_chain, bool)
+            or not isinstance(max_pages_per_chain, int)
+            or max_pages_per_chain < 1
+        ):
+            raise ConfigurationError(f"max_pages_per_chain must be >= 1, got {max_pages_per_chain!r}")
         self.page_size = page_size
+        self.max_pages_per_chain = max_pages_per_chain
         self._state = "new"
 
     @property
@@ -232,7 +242,13 @@ class Client:
                 on_retry=on_retry,
             )
 
-        return follow_pages(fetch, what=what, page_token=page_token)
+        return follow_pages(
+            fetch,
+            what=what,
+            page_token=page_token,
+            fingerprint=_fingerprint,
+            max_pages=self.max_pages_per_chain,
+        )
 
     def departments(self) -> AsyncGenerator[Department, None]:
         """Every department of the account, across all pages."""
@@ -263,6 +279,17 @@ class ResultStream(AsyncIterator[LearnerResult]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _fingerprint(page: ResultsPage | DepartmentsPage) -> tuple[int, str, str] | None:
+    """Length and first and last identities: equal only for a page that repeats an earlier one."""
+    if isinstance(page, ResultsPage):
+        if not page.records:
+            return None
+        return len(page.records), page.records[0].identity, page.records[-1].identity
+    if not page.departments:
+        return None
+    return len(page.departments), page.departments[0].department_id, page.departments[-1].department_id
 
 
 async def _records(pages: AsyncGenerator[P, None], items: Callable[[P], list[R]]) -> AsyncGenerator[R, None]:
