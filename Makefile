@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: install check test run bench bench-quick chaos clean
+.PHONY: install check test run bench bench-quick bench-peers chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,11 +33,36 @@ chaos: install
 	ISPRING_CHAOS_RESULTS=200000 ISPRING_CHAOS_REPORT=benchmarks/results/chaos.md $(BIN)/pytest -q tests/test_chaos.py
 	ISPRING_FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -p no:cacheprovider tests/test_parse_differential.py
 
+# The full benchmarks: parse, partial-throughput e2e, memory, sinks and complete exports (about 45 min).
 bench: install
 	$(BIN)/python -m benchmarks
 
 bench-quick: install
 	$(BIN)/python -m benchmarks --quick
 
+# Peers measured beside ours (complete exports, 0 and 50 ms, 3 rounds; 20-40 min): dlt's rest_api
+# source and Airbyte's low-code CDK, each in its own virtualenv from PyPI, pinned to the versions the
+# configs in benchmarks/peers/ were written against. Results: benchmarks/results/peers.md and .json.
+DLT_SPEC     ?= dlt[duckdb]==1.31.0
+AIRBYTE_SPEC ?= airbyte-cdk==7.39.1
+PEERS_ARGS   ?=
+DLT_STAMP     := .venv-dlt/.installed-$(shell echo '$(DLT_SPEC)' | cksum | cut -d' ' -f1)
+AIRBYTE_STAMP := .venv-airbyte/.installed-$(shell echo '$(AIRBYTE_SPEC)' | cksum | cut -d' ' -f1)
+
+$(DLT_STAMP):
+	$(PYTHON) -m venv .venv-dlt
+	.venv-dlt/bin/python -m pip install -q '$(DLT_SPEC)'
+	rm -f .venv-dlt/.installed-*
+	touch $@
+
+$(AIRBYTE_STAMP):
+	$(PYTHON) -m venv .venv-airbyte
+	.venv-airbyte/bin/python -m pip install -q '$(AIRBYTE_SPEC)'
+	rm -f .venv-airbyte/.installed-*
+	touch $@
+
+bench-peers: install $(DLT_STAMP) $(AIRBYTE_STAMP)
+	$(BIN)/python -m benchmarks --only peers $(PEERS_ARGS)
+
 clean:
-	rm -rf $(VENV) build dist .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-dlt .venv-airbyte build dist .mypy_cache .ruff_cache

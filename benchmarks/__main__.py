@@ -1,9 +1,11 @@
-"""``python -m benchmarks [--quick] [--only parse,e2e,memory,sinks] [--out benchmarks/results]``.
+"""``python -m benchmarks [--quick] [--only parse,e2e,memory,sinks,complete,peers] [--out DIR]``.
 
-Runs the scenarios, writes ``<out>/<scenario>.json`` (raw runs, summaries, machine), then rebuilds
-``<out>/report.md`` and the plots from every scenario file in ``<out>``. ``--quick`` is a first look in
-under two minutes; the default is the full run (about 10-20 minutes). ``--tiny`` exists for the smoke
-test: it checks that everything runs, and its figures mean nothing.
+Runs the scenarios (all but ``peers`` unless ``--only`` names it: ``make bench-peers`` does), writes
+``<out>/<scenario>.json`` (raw runs, summaries, machine), then rebuilds ``<out>/report.md`` (and
+``peers.md``) and the plots from every scenario file in ``<out>``. ``--quick`` is a first look in under
+two minutes; the default is the full run (about 45 minutes, 25 of them complete exports;
+``make bench-peers`` 20-40 more). ``--tiny`` exists for the smoke test: it checks that everything
+runs, and its figures mean nothing.
 """
 
 from __future__ import annotations
@@ -17,26 +19,32 @@ from typing import Any
 
 import msgspec
 
-from benchmarks import e2e, memory, parse, report, sinks
+from benchmarks import complete, e2e, memory, parse, peers, report, sinks
 from benchmarks._common import read_result, write_result
 
-SCENARIOS = ("parse", "e2e", "memory", "sinks")
+SCENARIOS = ("parse", "e2e", "memory", "sinks", "complete", "peers")
+DEFAULT_SCENARIOS = ("parse", "e2e", "memory", "sinks", "complete")
+"""The peers need their own virtualenvs (``make bench-peers``), so they run only when asked for."""
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 # Per mode: parse (rounds, seconds per timing, document records, document repeats), e2e grid,
-# memory (sizes, repeats), sinks (records, rounds).
+# memory (sizes, repeats), sinks (records, rounds), complete grid, peers (latencies, rounds, dataset).
 _MODES: dict[str, dict[str, Any]] = {
     "full": {
         "parse": (15, 0.2, 100_000, 3),
         "e2e": e2e.FULL,
         "memory": ((100_000, 1_000_000), 3),
         "sinks": (100_000, 5),
+        "complete": complete.FULL,
+        "peers": ((0, 50), 3, 200_000),
     },
     "quick": {
         "parse": (5, 0.05, 100_000, 1),
         "e2e": e2e.QUICK,
         "memory": ((100_000,), 1),
         "sinks": (20_000, 3),
+        "complete": complete.QUICK,
+        "peers": ((0, 50), 1, 20_000),
     },
     "tiny": {
         "parse": (1, 0.001, 2_000, 1),
@@ -50,6 +58,8 @@ _MODES: dict[str, dict[str, Any]] = {
         ),
         "memory": ((2_000,), 1),
         "sinks": (2_000, 1),
+        "complete": complete.Grid(latencies_ms=(0,), concurrency=(2,), rounds=1, dataset=3_000),
+        "peers": ((0,), 1, 3_000),
     },
 }
 
@@ -62,12 +72,35 @@ def _scenarios(text: str) -> list[str]:
     return chosen
 
 
+def _numbers(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers (got {text!r})")
+    return values
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="a first look, under two minutes")
     size.add_argument("--tiny", action="store_true", help="smoke-test sizes (figures meaningless)")
-    p.add_argument("--only", type=_scenarios, default=list(SCENARIOS), help="comma-separated scenarios")
+    p.add_argument(
+        "--only",
+        type=_scenarios,
+        default=list(DEFAULT_SCENARIOS),
+        help=f"comma-separated scenarios (default {','.join(DEFAULT_SCENARIOS)})",
+    )
+    p.add_argument(
+        "--latencies", type=_numbers, help="complete and peers: emulator latencies, ms (e.g. 0,50)"
+    )
+    p.add_argument("--concurrency", type=_numbers, help="complete: concurrency levels (e.g. 1,8,32)")
+    p.add_argument("--rounds", type=int, help="complete and peers: interleaved rounds")
+    p.add_argument(
+        "--results", type=int, help="complete and peers: emulator dataset size (default 200000; quick 20000)"
+    )
     p.add_argument(
         "--split",
         choices=("department", "window", "adaptive", "none"),
@@ -110,18 +143,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif name == "memory":
             sizes, repeats = settings["memory"]
             results[name] = {"mode": mode, **memory.run(sizes=sizes, repeats=repeats)}
-        else:
+        elif name == "sinks":
             records, rounds = settings["sinks"]
             results[name] = {"mode": mode, **sinks.run(records=records, rounds=rounds)}
+        elif name == "complete":
+            grid = settings["complete"]
+            changes = {
+                key: value
+                for key, value in (
+                    ("latencies_ms", args.latencies),
+                    ("concurrency", args.concurrency),
+                    ("rounds", args.rounds),
+                    ("dataset", args.results),
+                )
+                if value is not None
+            }
+            results[name] = {"mode": mode, **complete.run(grid=msgspec.structs.replace(grid, **changes))}
+        else:
+            latencies, rounds, dataset = settings["peers"]
+            results[name] = {
+                "mode": mode,
+                **peers.run(
+                    latencies_ms=args.latencies or latencies,
+                    rounds=args.rounds or rounds,
+                    dataset=args.results or dataset,
+                ),
+            }
         write_result(out, name, results[name])
     report_path = report.write_report(out)
+    report.write_peers(out)
     report.plot_parse(out)
     report.plot_e2e(out)
     print(f"[{time.perf_counter() - started:6.1f} s] done: {report_path}", flush=True)
     for name, data in results.items():
         for target in data.get("targets", []):
             verdict = "pass" if target["pass"] else "FAIL"
-            measured = f"{target['ratio']['median']:.2f}x" if "ratio" in target else ""
+            measured = f"{target['ratio']['median']:.2f}" if "ratio" in target else ""
             print(f"  {name}: {target['name']}: {measured} {verdict}")
     return 0
 

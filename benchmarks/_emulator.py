@@ -1,22 +1,151 @@
-"""The emulator as a separate process, as a benchmark needs it: its own interpreter, its own core."""
+"""The emulator as a separate process, as a benchmark needs it: its own interpreter, its own core.
+
+``emulator_process`` is the library's ``serve_in_process``. ``counting_emulator`` runs the same
+emulator (same arguments, same ``Emulator`` class) from ``python -m benchmarks._emulator``, which adds
+two read-only routes a benchmark needs from a server in another process: ``GET /_bench/stats`` (the
+emulator's own request and response counters, so requests per record come from the server's side for
+every tool, peers included) and ``GET /_bench/truth?<query>`` (the identity of every record the query
+holds, one per line: the ground truth each tool's output is checked against).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator
+import dataclasses
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
 
 from benchmarks._common import child_env
 from ispring_async.emulator import EmulatorProcess, serve_in_process
 
-__all__ = ["CLIENT_ID", "CLIENT_SECRET", "EmulatorProcess", "emulator_process"]
+__all__ = [
+    "CLIENT_ID",
+    "CLIENT_SECRET",
+    "CountingEmulator",
+    "EmulatorProcess",
+    "counting_emulator",
+    "emulator_process",
+]
 
 CLIENT_ID = "bench-client"
 CLIENT_SECRET = "bench-secret"
 
 
+def _args(results: int, latency: float, extra: Sequence[str] = ()) -> list[str]:
+    return [
+        "--results",
+        str(results),
+        "--latency",
+        str(latency),
+        "--client-id",
+        CLIENT_ID,
+        "--uvloop",
+        *extra,
+    ]
+
+
 @contextlib.contextmanager
 def emulator_process(*, results: int, latency: float) -> Iterator[EmulatorProcess]:
     """The emulator on a free loopback port in its own process, serving the benchmark's client."""
-    args = ["--results", str(results), "--latency", str(latency), "--client-id", CLIENT_ID, "--uvloop"]
-    with serve_in_process(args, client_secret=CLIENT_SECRET, env=child_env()) as emulator:
+    with serve_in_process(_args(results, latency), client_secret=CLIENT_SECRET, env=child_env()) as emulator:
         yield emulator
+
+
+@dataclasses.dataclass(frozen=True)
+class CountingEmulator:
+    """A running emulator process that also answers the benchmark's stats and ground-truth routes."""
+
+    base_url: str
+    pid: int
+
+    def requests(self) -> dict[str, int]:
+        """Requests the emulator has counted so far, by endpoint (``token``, ``results``, ...)."""
+        with urllib.request.urlopen(f"{self.base_url}/_bench/stats", timeout=60) as reply:
+            counts: dict[str, int] = json.loads(reply.read())["requests"]
+        return counts
+
+    def truth(self, params: Sequence[tuple[str, str]]) -> list[str]:
+        """The identities of every record ``params`` selects, in API order (the emulator as oracle)."""
+        query = urllib.parse.urlencode(list(params))
+        with urllib.request.urlopen(f"{self.base_url}/_bench/truth?{query}", timeout=300) as reply:
+            body = reply.read().decode("utf-8")
+        return body.split("\n") if body else []
+
+
+@contextlib.contextmanager
+def counting_emulator(
+    *, results: int, latency: float, extra: Sequence[str] = ()
+) -> Iterator[CountingEmulator]:
+    """``python -m benchmarks._emulator`` on a free loopback port; stopped (SIGTERM, then SIGKILL) on exit.
+
+    The secret travels in the child's environment, never its argv; stderr goes to a file that is
+    shown if the server fails to start.
+    """
+    env = child_env()
+    env["ISPRING_CLIENT_SECRET"] = CLIENT_SECRET
+    command = [sys.executable, "-m", "benchmarks._emulator", "--port", "0", *_args(results, latency, extra)]
+    with (
+        tempfile.TemporaryFile(mode="w+") as stderr,
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env) as process,
+    ):
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if line.startswith("ISPRING_BASE_URL="):
+                    yield CountingEmulator(base_url=line.strip().partition("=")[2], pid=process.pid)
+                    break
+            else:
+                stderr.seek(0)
+                raise RuntimeError(
+                    f"the emulator exited ({process.wait()}) before serving:\n{stderr.read()[-3000:]}"
+                )
+        finally:
+            # Leaving the Popen block closes its stdout and reaps it; SIGKILL if SIGTERM is not enough.
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+async def _serve(argv: Sequence[str]) -> None:
+    from aiohttp import web
+
+    from ispring_async.emulator import Emulator
+    from ispring_async.emulator._cli import build_config, parser
+
+    args = parser().parse_args(list(argv))
+    emulator = Emulator(build_config(args))
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response({"requests": dict(emulator.stats.requests)})
+
+    async def truth(request: web.Request) -> web.Response:
+        records = emulator.expected_results(list(request.query.items()))
+        return web.Response(text="\n".join(r.identity for r in records))
+
+    emulator.app.router.add_get("/_bench/stats", stats)
+    emulator.app.router.add_get("/_bench/truth", truth)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    base_url = await emulator.start(host="127.0.0.1", port=args.port)
+    print(f"ISPRING_BASE_URL={base_url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await emulator.close()
+
+
+if __name__ == "__main__":
+    import uvloop
+
+    uvloop.run(_serve(sys.argv[1:]))

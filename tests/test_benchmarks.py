@@ -1,17 +1,41 @@
-"""The benchmark runner works end to end on a tiny size (a smoke test; no figure is judged here)."""
+"""The benchmark runner works end to end on a tiny size (a smoke test; no figure is judged here), and
+the complete-export harness measures real processes and refuses any output that is not the ground truth.
+"""
 
 from __future__ import annotations
 
+import gzip
 import json
+import math
+import os
+import select
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import pytest
+
 from benchmarks.__main__ import main
+from benchmarks.complete import (
+    IncompleteExportError,
+    Tool,
+    check_complete,
+    jsonl_identities,
+    run_rounds,
+)
 from benchmarks.parse import APPROACHES
+from benchmarks.peers import airbyte_identities, dlt_extracted_identities
+from benchmarks.peers.airbyte_declarative import manifest
+
+LAUNCH = Path(__file__).resolve().parent.parent / "benchmarks" / "_launch.py"
 
 
+# Each tiny run starts a few dozen interpreters; on a shared 2-core machine that can pass a minute.
+@pytest.mark.timeout(240)
 def test_tiny_run_writes_results_report_and_plots(tmp_path: Path) -> None:
     """``python -m benchmarks --tiny`` runs every scenario and writes its JSON, the report and the plots."""
-    assert main(["--tiny", "--out", str(tmp_path)]) == 0
+    assert main(["--tiny", "--only", "parse,e2e,memory,sinks", "--out", str(tmp_path)]) == 0
 
     parse = json.loads((tmp_path / "parse.json").read_text())
     assert set(parse["approaches"]) == set(APPROACHES)
@@ -43,3 +67,222 @@ def test_tiny_run_writes_results_report_and_plots(tmp_path: Path) -> None:
         assert heading in report
     for plot in ("e2e-throughput.png", "parse-ratio.png"):
         assert (tmp_path / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(240)
+def test_tiny_complete_exports_are_exact_and_counted_by_the_emulator(tmp_path: Path) -> None:
+    """``--tiny --only complete``: CLI, library and naive exports, all exact, requests counted by the API."""
+    assert main(["--tiny", "--only", "complete", "--out", str(tmp_path)]) == 0
+
+    data = json.loads((tmp_path / "complete.json").read_text())
+    truth = data["truth_records"]["0"]
+    assert 2_000 < truth < 3_000  # userStatuses 1 and 3 of 3,000 rows
+    tools = {r["tool"] for r in data["raw"]}
+    assert tools == {"naive-xml", "naive-json", "cli-xml-c2", "cli-json-c2", "lib-xml-c2", "lib-json-c2"}
+    for run in data["raw"]:
+        assert (run["records"], run["missing"], run["extra"], run["duplicates"]) == (truth, 0, 0, 0)
+        assert run["cpu_user_seconds"] > 0
+        assert run["peak_rss_bytes"] > 20 * 2**20  # an interpreter, not the launcher's carried-over size
+        assert run["token_requests"] >= 1
+    naive = [r for r in data["raw"] if r["tool"].startswith("naive")]
+    # The naive client is the unsplit chain: one request per page, counted by the emulator.
+    assert all(r["requests"] == math.ceil(truth / 1000) for r in naive)
+    ours = [c for c in data["cells"] if c["kind"] in ("cli", "lib")]
+    assert all(c["requests_vs_unsplit"]["median"] >= 1 and "vs_naive" in c for c in ours)
+    report = (tmp_path / "report.md").read_text()
+    assert "## 5. Complete export" in report
+    assert "`cli-xml-c2`" in report
+
+
+def _write(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def _row(enrollment: str | None, user: str = "u", course: str = "c") -> str:
+    row = {"userId": user, "courseId": course, "courseTitle": "T"}
+    if enrollment is not None:
+        row["enrollmentId"] = enrollment
+    return json.dumps(row)
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        pytest.param([_row("a"), _row("b")], "1 missing", id="missing"),
+        pytest.param([_row("a"), _row("b"), _row("c"), _row("d")], "1 not in the ground truth", id="extra"),
+        pytest.param([_row("a"), _row("b"), _row("c"), _row("b")], "1 written twice", id="duplicate"),
+        pytest.param(
+            [_row("a"), _row("b"), _row(None, "u1", "c1")], "1 missing, 1 not in", id="identity-fallback"
+        ),
+    ],
+)
+def test_check_complete_refuses_anything_but_the_exact_ground_truth(
+    tmp_path: Path, rows: list[str], message: str
+) -> None:
+    """A record missing, extra or written twice is an ``IncompleteExportError`` that gives the counts."""
+    path = _write(tmp_path / "out.jsonl", rows)
+    with pytest.raises(IncompleteExportError, match=message):
+        check_complete(jsonl_identities(path), {"a", "b", "c"})
+
+
+def test_check_complete_accepts_the_exact_set_with_the_userid_courseid_identity(tmp_path: Path) -> None:
+    """Rows without ``enrollmentId`` are identified by ``userId/courseId``, as the API documents."""
+    path = _write(tmp_path / "out.jsonl", [_row("a"), "", _row(None, "u1", "c1")])
+    assert check_complete(jsonl_identities(path), {"a", "u1/c1"}) == {
+        "records": 2,
+        "missing": 0,
+        "extra": 0,
+        "duplicates": 0,
+    }
+
+
+def _launch(tmp_path: Path, code: str) -> dict[str, float]:
+    result = tmp_path / "launch.json"
+    subprocess.run([sys.executable, str(LAUNCH), str(result), "--", sys.executable, "-c", code], check=True)
+    measured: dict[str, float] = json.loads(result.read_text())
+    return measured
+
+
+def test_launcher_reports_the_childs_own_cpu_peak_memory_and_status(tmp_path: Path) -> None:
+    """The launcher's figures are the child's: 200 MiB touched shows in its peak, its exit status is kept."""
+    big = _launch(tmp_path, "b = bytearray(200 * 2**20); sum(range(3_000_000))")
+    small = _launch(tmp_path, "pass")
+    assert big["returncode"] == 0
+    assert big["peak_rss_bytes"] > small["peak_rss_bytes"] + 150 * 2**20
+    assert small["peak_rss_bytes"] < 100 * 2**20
+    assert big["cpu_user_seconds"] + big["cpu_system_seconds"] > 0
+    assert big["seconds"] > 0
+    assert _launch(tmp_path, "raise SystemExit(3)")["returncode"] == 3
+
+
+def _tool(name: str, code: str) -> Tool:
+    """A tool whose process runs ``code`` with the base URL as ``sys.argv[1]`` in its working directory."""
+    return Tool(
+        name=name,
+        kind="peer",
+        format="json",
+        concurrency=None,
+        command=lambda base_url, _: [sys.executable, "-c", code, base_url],
+        identities=lambda workdir, _: jsonl_identities(workdir / "out.jsonl"),
+    )
+
+
+# First page only, as most public clients do: JSON records written with the API's field names.
+_FIRST_PAGE = """
+import json, os, sys, urllib.parse, urllib.request
+base = sys.argv[1]
+form = urllib.parse.urlencode({"client_id": os.environ["ISPRING_CLIENT_ID"],
+    "client_secret": os.environ["ISPRING_CLIENT_SECRET"], "grant_type": "client_credentials"}).encode()
+token = json.load(urllib.request.urlopen(base + "/api/v3/token", form))["access_token"]
+request = urllib.request.Request(base + "/learners/results?userStatuses[]=1&userStatuses[]=3",
+    headers={"Authorization": "Bearer " + token, "Accept": "application/json"})
+rows = json.load(urllib.request.urlopen(request))["results"]
+with open("out.jsonl", "w") as f:
+    f.writelines(json.dumps(r) + "\\n" for r in rows + rows[:TWICE])
+"""
+
+
+@pytest.mark.parametrize(
+    ("twice", "message"),
+    [
+        pytest.param(0, "missing", id="first-page-only"),
+        pytest.param(1, "written twice", id="one-duplicate"),
+    ],
+)
+def test_run_rounds_fails_loudly_on_an_incomplete_tool(twice: int, message: str) -> None:
+    """A tool that stops after one page, or writes a record twice, fails the run instead of being timed."""
+    tool = _tool("first-page", _FIRST_PAGE.replace("TWICE", str(twice)))
+    with pytest.raises(IncompleteExportError, match=message):
+        run_rounds([tool], latencies_ms=(0,), rounds=1, dataset=2_500, log=lambda _: None)
+
+
+def test_run_rounds_names_a_tool_that_exits_non_zero_with_its_stderr() -> None:
+    """A tool exiting with an error is a ``RuntimeError`` naming it, its status and its stderr's tail."""
+    tool = _tool("broken", "import sys; sys.exit('no route to the API')")
+    with pytest.raises(RuntimeError, match=r"broken exited with status 1:\n.*no route to the API"):
+        run_rounds([tool], latencies_ms=(0,), rounds=1, dataset=500, log=lambda _: None)
+
+
+def test_run_rounds_kills_a_tool_that_outlives_its_timeout_with_its_children(tmp_path: Path) -> None:
+    """A hung tool ends in ``TimeoutError`` within the bound, and the processes it started are gone too."""
+    pid_file = tmp_path / "grandchild.pid"
+    code = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(600)\n"
+    )
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="hung did not finish within 3 s"):
+        run_rounds(
+            [_tool("hung", code)], latencies_ms=(0,), rounds=1, dataset=500, timeout=3, log=lambda _: None
+        )
+    assert time.monotonic() - started < 30
+    grandchild = int(pid_file.read_text())
+    try:
+        handle = os.pidfd_open(grandchild)
+    except ProcessLookupError:
+        return  # gone and reaped already
+    # A pidfd turns readable once its process has exited (an event, no polling); orphans may linger
+    # as zombies until init reaps them, which is fine: they no longer run.
+    with os.fdopen(handle) as pidfd:
+        readable, _, _ = select.select([pidfd], [], [], 10)
+    assert readable, "the tool's child is still running after the timeout"
+
+
+def test_a_tool_that_publishes_nothing_is_incomplete(tmp_path: Path) -> None:
+    """No output file at all is an ``IncompleteExportError`` (the export never published), not a crash."""
+    with pytest.raises(IncompleteExportError, match="no output was published"):
+        list(jsonl_identities(tmp_path / "out.jsonl"))
+
+
+def test_airbyte_records_are_read_from_record_messages_only(tmp_path: Path) -> None:
+    """Only RECORD messages count: LOG, TRACE and STATE lines (and non-JSON noise) are skipped."""
+
+    def record(row: str) -> str:
+        data = {"stream": "learner_results", "data": json.loads(row), "emitted_at": 1}
+        return json.dumps({"type": "RECORD", "record": data})
+
+    stdout = _write(
+        tmp_path / "stdout",
+        [
+            json.dumps({"type": "LOG", "log": {"level": "INFO", "message": '{"enrollmentId": "x"}'}}),
+            record(_row("a")),
+            "not json",
+            json.dumps({"type": "STATE", "state": {"type": "STREAM"}}),
+            record(_row(None, "u", "c")),
+        ],
+    )
+    assert list(airbyte_identities(stdout)) == ["a", "u/c"]
+
+
+def test_dlt_extracted_files_are_read_whole_gzipped_or_not(tmp_path: Path) -> None:
+    """dlt's typed-jsonl job files, one array or object per line, gzipped or plain, are all read."""
+    jobs = tmp_path / "pipelines" / "p" / "normalize" / "extracted" / "1" / "new_jobs"
+    jobs.mkdir(parents=True)
+    with gzip.open(jobs / "learner_results.abc.0.typed-jsonl.gz", "wb") as f:
+        f.write(f"[{_row('a')},{_row('b')}]\n[{_row('c')}]\n".encode())
+    _write(jobs / "learner_results.def.1.typed-jsonl", [_row(None, "u", "c")])
+    _write(jobs / "_dlt_pipeline_state.x.0.typed-jsonl", [_row("state-not-a-record")])
+    assert sorted(dlt_extracted_identities(tmp_path)) == ["a", "b", "c", "u/c"]
+    with pytest.raises(FileNotFoundError, match="dlt extracted no learner_results"):
+        list(dlt_extracted_identities(tmp_path / "empty"))
+
+
+@pytest.mark.parametrize(
+    ("fmt", "decoder", "path"),
+    [
+        pytest.param("xml", "XmlDecoder", ["response", "results", "result"], id="xml"),
+        pytest.param("json", "JsonDecoder", ["results"], id="json"),
+    ],
+)
+def test_airbyte_manifest_per_format(fmt: str, decoder: str, path: list[str]) -> None:
+    """Airbyte pages ``nextPageToken`` → ``pageToken`` with OAuth2 client credentials, in either format."""
+    retriever = manifest(fmt)["streams"][0]["retriever"]
+    assert retriever["decoder"]["type"] == decoder
+    assert retriever["record_selector"]["extractor"]["field_path"] == path
+    assert retriever["paginator"]["page_token_option"]["field_name"] == "pageToken"
+    assert "nextPageToken" in retriever["paginator"]["pagination_strategy"]["cursor_value"]
+    auth = retriever["requester"]["authenticator"]
+    assert (auth["type"], auth["grant_type"]) == ("OAuthAuthenticator", "client_credentials")

@@ -1,0 +1,348 @@
+"""Scenario 5 — complete exports: what a user waits for, from process start to the published file.
+
+For each latency one emulator process (``benchmarks._emulator.counting_emulator``) serves the dataset.
+Every tool then runs as a fresh process, measured by ``benchmarks/_launch.py`` from spawn to exit:
+
+* ``cli-<fmt>-c<C>`` — ``ispring-async export --output FILE.jsonl --concurrency C --response-format fmt``
+  (its defaults otherwise: adaptive split, userStatuses 1 and 3);
+* ``lib-<fmt>-c<C>`` — ``Client.learner_results`` consumed to the end, records written as JSONL
+  (``benchmarks.complete_client lib``);
+* ``naive-<fmt>`` — requests + ElementTree (or ``reply.json()``), one page after another
+  (``benchmarks.complete_client naive``);
+* the peers (``benchmarks.peers``), each in its own virtualenv, in the ``peers`` scenario.
+
+Per run: wall seconds, records/s, requests per record (``/learners/results`` requests the emulator
+counted during the run, so every tool is counted alike), client CPU per record (user + system of the
+client process and everything it waited for) and its peak RSS. Every tool's output is checked against
+the emulator's ground truth: the exact set of identities, none missing, none extra, none twice. Rounds
+interleave the tools in a rotated order; figures are medians, ratios are taken pairwise within a round.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from benchmarks._common import Summary, child_env, summarize
+from benchmarks._emulator import CLIENT_ID, CLIENT_SECRET, CountingEmulator, counting_emulator
+
+__all__ = [
+    "FULL",
+    "QUICK",
+    "USER_STATUSES",
+    "Grid",
+    "Identity",
+    "IncompleteExportError",
+    "Tool",
+    "check_complete",
+    "identity",
+    "jsonl_identities",
+    "ours_tools",
+    "run",
+    "run_rounds",
+    "summarize_runs",
+    "targets",
+    "versus",
+]
+
+USER_STATUSES = (("userStatuses[]", "1"), ("userStatuses[]", "3"))
+"""The query every tool exports: active and blocked users (195,867 of 200k results at seed 1)."""
+
+_LAUNCH = Path(__file__).resolve().parent / "_launch.py"
+
+
+class Grid(msgspec.Struct, frozen=True, kw_only=True):
+    """What one complete-export run covers."""
+
+    latencies_ms: tuple[int, ...]
+    concurrency: tuple[int, ...]
+    formats: tuple[str, ...] = ("xml", "json")
+    interfaces: tuple[str, ...] = ("cli", "lib")
+    rounds: int
+    dataset: int
+
+
+FULL = Grid(latencies_ms=(0, 20, 50, 100), concurrency=(1, 8, 32), rounds=3, dataset=200_000)
+QUICK = Grid(latencies_ms=(0, 50), concurrency=(8,), rounds=1, dataset=20_000, interfaces=("cli",))
+
+
+class IncompleteExportError(Exception):
+    """A tool's output is not exactly the ground truth (records missing, extra or written twice)."""
+
+
+class Tool(msgspec.Struct, frozen=True, kw_only=True):
+    """One way to export: a command to launch and how to read back the identities it wrote.
+
+    ``command(base_url, workdir)`` gives argv; ``identities(workdir, stdout)`` reads what the run
+    produced (a file in ``workdir``, or its stdout). ``env`` is added to the child's environment.
+    ``rounds`` caps the rounds it takes part in (a tool minutes slower than the rest, whose median no
+    target needs, runs once).
+    """
+
+    name: str
+    kind: str  # "cli", "lib", "naive" or "peer"
+    format: str
+    concurrency: int | None
+    command: Callable[[str, Path], list[str]]
+    identities: Callable[[Path, Path], Iterable[str]]
+    env: dict[str, str] = {}
+    rounds: int | None = None
+
+
+class Identity(msgspec.Struct):
+    """The fields of a record that make its identity, under the API's names (the rest is skipped)."""
+
+    enrollmentId: str | None = None
+    userId: str | None = None
+    courseId: str | None = None
+
+
+def identity(row: Identity) -> str:
+    """The API's identity of a row: ``enrollmentId`` when present, else ``userId/courseId``."""
+    return row.enrollmentId or f"{row.userId}/{row.courseId}"
+
+
+def jsonl_identities(path: Path) -> Iterator[str]:
+    """The identity of every record in a JSONL file with the API's field names (blank lines skipped).
+
+    No file at all is an ``IncompleteExportError``: the tool published no output.
+    """
+    if not path.exists():
+        raise IncompleteExportError(f"no output was published at {path}")
+    decoder = msgspec.json.Decoder(Identity)
+    with path.open("rb") as f:
+        for line in f:
+            if line.strip():
+                yield identity(decoder.decode(line))
+
+
+def check_complete(identities: Iterable[str], truth: set[str]) -> dict[str, int]:
+    """Counts of a tool's output against the ground truth; ``IncompleteExportError`` unless it is exact.
+
+    Exact means: every identity of ``truth`` present, nothing else, nothing twice.
+    """
+    counts = collections.Counter(identities)
+    seen = set(counts)
+    missing = len(truth - seen)
+    extra = len(seen - truth)
+    duplicates = sum(n - 1 for n in counts.values() if n > 1)
+    found = {"records": sum(counts.values()), "missing": missing, "extra": extra, "duplicates": duplicates}
+    if missing or extra or duplicates:
+        raise IncompleteExportError(
+            f"{found['records']} records written for {len(truth)} expected: "
+            f"{missing} missing, {extra} not in the ground truth, {duplicates} written twice"
+        )
+    return found
+
+
+def _output(workdir: Path, _: Path) -> Iterator[str]:
+    return jsonl_identities(workdir / "out.jsonl")
+
+
+def _cli_tool(fmt: str, concurrency: int) -> Tool:
+    script = str(Path(sys.executable).with_name("ispring-async"))
+
+    def command(base_url: str, workdir: Path) -> list[str]:
+        return [
+            script,
+            "export",
+            "--base-url",
+            base_url,
+            "--output",
+            str(workdir / "out.jsonl"),
+            "--concurrency",
+            str(concurrency),
+            "--response-format",
+            fmt,
+            "--quiet",
+            "--progress",
+            "off",
+        ]
+
+    name = f"cli-{fmt}-c{concurrency}"
+    return Tool(
+        name=name, kind="cli", format=fmt, concurrency=concurrency, command=command, identities=_output
+    )
+
+
+def _client_tool(kind: str, fmt: str, concurrency: int | None) -> Tool:
+    def command(base_url: str, workdir: Path) -> list[str]:
+        args = [sys.executable, "-m", "benchmarks.complete_client", kind, "--base-url", base_url]
+        args += ["--format", fmt, "--output", str(workdir / "out.jsonl")]
+        return args + ([] if concurrency is None else ["--concurrency", str(concurrency)])
+
+    name = f"{kind}-{fmt}" + ("" if concurrency is None else f"-c{concurrency}")
+    return Tool(
+        name=name, kind=kind, format=fmt, concurrency=concurrency, command=command, identities=_output
+    )
+
+
+def ours_tools(
+    *, formats: Sequence[str], concurrency: Sequence[int], interfaces: Sequence[str] = ("cli", "lib")
+) -> list[Tool]:
+    """The naive baselines (one per format) and ours through each interface, format and concurrency."""
+    tools = [_client_tool("naive", fmt, None) for fmt in formats]
+    for c in concurrency:
+        for fmt in formats:
+            if "cli" in interfaces:
+                tools.append(_cli_tool(fmt, c))
+            if "lib" in interfaces:
+                tools.append(_client_tool("lib", fmt, c))
+    return tools
+
+
+def _launch(tool: Tool, emulator: CountingEmulator, workdir: Path, timeout: float) -> dict[str, Any]:
+    """One run of ``tool`` in a fresh process: its measurements and the requests the emulator saw."""
+    result, stdout, stderr = workdir / "launch.json", workdir / "stdout", workdir / "stderr"
+    env = child_env()
+    env.update(ISPRING_CLIENT_ID=CLIENT_ID, ISPRING_CLIENT_SECRET=CLIENT_SECRET, **tool.env)
+    env.update(BENCH_STDOUT=str(stdout), BENCH_STDERR=str(stderr))
+    before = emulator.requests()
+    # The launcher runs from its file path with nothing imported: see its docstring for why.
+    command = [sys.executable, str(_LAUNCH), str(result), "--", *tool.command(emulator.base_url, workdir)]
+    # Its own process group, so a run past ``timeout`` is killed with every process it started.
+    launcher = subprocess.Popen(command, env=env, cwd=workdir, start_new_session=True)
+    try:
+        status = launcher.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        raise TimeoutError(f"{tool.name} did not finish within {timeout:.0f} s; killed") from None
+    if status != 0:
+        raise RuntimeError(f"the launcher failed ({status}) running {tool.name}")
+    after = emulator.requests()
+    measured: dict[str, Any] = json.loads(result.read_text(encoding="ascii"))
+    if measured["returncode"] != 0:
+        tail = stderr.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise RuntimeError(f"{tool.name} exited with status {measured['returncode']}:\n{tail}")
+    measured["requests"] = after.get("results", 0) - before.get("results", 0)
+    measured["token_requests"] = after.get("token", 0) - before.get("token", 0)
+    measured["other_requests"] = sum(after.values()) - sum(before.values()) - measured["requests"]
+    measured["other_requests"] -= measured["token_requests"]
+    return measured
+
+
+def run_rounds(
+    tools: Sequence[Tool],
+    *,
+    latencies_ms: Sequence[int],
+    rounds: int,
+    dataset: int,
+    timeout: float = 1800.0,
+    log: Callable[[str], None] = lambda line: print(line, flush=True),
+) -> dict[str, Any]:
+    """Every tool ``rounds`` times at each latency, interleaved, each run checked against the truth."""
+    raw: list[dict[str, Any]] = []
+    truth_sizes: dict[str, int] = {}
+    for latency in latencies_ms:
+        with counting_emulator(results=dataset, latency=latency / 1000) as emulator:
+            truth = set(emulator.truth(USER_STATUSES))
+            truth_sizes[str(latency)] = len(truth)
+            for round_ in range(rounds):
+                # Rotate the order each round: a slow moment of the shared machine hits every tool alike.
+                shift = round_ * len(tools) // max(rounds, 1)
+                for tool in [*tools[shift:], *tools[:shift]]:
+                    if tool.rounds is not None and round_ >= tool.rounds:
+                        continue
+                    with tempfile.TemporaryDirectory(prefix=f"bench-{tool.name}-") as tmp:
+                        workdir = Path(tmp)
+                        measured = _launch(tool, emulator, workdir, timeout)
+                        found = check_complete(tool.identities(workdir, workdir / "stdout"), truth)
+                    entry = {"latency_ms": latency, "tool": tool.name, "round": round_, **measured, **found}
+                    raw.append(entry)
+                    log(
+                        f"    {latency:>3} ms  {tool.name:<16} {measured['seconds']:7.2f} s  "
+                        f"{found['records'] / measured['seconds']:>9,.0f} rec/s  "
+                        f"{measured['requests']:>4} requests  exact"
+                    )
+    tools_info = {t.name: {"kind": t.kind, "format": t.format, "concurrency": t.concurrency} for t in tools}
+    return {"truth_records": truth_sizes, "tools": tools_info, **summarize_runs(raw, tools_info), "raw": raw}
+
+
+def summarize_runs(raw: list[dict[str, Any]], tools: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per latency and tool: medians (min–max) of every measure, and ratios to naive within a round."""
+    by_cell: dict[tuple[int, str], list[dict[str, Any]]] = collections.defaultdict(list)
+    for entry in raw:
+        by_cell[entry["latency_ms"], entry["tool"]].append(entry)
+    cells: list[dict[str, Any]] = []
+    for (latency, name), runs in by_cell.items():
+        info = tools[name]
+        naive = {r["round"]: r["seconds"] for r in by_cell.get((latency, f"naive-{info['format']}"), [])}
+        unsplit = {r["round"]: r["requests"] for r in by_cell.get((latency, f"naive-{info['format']}"), [])}
+        cell: dict[str, Any] = {"latency_ms": latency, "tool": name, **info}
+        cell["seconds"] = summarize([r["seconds"] for r in runs])
+        cell["records_per_s"] = summarize([r["records"] / r["seconds"] for r in runs])
+        cell["requests_per_record"] = summarize([r["requests"] / r["records"] for r in runs])
+        cell["requests"] = summarize([float(r["requests"]) for r in runs])
+        cpu = [(r["cpu_user_seconds"] + r["cpu_system_seconds"]) / r["records"] * 1e6 for r in runs]
+        cell["cpu_us_per_record"] = summarize(cpu)
+        cell["peak_rss_mib"] = summarize([r["peak_rss_bytes"] / 2**20 for r in runs])
+        # Pairwise within a round: the naive run of the same round and format (the same moment of
+        # the shared machine). The naive client is the unsplit chain, so its requests are its pages.
+        vs_naive = [naive[r["round"]] / r["seconds"] for r in runs if r["round"] in naive]
+        if vs_naive and info["kind"] != "naive":
+            cell["vs_naive"] = summarize(vs_naive)
+            cell["requests_vs_unsplit"] = summarize(
+                [r["requests"] / unsplit[r["round"]] for r in runs if r["round"] in unsplit]
+            )
+        cells.append(cell)
+    cells.sort(key=lambda c: (c["latency_ms"], list(tools).index(c["tool"])))
+    return {"cells": cells}
+
+
+def versus(raw: list[dict[str, Any]], tool: str, baseline: str, latency: int) -> Summary | None:
+    """``baseline``'s wall time over ``tool``'s, pairwise within each round at ``latency``."""
+    mine = {r["round"]: r["seconds"] for r in raw if r["tool"] == tool and r["latency_ms"] == latency}
+    theirs = {r["round"]: r["seconds"] for r in raw if r["tool"] == baseline and r["latency_ms"] == latency}
+    ratios = [theirs[k] / mine[k] for k in mine if k in theirs]
+    return summarize(ratios) if ratios else None
+
+
+def targets(data: dict[str, Any], peers: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Issue 11's targets (complete export, XML, C=8, same run), for the CLI and the library alike."""
+    found: list[dict[str, Any]] = []
+    raw = data["raw"]
+    for kind in ("cli", "lib"):
+        xml, js = f"{kind}-xml-c8", f"{kind}-json-c8"
+        for tool, baseline, latency, minimum in (
+            (xml, "naive-xml", 50, 8.0),
+            (xml, "naive-xml", 0, 2.5),
+            (js, "naive-json", 50, 10.0),
+        ):
+            ratio = versus(raw, tool, baseline, latency)
+            if ratio is not None:
+                found.append(_target(f"{tool} vs {baseline}, {latency} ms", ratio, minimum, at_least=True))
+        for latency in sorted({r["latency_ms"] for r in raw}):
+            cell = next((c for c in data["cells"] if c["tool"] == xml and c["latency_ms"] == latency), None)
+            if cell is not None and "requests_vs_unsplit" in cell:
+                name = f"{xml} requests / unsplit chain's pages, {latency} ms"
+                found.append(_target(name, cell["requests_vs_unsplit"], 1.1, at_least=False))
+        if peers is not None:
+            ratio = versus(peers["raw"], xml, "dlt-extract", 50)
+            if ratio is not None:
+                found.append(_target(f"{xml} vs dlt rest_api extract, 50 ms (peers run)", ratio, 8.0, True))
+    return found
+
+
+def _target(name: str, ratio: Summary, bound: float, at_least: bool) -> dict[str, Any]:
+    ok = ratio["median"] >= bound if at_least else ratio["median"] <= bound
+    return {"name": name, "ratio": ratio, "min" if at_least else "max": bound, "pass": ok}
+
+
+def run(*, grid: Grid, timeout: float = 1800.0) -> dict[str, Any]:
+    """The complete-export scenario over ``grid``."""
+    tools = ours_tools(formats=grid.formats, concurrency=grid.concurrency, interfaces=grid.interfaces)
+    data = run_rounds(
+        tools, latencies_ms=grid.latencies_ms, rounds=grid.rounds, dataset=grid.dataset, timeout=timeout
+    )
+    return {"grid": msgspec.to_builtins(grid), **data, "targets": targets(data)}
