@@ -5,6 +5,12 @@ is made and all of them use its answer. A token is refreshed at 80% of its ``exp
 before the token request was sent), so a long export never sends one that expires in flight; a 401 still
 gets one refresh-and-retry (the transport asks for it via ``invalidate``).
 
+The token URL is ``/api/v3/token`` at the base URL's host root, whatever path the base URL has (data
+endpoints may sit under ``/api/v2``; the token does not), or the caller's ``token_url``: a path at that
+root, or an absolute URL. It is checked like the base URL (no plain ``http://`` off loopback, no
+credentials or query in it) and, as every request, never follows a redirect, so the secret goes only
+to the host the base URL names or to one the caller named explicitly.
+
 Neither the client secret nor any token appears in a ``repr``, a log line or an exception message.
 """
 
@@ -15,11 +21,12 @@ import time
 from collections.abc import Callable
 
 import msgspec
+import yarl
 
-from ispring_async._exceptions import APIError, AuthenticationError, ParseError
-from ispring_async._transport import Transport
+from ispring_async._exceptions import APIError, AuthenticationError, ConfigurationError, ParseError
+from ispring_async._transport import Transport, check_base_url
 
-__all__ = ["TOKEN_PATH", "ClientCredentialsAuth", "StaticTokenAuth"]
+__all__ = ["TOKEN_PATH", "ClientCredentialsAuth", "StaticTokenAuth", "resolve_token_url"]
 
 TOKEN_PATH = "/api/v3/token"  # noqa: S105 - a URL path, not a password
 _LABEL = f"POST {TOKEN_PATH}"
@@ -27,6 +34,39 @@ _LABEL = f"POST {TOKEN_PATH}"
 # requested just before the threshold still finishes under a valid token.
 REFRESH_FRACTION = 0.8
 _MAX_TOKEN_REPLY = 1 << 20
+
+
+def resolve_token_url(
+    base_url: yarl.URL, token_url: str | None, *, allow_insecure_http: bool = False
+) -> yarl.URL:
+    """Where client credentials are posted: ``TOKEN_PATH`` at ``base_url``'s host root by default.
+
+    ``token_url`` may be a path (``"/oauth2/token"``, at the host root) or an absolute URL (any host:
+    naming it is the caller's decision). Either way the same rules as for the base URL apply.
+
+    >>> resolve_token_url(yarl.URL("https://acme.ispringlearn.com/api/v2"), None)
+    URL('https://acme.ispringlearn.com/api/v3/token')
+    """
+    if token_url is None:
+        return base_url.origin().with_path(TOKEN_PATH)
+    if not isinstance(token_url, str) or not token_url.strip():
+        raise ConfigurationError("token_url must be a non-empty URL or a path starting with '/'")
+    text = token_url.strip()
+    if text.startswith("/") and not text.startswith("//"):
+        if "?" in text or "#" in text:
+            raise ConfigurationError("token_url must not carry a query or a fragment")
+        return base_url.origin().with_path(text)
+    url = yarl.URL(text)
+    if not url.is_absolute():
+        raise ConfigurationError(
+            "token_url must be an absolute https:// URL or a path starting with '/' (at the base URL's "
+            f"host root), got {str(url.with_user(None).with_query(None))!r}"
+        )
+    try:
+        checked = check_base_url(url, allow_insecure_http=allow_insecure_http)
+    except ConfigurationError as exc:
+        raise ConfigurationError(str(exc).replace("base_url", "token_url")) from None
+    return checked
 
 
 class _TokenReply(msgspec.Struct):
@@ -43,14 +83,15 @@ _decode_reply = msgspec.json.Decoder(_TokenReply).decode
 class _TokenReplyParser:
     """Collects the token endpoint's small JSON reply and decodes it once complete."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = _LABEL) -> None:
+        self._label = label
         self._chunks: list[bytes] = []
         self._size = 0
 
     def feed(self, data: bytes) -> None:
         self._size += len(data)
         if self._size > _MAX_TOKEN_REPLY:
-            raise ParseError("the token endpoint's reply is implausibly large", page=_LABEL)
+            raise ParseError("the token endpoint's reply is implausibly large", page=self._label)
         self._chunks.append(data)
 
     def close(self) -> _TokenReply:
@@ -59,7 +100,7 @@ class _TokenReplyParser:
         except msgspec.DecodeError as exc:
             # msgspec names the path and expected type, never the value: safe to show.
             raise ParseError(
-                f"the token endpoint's reply is not the expected JSON: {exc}", page=_LABEL
+                f"the token endpoint's reply is not the expected JSON: {exc}", page=self._label
             ) from None
 
 
@@ -90,9 +131,13 @@ class ClientCredentialsAuth:
         *,
         client_id: str,
         client_secret: str,
+        token_url: yarl.URL | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._transport = transport
+        self.token_url = token_url or resolve_token_url(transport.base_url, None)
+        """Where the credentials are posted (see ``resolve_token_url``)."""
+        self._label = f"POST {self.token_url.path}"
         self._client_id = client_id
         self._client_secret = client_secret
         self._clock = clock
@@ -138,9 +183,9 @@ class ClientCredentialsAuth:
         try:
             reply = await self._transport.request(
                 "POST",
-                TOKEN_PATH,
-                _TokenReplyParser,
-                label=_LABEL,
+                self.token_url,
+                lambda: _TokenReplyParser(self._label),
+                label=self._label,
                 form=form,
                 headers={"Accept": "application/json"},
             )
@@ -158,7 +203,7 @@ class ClientCredentialsAuth:
                 api_message=exc.api_message,
             ) from exc
         if not reply.access_token:
-            raise ParseError("the token endpoint returned an empty access_token", page=_LABEL)
+            raise ParseError("the token endpoint returned an empty access_token", page=self._label)
         self._token = reply.access_token
         self._refresh_at = started + REFRESH_FRACTION * max(reply.expires_in, 0.0)
         self.fetches += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
@@ -10,7 +11,7 @@ from typing import Self, TypeVar, cast
 
 import aiohttp
 
-from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth
+from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_token_url
 from ispring_async._config import (
     DEFAULT_LIMITS,
     DEFAULT_PAGE_SIZE,
@@ -29,6 +30,7 @@ from ispring_async._paginate import follow_pages
 from ispring_async._parse import PageParser, departments_parser, results_parser
 from ispring_async._query import ResultsQuery
 from ispring_async._transport import OnRetry, Transport
+from ispring_async._unknown_ids import UnknownIds, id_lists
 
 __all__ = ["DEFAULT_USER_AGENT", "Client", "ResultStream"]
 
@@ -63,6 +65,15 @@ class Client:
 
     ``page_size`` is the default for queries that set none. ``allow_insecure_http`` permits ``http://``
     to a non-loopback host (tokens would travel in clear text). TLS certificates are always verified.
+
+    The base URL may carry a path (``https://acme.ispringlearn.com/api/v2``): the data endpoints are
+    under it, while tokens come from ``token_url``, by default ``/api/v3/token`` at the base URL's
+    host root; give a path there (``"/oauth2/token"``) or an absolute URL for another one.
+
+    The API refuses a whole request when one id in ``user_ids`` (``course_ids``, ``department_ids``,
+    ``enrollment_ids``) is unknown. By default that ``BadRequestError`` is raised, naming the lists;
+    ``skip_unknown_ids=True`` finds the unknown ids (a few one-record requests, bisecting the list),
+    leaves them out, exports every row of the others and reports them in ``skipped_ids``.
     """
 
     def __init__(
@@ -79,6 +90,8 @@ class Client:
         response_format: ResponseFormat | str = ResponseFormat.XML,
         allow_insecure_http: bool = False,
         user_agent: str = DEFAULT_USER_AGENT,
+        token_url: str | None = None,
+        skip_unknown_ids: bool = False,
     ) -> None:
         self._transport = Transport(
             base_url,
@@ -102,7 +115,12 @@ class Client:
             if not client_id or not client_secret:
                 raise ConfigurationError("client_id and client_secret must both be given and non-empty")
             self._auth = ClientCredentialsAuth(
-                self._transport, client_id=client_id, client_secret=client_secret
+                self._transport,
+                client_id=client_id,
+                client_secret=client_secret,
+                token_url=resolve_token_url(
+                    self._transport.base_url, token_url, allow_insecure_http=allow_insecure_http
+                ),
             )
         if (
             isinstance(page_size, bool)
@@ -116,6 +134,11 @@ class Client:
             raise ConfigurationError(
                 f"response_format must be 'xml' or 'json', got {response_format!r}"
             ) from None
+        if token is not None and token_url is not None:
+            raise ConfigurationError("token_url is for client credentials; a ready token needs none")
+        if not isinstance(skip_unknown_ids, bool):
+            raise ConfigurationError(f"skip_unknown_ids must be True or False, got {skip_unknown_ids!r}")
+        self._unknown_ids = UnknownIds(skip=skip_unknown_ids)
         self.page_size = page_size
         self._state = "new"
 
@@ -123,6 +146,12 @@ class Client:
     def base_url(self) -> str:
         """The API's base URL."""
         return str(self._transport.base_url)
+
+    @property
+    def skipped_ids(self) -> dict[str, tuple[str, ...]]:
+        """Ids this client left out as unknown to the account (``skip_unknown_ids=True``), by
+        parameter: ``{"userIds[]": ("...", ...), "departmentIds[]": (...)}``."""
+        return self._unknown_ids.skipped
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, response_format={self.response_format.value!r})"
@@ -168,7 +197,8 @@ class Client:
         params = query.to_params()
         if query.page_size is None:
             params.append(("pageSize", str(self.page_size)))
-        return self._pages(RESULTS_PATH, params, results_parser, page_token, on_retry)
+        empty = functools.partial(ResultsPage, records=[])
+        return self._pages(RESULTS_PATH, params, results_parser, page_token, on_retry, empty=empty)
 
     def learner_results(
         self,
@@ -214,13 +244,14 @@ class Client:
         parser: Callable[..., PageParser[Paged]],
         page_token: str | None,
         on_retry: OnRetry | None,
+        *,
+        empty: Callable[[], Paged] | None = None,
     ) -> AsyncGenerator[Paged, None]:
         transport, auth, fmt = self._transport, self._auth, self.response_format
         headers = _ACCEPT[fmt]
         what = f"GET {path}"
 
-        async def fetch(token: str | None, number: int) -> Paged:
-            label = f"{what} page {number}"
+        async def send(params: list[tuple[str, str]], token: str | None, label: str) -> Paged:
             return await transport.request(
                 "GET",
                 path,
@@ -232,7 +263,15 @@ class Client:
                 on_retry=on_retry,
             )
 
-        return follow_pages(fetch, what=what, page_token=page_token)
+        if empty is not None and id_lists(params):
+            # Id lists: a 400 may mean one unknown id (see _unknown_ids); an emptied list ends the chain.
+            fetch = self._unknown_ids.guard(send, params, what=what, empty=empty)
+            return follow_pages(fetch, what=what, page_token=page_token)
+
+        async def fetch_page(token: str | None, number: int) -> Paged:
+            return await send(params, token, f"{what} page {number}")
+
+        return follow_pages(fetch_page, what=what, page_token=page_token)
 
     def departments(self) -> AsyncGenerator[Department, None]:
         """Every department of the account, across all pages."""
