@@ -181,6 +181,8 @@ class FanOutStats:
     partitions_done: int
     requests: int
     splits: int
+    skipped_ids: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """Ids the client left out as unknown to the account (``skip_unknown_ids=True``), by parameter."""
 
 
 class _PlannerState(msgspec.Struct, forbid_unknown_fields=True):
@@ -342,6 +344,7 @@ class FanOut:
             partitions_done=self._done,
             requests=self._requests,
             splits=self._splits,
+            skipped_ids=self._client.skipped_ids,
         )
 
     # -- running ----------------------------------------------------------------------------------------
