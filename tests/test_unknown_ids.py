@@ -1,0 +1,235 @@
+"""Unknown ids against ``EmulatorConfig(unknown_ids="400")``: loud by default, bisected out on request.
+
+Every case runs against the real emulator over HTTP; request counts come from the emulator's own
+stats, ground truth from its oracle over the ids the account knows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import random
+import uuid
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from ispring_async import BadRequestError, Client, DateRange, FanOut, FanOutOptions, ResultsQuery, Split
+from ispring_async._exceptions import PartitionError
+from ispring_async._models import LearnerResult
+from ispring_async.emulator import Emulator, EmulatorConfig, running_emulator
+
+pytestmark = pytest.mark.anyio
+
+STATUSES = [1, 3]
+
+
+def strangers(count: int, seed: int) -> list[str]:
+    """``count`` random UUIDs no dataset holds (drawn from ``seed``)."""
+    rng = random.Random(seed)
+    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
+
+
+def known_params(emu: Emulator, query: ResultsQuery) -> list[tuple[str, str]]:
+    """The query's parameters without the ids the account does not know (the rows it really holds)."""
+    ds = emu.dataset
+    index = {
+        "userIds[]": ds.user_index,
+        "courseIds[]": ds.course_index,
+        "departmentIds[]": ds.department_index,
+    }
+    return [(n, v) for n, v in query.to_params() if n not in index or v in index[n]]
+
+
+def assert_exact(records: Sequence[LearnerResult], expected: Sequence[LearnerResult]) -> None:
+    """The same rows as ``expected``, each once."""
+    identities = [r.identity for r in records]
+    assert len(identities) == len(set(identities)), "a row came twice"
+    assert {r.identity: r for r in records} == {r.identity: r for r in expected}
+
+
+@contextlib.asynccontextmanager
+async def client_for(emu: Emulator, **options: object) -> AsyncIterator[Client]:
+    """A client of ``emu`` (100-record pages)."""
+    async with Client(
+        emu.base_url,
+        client_id=emu.client_id,
+        client_secret=emu.client_secret,
+        page_size=100,
+        **options,  # type: ignore[arg-type]
+    ) as client:
+        yield client
+
+
+def strict(**overrides: object) -> EmulatorConfig:
+    """A small emulator whose unknown ids answer 400."""
+    return EmulatorConfig(results=1500, seed=11, unknown_ids="400", **overrides)  # type: ignore[arg-type]
+
+
+async def test_default_fails_loudly_naming_the_list_without_probing() -> None:
+    """Without skip_unknown_ids a 400 on an id list is a BadRequestError naming the list; no probe is sent."""
+    async with running_emulator(strict()) as emu:
+        query = ResultsQuery(user_ids=[*emu.dataset.user_ids[:5], *strangers(1, 1)], user_statuses=STATUSES)
+        async with client_for(emu) as client:
+            with pytest.raises(BadRequestError) as caught:
+                [r async for r in client.learner_results(query, split="none")]
+        message = str(caught.value)
+        assert "userIds[] (6 ids)" in message
+        assert "skip_unknown_ids=True" in message
+        assert "One or more invalid user IDs" in message
+        assert emu.stats.requests["results"] == 1
+        assert client.skipped_ids == {}
+
+
+@pytest.mark.parametrize(
+    ("known", "unknown"),
+    [
+        pytest.param(40, 1, id="1-of-41"),
+        pytest.param(40, 3, id="3-of-43"),
+        pytest.param(120, 5, id="5-of-125"),
+        pytest.param(1, 1, id="1-of-2"),
+    ],
+)
+async def test_bisection_isolates_unknown_ids_exactly_in_bounded_requests(known: int, unknown: int) -> None:
+    """The unknown ids are found in at most 2*k*log2(n)+2 probes; every row of the known ids comes once."""
+    async with running_emulator(strict()) as emu:
+        rng = random.Random(known * 31 + unknown)
+        bad = strangers(unknown, known)
+        users = [*rng.sample(emu.dataset.user_ids, known), *bad]
+        rng.shuffle(users)
+        query = ResultsQuery(user_ids=users, user_statuses=STATUSES)
+        async with client_for(emu, skip_unknown_ids=True) as client:
+            records = [r async for r in client.learner_results(query, split="none")]
+            probes = client._unknown_ids.probes
+        assert_exact(records, emu.expected_results(known_params(emu, query)))
+        assert set(client.skipped_ids["userIds[]"]) == set(bad)
+        n = len(users)
+        assert probes <= 2 * unknown * math.ceil(math.log2(n)) + 2
+        pages = max(1, math.ceil(len(records) / 100))
+        assert emu.stats.requests["results"] == pages + probes + 1  # the refused first request
+
+
+async def test_unknown_ids_in_several_lists_are_isolated_per_list() -> None:
+    """Unknown user and course ids in one request are both found and skipped; the rest is exact."""
+    async with running_emulator(strict()) as emu:
+        ds = emu.dataset
+        bad_users, bad_courses = strangers(2, 2), strangers(1, 3)
+        query = ResultsQuery(
+            user_ids=[*ds.user_ids[:60], *bad_users],
+            course_ids=[*bad_courses, *ds.course_ids[:6]],
+            user_statuses=STATUSES,
+        )
+        async with client_for(emu, skip_unknown_ids=True) as client:
+            records = [r async for r in client.learner_results(query, split="window", concurrency=4)]
+        assert_exact(records, emu.expected_results(known_params(emu, query)))
+        assert records
+        assert set(client.skipped_ids["userIds[]"]) == set(bad_users)
+        assert client.skipped_ids["courseIds[]"] == tuple(bad_courses)
+
+
+async def test_a_list_of_only_unknown_ids_matches_nothing_and_never_widens() -> None:
+    """When every id of a list is unknown the query matches nothing: no request goes out without the list."""
+    async with running_emulator(strict()) as emu:
+        query = ResultsQuery(user_ids=strangers(3, 4), user_statuses=STATUSES)
+        async with client_for(emu, skip_unknown_ids=True) as client:
+            records = [r async for r in client.learner_results(query, split="adaptive")]
+        assert records == []
+        assert len(client.skipped_ids["userIds[]"]) == 3
+        # The refused request and the probes; of the probes only the one without the list was accepted
+        # (200s: the token and that probe), so no page was ever asked for without the list.
+        assert emu.stats.requests["results"] == 1 + client._unknown_ids.probes
+        assert emu.stats.responses[200] == 2
+
+
+async def test_a_400_for_another_reason_is_raised_not_taken_for_unknown_ids() -> None:
+    """A refusal that is not about ids (a one-sided range the server rejects) is raised; no id is skipped."""
+    async with running_emulator(strict(one_sided_ranges=False)) as emu:
+        start = DateRange(start=emu.dataset.record(0).access_date)
+        query = ResultsQuery(user_ids=emu.dataset.user_ids[:8], access_date=start, user_statuses=STATUSES)
+        async with client_for(emu, skip_unknown_ids=True) as client:
+            with pytest.raises(BadRequestError) as caught:
+                [r async for r in client.learner_results(query, split="none")]
+        assert "both startDate and endDate are required" in str(caught.value)
+        assert any("no unknown id found" in note for note in caught.value.__notes__)
+        assert client.skipped_ids == {}
+
+
+async def test_concurrent_chains_share_one_search() -> None:
+    """Eight windows refused at once wait for one bisection and reuse it, instead of eight searches."""
+    async with running_emulator(strict()) as emu:
+        bad = strangers(2, 5)
+        query = ResultsQuery(user_ids=[*emu.dataset.user_ids[:100], *bad], user_statuses=STATUSES)
+        async with client_for(emu, skip_unknown_ids=True) as client:
+            options = FanOutOptions(split=Split.WINDOW, concurrency=8, windows=8)
+            fanout = FanOut(client, query, options)
+            records = []
+            async with fanout.run() as batches:
+                async for batch in batches:
+                    records.extend(batch.records)
+            probes = client._unknown_ids.probes
+            stats = fanout.stats
+        assert_exact(records, emu.expected_results(known_params(emu, query)))
+        assert set(stats.skipped_ids["userIds[]"]) == set(bad)
+        # One search over 102 ids with 2 unknown: at most 2*2*7+2 probes, whatever the chain count.
+        assert probes <= 2 * 2 * 7 + 2
+
+
+async def test_department_split_skips_departments_that_vanished() -> None:
+    """Departments /departments lists but results no longer knows are skipped; every row still comes once."""
+    async with running_emulator(strict(vanished_departments=3)) as emu:
+        vanished = {emu.dataset.department_ids[i] for i in emu.dataset.vanished}
+        query = ResultsQuery(user_statuses=STATUSES)
+        async with client_for(emu, skip_unknown_ids=True) as client:
+            records = [r async for r in client.learner_results(query, split="department")]
+        assert_exact(records, emu.expected_results(query.to_params()))
+        assert set(client.skipped_ids["departmentIds[]"]) == vanished
+
+
+async def test_department_split_without_skipping_fails_naming_department_ids() -> None:
+    """By default a vanished department fails the export with a PartitionError naming departmentIds[]."""
+    async with running_emulator(strict(vanished_departments=1)) as emu:
+        async with client_for(emu) as client:
+            with pytest.raises(PartitionError) as caught:
+                [r async for r in client.learner_results(ResultsQuery(), split="department")]
+        assert isinstance(caught.value.__cause__, BadRequestError)
+        assert "departmentIds[] (1 id)" in str(caught.value.__cause__)
+
+
+async def test_a_chain_resumed_from_a_saved_token_narrows_again_and_stays_exact() -> None:
+    """A new client resuming a narrowed chain from its saved token gets exactly the remaining rows."""
+    async with running_emulator(strict()) as emu:
+        query = ResultsQuery(user_ids=[*emu.dataset.user_ids[:150], *strangers(2, 6)], user_statuses=STATUSES)
+        async with client_for(emu, skip_unknown_ids=True) as client:
+            pages = client.result_pages(query)
+            async with contextlib.aclosing(pages):
+                first = await anext(pages)
+        assert first.next_page_token is not None
+        async with client_for(emu, skip_unknown_ids=True) as fresh:
+            pages = fresh.result_pages(query, first.next_page_token)
+            rest = [r async for page in pages for r in page.records]
+        assert_exact([*first.records, *rest], emu.expected_results(known_params(emu, query)))
+
+
+async def test_skipped_ids_are_logged_once_per_search(caplog: pytest.LogCaptureFixture) -> None:
+    """Each skipped id is named in one warning of the ispring_async logger."""
+    async with running_emulator(strict()) as emu:
+        bad = strangers(1, 7)
+        query = ResultsQuery(user_ids=[*emu.dataset.user_ids[:10], *bad], user_statuses=STATUSES)
+        with caplog.at_level(logging.WARNING, logger="ispring_async"):
+            async with client_for(emu, skip_unknown_ids=True) as client:
+                [r async for r in client.learner_results(query, split="window", concurrency=4)]
+        lines = [r.getMessage() for r in caplog.records if bad[0] in r.getMessage()]
+        assert len(lines) == 1
+        assert "userIds[]" in lines[0]
+
+
+async def test_default_emulator_matches_nothing_for_unknown_ids() -> None:
+    """Under the default switch an unknown id matches nothing, so nothing is skipped or probed."""
+    async with running_emulator(EmulatorConfig(results=800, seed=11)) as emu:
+        query = ResultsQuery(user_ids=[*emu.dataset.user_ids[:20], *strangers(2, 8)], user_statuses=STATUSES)
+        async with client_for(emu, skip_unknown_ids=True) as client:
+            records = [r async for r in client.learner_results(query, split="none")]
+        assert_exact(records, emu.expected_results(query.to_params()))
+        assert client.skipped_ids == {}
+        assert client._unknown_ids.probes == 0
