@@ -60,7 +60,7 @@ def resolve_token_url(
     if not url.is_absolute():
         raise ConfigurationError(
             "token_url must be an absolute https:// URL or a path starting with '/' (at the base URL's "
-            f"host root), got {str(url.with_user(None).with_query(None))!r}"
+            f"host root), got {url.path!r}"
         )
     try:
         checked = check_base_url(url, allow_insecure_http=allow_insecure_http)
