@@ -65,6 +65,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ispring-async emulator",
         description="Serve an emulated iSpring Learn API (token, /learners/results, /departments).",
+        # The module docstring's variants and latency paragraphs: one description for both audiences.
+        epilog=(__doc__ or "").split("\n\n", 2)[2].replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (0: a free one; default 8080)")
