@@ -28,8 +28,10 @@ run: install
 
 # The chaos suite at full size: 200k results, faults on >10% of requests, every split and format,
 # kills and resumes; the report of faults injected and survived goes to benchmarks/results/chaos.md.
+# Then every API variant (emulator switch) against every fan-out, pagination and export scenario.
 chaos: install
 	ISPRING_CHAOS_RESULTS=200000 ISPRING_CHAOS_REPORT=benchmarks/results/chaos.md $(BIN)/pytest -q tests/test_chaos.py
+	ISPRING_VARIANTS_FULL=1 $(BIN)/pytest -q tests/test_variants.py
 
 bench: install
 	$(BIN)/python -m benchmarks
