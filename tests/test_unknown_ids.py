@@ -12,15 +12,17 @@ import math
 import random
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import pytest
 
 from ispring_async import BadRequestError, Client, DateRange, FanOut, FanOutOptions, ResultsQuery, Split
+from ispring_async._cli import main as cli_main
 from ispring_async._exceptions import PartitionError
+from ispring_async._export import ExitCode
 from ispring_async._models import LearnerResult
-from ispring_async.emulator import Emulator, EmulatorConfig, running_emulator
-
-pytestmark = pytest.mark.anyio
+from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator, serve_in_thread
+from tests.test_export import read_records
 
 STATUSES = [1, 3]
 
@@ -67,6 +69,7 @@ def strict(**overrides: object) -> EmulatorConfig:
     return EmulatorConfig(results=1500, seed=11, unknown_ids="400", **overrides)  # type: ignore[arg-type]
 
 
+@pytest.mark.anyio
 async def test_default_fails_loudly_naming_the_list_without_probing() -> None:
     """Without skip_unknown_ids a 400 on an id list is a BadRequestError naming the list; no probe is sent."""
     async with running_emulator(strict()) as emu:
@@ -91,6 +94,7 @@ async def test_default_fails_loudly_naming_the_list_without_probing() -> None:
         pytest.param(1, 1, id="1-of-2"),
     ],
 )
+@pytest.mark.anyio
 async def test_bisection_isolates_unknown_ids_exactly_in_bounded_requests(known: int, unknown: int) -> None:
     """The unknown ids are found in at most 2*k*log2(n)+2 probes; every row of the known ids comes once."""
     async with running_emulator(strict()) as emu:
@@ -110,6 +114,7 @@ async def test_bisection_isolates_unknown_ids_exactly_in_bounded_requests(known:
         assert emu.stats.requests["results"] == pages + probes + 1  # the refused first request
 
 
+@pytest.mark.anyio
 async def test_unknown_ids_in_several_lists_are_isolated_per_list() -> None:
     """Unknown user and course ids in one request are both found and skipped; the rest is exact."""
     async with running_emulator(strict()) as emu:
@@ -128,6 +133,7 @@ async def test_unknown_ids_in_several_lists_are_isolated_per_list() -> None:
         assert client.skipped_ids["courseIds[]"] == tuple(bad_courses)
 
 
+@pytest.mark.anyio
 async def test_a_list_of_only_unknown_ids_matches_nothing_and_never_widens() -> None:
     """When every id of a list is unknown the query matches nothing: no request goes out without the list."""
     async with running_emulator(strict()) as emu:
@@ -142,6 +148,7 @@ async def test_a_list_of_only_unknown_ids_matches_nothing_and_never_widens() -> 
         assert emu.stats.responses[200] == 2
 
 
+@pytest.mark.anyio
 async def test_a_400_for_another_reason_is_raised_not_taken_for_unknown_ids() -> None:
     """A refusal that is not about ids (a one-sided range the server rejects) is raised; no id is skipped."""
     async with running_emulator(strict(one_sided_ranges=False)) as emu:
@@ -155,6 +162,7 @@ async def test_a_400_for_another_reason_is_raised_not_taken_for_unknown_ids() ->
         assert client.skipped_ids == {}
 
 
+@pytest.mark.anyio
 async def test_concurrent_chains_share_one_search() -> None:
     """Eight windows refused at once wait for one bisection and reuse it, instead of eight searches."""
     async with running_emulator(strict()) as emu:
@@ -175,6 +183,7 @@ async def test_concurrent_chains_share_one_search() -> None:
         assert probes <= 2 * 2 * 7 + 2
 
 
+@pytest.mark.anyio
 async def test_department_split_skips_departments_that_vanished() -> None:
     """Departments /departments lists but results no longer knows are skipped; every row still comes once."""
     async with running_emulator(strict(vanished_departments=3)) as emu:
@@ -186,6 +195,7 @@ async def test_department_split_skips_departments_that_vanished() -> None:
         assert set(client.skipped_ids["departmentIds[]"]) == vanished
 
 
+@pytest.mark.anyio
 async def test_department_split_without_skipping_fails_naming_department_ids() -> None:
     """By default a vanished department fails the export with a PartitionError naming departmentIds[]."""
     async with running_emulator(strict(vanished_departments=1)) as emu:
@@ -196,6 +206,7 @@ async def test_department_split_without_skipping_fails_naming_department_ids() -
         assert "departmentIds[] (1 id)" in str(caught.value.__cause__)
 
 
+@pytest.mark.anyio
 async def test_a_chain_resumed_from_a_saved_token_narrows_again_and_stays_exact() -> None:
     """A new client resuming a narrowed chain from its saved token gets exactly the remaining rows."""
     async with running_emulator(strict()) as emu:
@@ -211,6 +222,7 @@ async def test_a_chain_resumed_from_a_saved_token_narrows_again_and_stays_exact(
         assert_exact([*first.records, *rest], emu.expected_results(known_params(emu, query)))
 
 
+@pytest.mark.anyio
 async def test_skipped_ids_are_logged_once_per_search(caplog: pytest.LogCaptureFixture) -> None:
     """Each skipped id is named in one warning of the ispring_async logger."""
     async with running_emulator(strict()) as emu:
@@ -224,6 +236,7 @@ async def test_skipped_ids_are_logged_once_per_search(caplog: pytest.LogCaptureF
         assert "userIds[]" in lines[0]
 
 
+@pytest.mark.anyio
 async def test_default_emulator_matches_nothing_for_unknown_ids() -> None:
     """Under the default switch an unknown id matches nothing, so nothing is skipped or probed."""
     async with running_emulator(EmulatorConfig(results=800, seed=11)) as emu:
@@ -233,3 +246,93 @@ async def test_default_emulator_matches_nothing_for_unknown_ids() -> None:
         assert_exact(records, emu.expected_results(query.to_params()))
         assert client.skipped_ids == {}
         assert client._unknown_ids.probes == 0
+
+
+# -- the export command -----------------------------------------------------------------------------------
+
+EXPORT_FLAGS = ["--page-size", "100", "--retry-attempts", "1", "--retry-max-wait", "0", "--progress", "off"]
+
+
+def export_argv(emu: Emulator, output: Path, users: Sequence[str], *extra: str) -> list[str]:
+    """``ispring-async export`` of ``users``' results from ``emu`` into ``output`` (one chain)."""
+    argv = ["export", "--base-url", emu.base_url, "--output", str(output), "--split", "none"]
+    return [*argv, *EXPORT_FLAGS, *(f"--user-id={u}" for u in users), *extra]
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The emulator's credentials in the environment, none of our other variables."""
+    for key in ("ISPRING_BASE_URL", "ISPRING_TOKEN", "ISPRING_TOKEN_URL", "ISPRING_SKIP_UNKNOWN_IDS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("ISPRING_CLIENT_ID", "emulator-client")
+    monkeypatch.setenv("ISPRING_CLIENT_SECRET", "emulator-secret")
+    return monkeypatch
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param("flag", id="flag"),
+        pytest.param("env", id="env"),
+        pytest.param("config", id="config-key"),
+    ],
+)
+def test_export_skips_unknown_ids_when_asked_and_says_which(
+    how: str, env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The flag, $ISPRING_SKIP_UNKNOWN_IDS or the config key: the rest exported exactly, skips named."""
+    with serve_in_thread(strict()) as emu:
+        bad = strangers(2, 9)
+        users = [*emu.dataset.user_ids[:50], *bad]
+        output = tmp_path / "out.jsonl"
+        extra: list[str] = []
+        if how == "flag":
+            extra = ["--skip-unknown-ids"]
+        elif how == "env":
+            env.setenv("ISPRING_SKIP_UNKNOWN_IDS", "1")
+        else:
+            config = tmp_path / "export.toml"
+            config.write_text("skip_unknown_ids = true\n", encoding="utf-8")
+            extra = ["--config", str(config)]
+        assert cli_main(export_argv(emu, output, users, *extra)) == ExitCode.OK
+        query = ResultsQuery(user_ids=users, user_statuses=STATUSES)
+        assert_exact(read_records(output, "jsonl"), emu.expected_results(known_params(emu, query)))
+    captured = capsys.readouterr()
+    assert f"skipped unknown:    userIds[] 2: {', '.join(bad)}" in captured.out
+    assert all(b in captured.err for b in bad)  # the warning log line
+
+
+def test_export_without_skipping_fails_naming_the_list(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """By default the export exits 4 with a message naming userIds[] and the option that skips."""
+    with serve_in_thread(strict()) as emu:
+        users = [*emu.dataset.user_ids[:5], *strangers(1, 10)]
+        assert cli_main(export_argv(emu, tmp_path / "out.jsonl", users)) == ExitCode.API
+    err = capsys.readouterr().err
+    assert "userIds[] (6 ids)" in err
+    assert "--skip-unknown-ids" in err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_export_interrupted_after_skipping_resumes_exactly(
+    env: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failure pages after the bisection, then --resume: the output is exactly the known ids' rows."""
+    with serve_in_thread(strict()) as probe_run:
+        users = [*probe_run.dataset.user_ids[:90], *strangers(3, 11)]
+        assert cli_main(export_argv(probe_run, tmp_path / "dry.jsonl", users, "--skip-unknown-ids")) == 0
+        # Refused request, probes and pages of an uninterrupted run: fail four pages before its end.
+        total = probe_run.stats.requests["results"]
+    faults = Faults(script={("results", total - 4): Fault.SERVER_ERROR})
+    with serve_in_thread(strict(faults=faults)) as emu:
+        output = tmp_path / "out.sqlite"
+        argv = export_argv(emu, output, users, "--skip-unknown-ids")
+        assert cli_main(argv) == ExitCode.API
+        assert "continue with" in capsys.readouterr().err
+        assert cli_main([*argv, "--resume"]) == ExitCode.OK
+        query = ResultsQuery(user_ids=users, user_statuses=STATUSES)
+        expected = emu.expected_results(known_params(emu, query))
+    records = read_records(output, "sqlite")
+    assert_exact(records, expected)
+    assert len(expected) > 400
