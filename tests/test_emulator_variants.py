@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import io
 import json
 import statistics
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 from defusedxml import ElementTree as SafeET
 
-from ispring_async.emulator import Dataset, Emulator, EmulatorConfig, Faults, running_emulator
+from ispring_async._cli import main as cli_main
+from ispring_async.emulator import (
+    Dataset,
+    Emulator,
+    EmulatorConfig,
+    Faults,
+    running_emulator,
+    serve_in_process,
+)
 from ispring_async.emulator._cli import build_config, parser
 from tests.test_emulator import EVERY_STATUS, export, get, token_form, validate
 
@@ -250,3 +260,24 @@ def test_cli_help_describes_every_variant(capsys: pytest.CaptureFixture[str]) ->
         "--latency-p99",
     ):
         assert option in text
+
+
+def test_cli_with_a_prefix_prints_the_token_url_and_serves_an_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child emulator with a prefix and token path prints ISPRING_TOKEN_URL; an export using it works."""
+    shown = io.StringIO()
+    argv = ["--results", "300", "--path-prefix", "/api/v2", "--token-path", "/oauth2/token"]
+    with serve_in_process(argv, client_secret="prefix-secret", echo=shown) as emu:
+        lines = dict(line.split("=", 1) for line in shown.getvalue().splitlines() if "=" in line)
+        assert emu.base_url.endswith("/api/v2")
+        assert lines["ISPRING_TOKEN_URL"] == emu.base_url.removesuffix("/api/v2") + "/oauth2/token"
+        for key in ("ISPRING_TOKEN", "ISPRING_BASE_URL", "ISPRING_SKIP_UNKNOWN_IDS"):
+            monkeypatch.delenv(key, raising=False)
+        monkeypatch.setenv("ISPRING_CLIENT_ID", "emulator-client")
+        monkeypatch.setenv("ISPRING_CLIENT_SECRET", "prefix-secret")
+        monkeypatch.setenv("ISPRING_TOKEN_URL", lines["ISPRING_TOKEN_URL"])
+        output = tmp_path / "out.jsonl"
+        argv = ["export", "--base-url", emu.base_url, "--output", str(output), "--progress", "off"]
+        assert cli_main(argv) == 0
+    assert len(output.read_bytes().splitlines()) > 200

@@ -336,3 +336,26 @@ def test_export_interrupted_after_skipping_resumes_exactly(
     records = read_records(output, "sqlite")
     assert_exact(records, expected)
     assert len(expected) > 400
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("field", ["user_ids", "course_ids", "department_ids", "enrollment_ids"])
+async def test_each_id_list_is_bisected(field: str) -> None:
+    """An unknown id is found and skipped in whichever of the four id lists it is."""
+    async with running_emulator(strict()) as emu:
+        ds = emu.dataset
+        rows = [ds.record(p) for p in range(0, 1500, 37)]
+        known = {
+            "user_ids": [r.user_id for r in rows],
+            "course_ids": ds.course_ids[:5],
+            "department_ids": ds.department_ids[:4],
+            "enrollment_ids": [r.enrollment_id for r in rows if r.enrollment_id],
+        }[field]
+        bad = strangers(1, 12)
+        query = ResultsQuery(**{field: [*known, *bad]}, user_statuses=STATUSES)  # type: ignore[arg-type]
+        async with client_for(emu, skip_unknown_ids=True) as client:
+            records = [r async for r in client.learner_results(query, split="none")]
+        truth = [(n, v) for n, v in query.to_params() if v not in bad]
+        assert_exact(records, emu.expected_results(truth))
+        assert records
+        assert list(client.skipped_ids.values()) == [tuple(bad)]
