@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import os
 import random
-import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from ispring_async._export import ExitCode
 from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, serve_in_thread
 from tests.test_export import read_records
+from tests.test_unknown_ids import assert_exact, known_params, strangers
 
 SECRET = "variants-secret-3b7e"
 STATUSES = [1, 3]
@@ -80,12 +80,6 @@ KNOWN_FAILURES: dict[tuple[str, str], str] = {
 }
 
 
-def strangers(count: int, seed: int) -> list[str]:
-    """Random UUIDs no dataset holds."""
-    rng = random.Random(seed)
-    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
-
-
 def queries(emu: Emulator) -> dict[str, ResultsQuery]:
     """The scenarios' queries: everything, and id lists (with unknown ids) under a bounded date range."""
     ds = emu.dataset
@@ -105,21 +99,9 @@ def queries(emu: Emulator) -> dict[str, ResultsQuery]:
 
 def ground_truth(emu: Emulator, query: ResultsQuery) -> list[LearnerResult]:
     """Every row the account holds for ``query``: unknown ids hold none, whatever the switch says."""
-    ds = emu.dataset
-    index = {
-        "userIds[]": ds.user_index,
-        "courseIds[]": ds.course_index,
-        "departmentIds[]": ds.department_index,
-    }
-    return emu.expected_results([(n, v) for n, v in query.to_params() if n not in index or v in index[n]])
-
-
-def assert_exact(records: list[LearnerResult], expected: list[LearnerResult]) -> None:
-    """The same rows as ``expected``, each exactly once."""
-    identities = [r.identity for r in records]
-    assert len(identities) == len(set(identities)), "a row came twice"
-    assert {r.identity: r for r in records} == {r.identity: r for r in expected}
+    expected = emu.expected_results(known_params(emu, query))
     assert expected, "a scenario with no rows proves nothing"
+    return expected
 
 
 # -- the emulators: one per variant and layout, shared by the module ------------------------------------
