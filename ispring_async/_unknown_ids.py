@@ -10,7 +10,10 @@ carried. With ``skip=True`` the culprits are isolated by probing (one-record pag
 
 1. the request without any id list: if that is refused too, the 400 is not about ids and is raised;
 2. each id list alone, bisected: a clean half costs one probe, a refused one is halved again, so ``k``
-   unknown ids among ``n`` cost at most about ``2 * k * log2(n)`` probes (one when the list is clean);
+   unknown ids among ``n`` cost at most about ``2 * k * log2(n)`` probes (one when the list is clean).
+   An id is taken as unknown only when a probe of that id alone was refused: nothing is inferred from
+   a refused whole whose halves pass, because a list can be refused for its length (a URL longer than
+   the server's limit answers 400 too), and inferring there would skip known ids;
 3. the request is sent again without the unknown ids. They match no row, so the rows are exactly the
    query's. A list left empty means the request matches nothing: the chain ends with an empty page,
    no request is sent (a request without the list would match *everything*).
@@ -144,15 +147,15 @@ class UnknownIds:
                     return False
                 return True
 
-            async def culprits(name: str, ids: list[str], *, refused: bool = False) -> list[str]:
-                if not refused and await accepted([(name, i) for i in ids]):
+            async def culprits(name: str, ids: list[str]) -> list[str]:
+                if await accepted([(name, i) for i in ids]):
                     return []
                 if len(ids) == 1:
                     return ids
+                # Both halves are probed even when the left one is clean: the whole may have been refused
+                # for its length, not for an id (see the module docstring).
                 half = len(ids) // 2
-                left = await culprits(name, ids[:half])
-                # A refused list whose left half is clean has its culprit on the right: no probe needed.
-                return left + await culprits(name, ids[half:], refused=not left)
+                return await culprits(name, ids[:half]) + await culprits(name, ids[half:])
 
             if not await accepted([]):
                 return False

@@ -66,7 +66,8 @@ async def client_for(emu: Emulator, **options: object) -> AsyncIterator[Client]:
 
 def strict(**overrides: object) -> EmulatorConfig:
     """A small emulator whose unknown ids answer 400."""
-    return EmulatorConfig(results=1500, seed=11, unknown_ids="400", **overrides)  # type: ignore[arg-type]
+    settings: dict[str, object] = {"results": 1500, "seed": 11, "unknown_ids": "400", **overrides}
+    return EmulatorConfig(**settings)  # type: ignore[arg-type]
 
 
 @pytest.mark.anyio
@@ -359,3 +360,18 @@ async def test_each_id_list_is_bisected(field: str) -> None:
         assert_exact(records, emu.expected_results(truth))
         assert records
         assert list(client.skipped_ids.values()) == [tuple(bad)]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("unknown", [pytest.param(0, id="all-known"), pytest.param(1, id="one-unknown")])
+async def test_a_list_refused_for_its_length_skips_no_known_id(unknown: int) -> None:
+    """A URL over the server's limit (also a 400) is raised; no known id is taken for an unknown one."""
+    async with running_emulator(strict(results=3000)) as emu:
+        bad = strangers(unknown, 13)
+        users = [*emu.dataset.user_ids[:200], *bad]
+        query = ResultsQuery(user_ids=users, user_statuses=STATUSES)
+        async with client_for(emu, skip_unknown_ids=True) as client:
+            with pytest.raises(BadRequestError) as caught:
+                [r async for r in client.learner_results(query, split="none")]
+        assert any("no unknown id found" in note for note in caught.value.__notes__)
+        assert set(client.skipped_ids.get("userIds[]", ())) == set(bad)
