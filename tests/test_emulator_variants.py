@@ -213,6 +213,7 @@ def test_lognormal_latency_adds_to_fixed_latency_and_leaves_fault_draws_alone() 
     [
         pytest.param({"latency_median": -0.1}, id="negative-median"),
         pytest.param({"latency_median": 0.2, "latency_p99": 0.1}, id="p99-below-median"),
+        pytest.param({"latency_p99": 0.5}, id="p99-without-median"),
     ],
 )
 def test_invalid_latency_settings_are_refused(changes: dict[str, float]) -> None:

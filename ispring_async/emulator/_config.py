@@ -139,8 +139,8 @@ class Faults:
         for name in ("latency", "latency_jitter", "latency_median", "trickle_delay", "retry_after"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Faults.{name} must be >= 0 seconds")
-        if self.latency_p99 is not None and not self.latency_p99 >= self.latency_median:
-            raise ValueError("Faults.latency_p99 must be >= Faults.latency_median")
+        if self.latency_p99 is not None and not self.latency_p99 >= self.latency_median > 0:
+            raise ValueError("Faults.latency_p99 needs a latency_median > 0 and must be >= it")
         if self.trickle_chunk < 1:
             raise ValueError("Faults.trickle_chunk must be >= 1 byte")
         if not 0.0 < self.cut_at < 1.0:
