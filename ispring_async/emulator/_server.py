@@ -2,7 +2,8 @@
 
 A request goes through: count it → plan its faults (from ``(seed, endpoint, n)``) → wait the planned
 latency → proxy-level faults (429/5xx/HTML) → authentication → rate limit → mutations → validation
-→ select the page → stream the body (trickled, cut, reset or corrupted when planned).
+(unknown ids too, under ``unknown_ids="400"``) → select the page → stream the body (trickled, cut,
+reset or corrupted when planned).
 """
 
 from __future__ import annotations
@@ -212,7 +213,7 @@ class Emulator:
         return len(positions)
 
     def departments(self) -> list[Department]:
-        """Every department, in the order ``/departments`` pages them."""
+        """Every department, in the order ``/departments`` pages them (vanished ones included)."""
         return self.dataset.departments()
 
     def mutate(self, *, inserts: int = 0, updates: int = 0, seed: int = 0) -> list[int]:
