@@ -226,8 +226,10 @@ class Client:
         # FanOutOptions validates the values and turns a split name into a Split.
         options = FanOutOptions(split=cast(Split, split), concurrency=concurrency, rate_limit=rate_limit)
         if options.split is Split.NONE and rate_limit is None:
-            return ResultStream(_records(self.result_pages(query), lambda page: page.records))
-        return ResultStream(fan_out_results(self, query, options))
+            records = _records(self.result_pages(query), lambda page: page.records)
+        else:
+            records = fan_out_results(self, query, options)
+        return ResultStream(records, skipped=lambda: self.skipped_ids)
 
     def department_pages(
         self, page_token: str | None = None, *, on_retry: OnRetry | None = None
@@ -282,8 +284,20 @@ class ResultStream(AsyncIterator[LearnerResult]):
     """The records of ``Client.learner_results``: an async iterator, and an async context manager that
     closes it (cancelling requests in flight) when the block is left."""
 
-    def __init__(self, records: AsyncGenerator[LearnerResult, None]) -> None:
+    def __init__(
+        self,
+        records: AsyncGenerator[LearnerResult, None],
+        *,
+        skipped: Callable[[], dict[str, tuple[str, ...]]] = dict,
+    ) -> None:
         self._records = records
+        self._skipped = skipped
+
+    @property
+    def skipped_ids(self) -> dict[str, tuple[str, ...]]:
+        """Ids left out as unknown to the account so far (``Client(skip_unknown_ids=True)``), by
+        parameter; the client's, so they include those of its other streams."""
+        return self._skipped()
 
     def __aiter__(self) -> Self:
         return self

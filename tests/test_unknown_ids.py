@@ -191,9 +191,11 @@ async def test_department_split_skips_departments_that_vanished() -> None:
         vanished = {emu.dataset.department_ids[i] for i in emu.dataset.vanished}
         query = ResultsQuery(user_statuses=STATUSES)
         async with client_for(emu, skip_unknown_ids=True) as client:
-            records = [r async for r in client.learner_results(query, split="department")]
+            stream = client.learner_results(query, split="department")
+            records = [r async for r in stream]
         assert_exact(records, emu.expected_results(query.to_params()))
-        assert set(client.skipped_ids["departmentIds[]"]) == vanished
+        assert set(stream.skipped_ids["departmentIds[]"]) == vanished
+        assert stream.skipped_ids == client.skipped_ids
 
 
 @pytest.mark.anyio
