@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import yarl
@@ -23,6 +24,7 @@ from ispring_async import (
     Timeouts,
 )
 from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_token_url
+from ispring_async._cli import _UsageError, resolve_settings
 from ispring_async._config import DEFAULT_LIMITS
 from ispring_async._transport import _MAX_REFRESHES, Transport
 from ispring_async.emulator import EmulatorConfig, running_emulator
@@ -374,3 +376,24 @@ async def test_emulator_path_prefix_and_token_path_round_trip() -> None:
             records = [r async for r in client.learner_results(ResultsQuery(), split="none")]
     assert len(records) == len(emu.expected_results())
     assert emu.stats.requests["token"] == 1
+
+
+def test_export_token_url_comes_from_flag_env_or_config_in_that_order(tmp_path: Path) -> None:
+    """--token-url beats $ISPRING_TOKEN_URL, which beats token_url in the config file."""
+    config = tmp_path / "export.toml"
+    config.write_text('token_url = "/from-config"\nskip_unknown_ids = true\n', encoding="utf-8")
+    base = {"config": str(config), "base_url": "https://a.example.com/api/v2", "output": "x.jsonl"}
+    env = {"ISPRING_CLIENT_ID": "i", "ISPRING_CLIENT_SECRET": SECRET}
+    layers = [
+        ({}, {}, "/from-config"),
+        ({}, {"ISPRING_TOKEN_URL": "/from-env"}, "/from-env"),
+        ({"token_url": "/from-flag"}, {"ISPRING_TOKEN_URL": "/from-env"}, "/from-flag"),
+    ]
+    for cli, extra_env, expected in layers:
+        settings = resolve_settings({**base, **cli}, {**env, **extra_env})[0]
+        assert settings.token_url == expected
+        assert settings.skip_unknown_ids is True
+    off = resolve_settings({**base}, {**env, "ISPRING_SKIP_UNKNOWN_IDS": "0"})[0]
+    assert off.skip_unknown_ids is False
+    with pytest.raises(_UsageError, match="ISPRING_SKIP_UNKNOWN_IDS must be true or false"):
+        resolve_settings({**base}, {**env, "ISPRING_SKIP_UNKNOWN_IDS": "maybe"})
