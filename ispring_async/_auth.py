@@ -17,6 +17,8 @@ Neither the client secret nor any token appears in a ``repr``, a log line or an 
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -34,6 +36,13 @@ _LABEL = f"POST {TOKEN_PATH}"
 # requested just before the threshold still finishes under a valid token.
 REFRESH_FRACTION = 0.8
 _MAX_TOKEN_REPLY = 1 << 20
+MIN_TOKEN_LIFETIME = 60.0
+"""The shortest ``expires_in`` believed: a zero or negative one would mean a token request per page."""
+# A bearer token travels in a header; CR, LF, NUL or any other control character would either be
+# refused by aiohttp with a bare ValueError or, worse, split the header.
+_UNSENDABLE = re.compile(r"[\x00-\x1f\x7f]")
+
+logger = logging.getLogger("ispring_async")
 
 
 def resolve_token_url(
@@ -104,10 +113,23 @@ class _TokenReplyParser:
             ) from None
 
 
+def _sendable(token: str) -> bool:
+    return _UNSENDABLE.search(token) is None
+
+
 class StaticTokenAuth:
-    """A token the caller obtained; it cannot be refreshed, so a 401 is final."""
+    """A token the caller obtained; it cannot be refreshed, so a 401 is final.
+
+    A token holding control characters (CR, LF, NUL, ...) cannot be sent in a header: it is refused
+    here with ``ConfigurationError``, before any request.
+    """
 
     def __init__(self, token: str) -> None:
+        if not _sendable(token):
+            # Never the value: only that it is unusable (a stray newline from a token file, usually).
+            raise ConfigurationError(
+                "the access token holds control characters (CR, LF, NUL, ...) and cannot be sent"
+            )
         self._token = token
 
     def __repr__(self) -> str:
@@ -204,7 +226,24 @@ class ClientCredentialsAuth:
             ) from exc
         if not reply.access_token:
             raise ParseError("the token endpoint returned an empty access_token", page=self._label)
+        if not _sendable(reply.access_token):
+            raise AuthenticationError(
+                "the token endpoint returned an access_token holding control characters (CR, LF, NUL, "
+                "...), which cannot be sent in a header",
+                status=200,
+                url=str(self.token_url),
+            )
+        lifetime = reply.expires_in
+        if not lifetime >= MIN_TOKEN_LIFETIME:  # NaN included
+            logger.warning(
+                "%s: expires_in of %s seconds is below %gs; refreshing the token after %gs instead",
+                self._label,
+                lifetime,
+                MIN_TOKEN_LIFETIME,
+                REFRESH_FRACTION * MIN_TOKEN_LIFETIME,
+            )
+            lifetime = MIN_TOKEN_LIFETIME
         self._token = reply.access_token
-        self._refresh_at = started + REFRESH_FRACTION * max(reply.expires_in, 0.0)
+        self._refresh_at = started + REFRESH_FRACTION * lifetime
         self.fetches += 1
         return reply.access_token

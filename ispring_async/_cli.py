@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 import anyio
 
 from ispring_async._config import MAX_PAGE_SIZE, ResponseFormat, RetryPolicy
-from ispring_async._exceptions import ConfigurationError
+from ispring_async._exceptions import ConfigurationError, printable
 from ispring_async._export import (
     ExitCode,
     ExportSettings,
@@ -35,8 +35,9 @@ from ispring_async._export import (
 )
 from ispring_async._fanout import FanOutOptions, Split
 from ispring_async._models import CompletionStatus, UserStatus
-from ispring_async._progress import ProgressLogHandler, ProgressMode
-from ispring_async._query import DateRange, ResultsQuery
+from ispring_async._paginate import DEFAULT_MAX_PAGES
+from ispring_async._progress import PrintableFormatter, ProgressLogHandler, ProgressMode
+from ispring_async._query import DateRange, ResultsQuery, check_instant
 from ispring_async.sinks import FORMATS
 
 __all__ = ["export_main", "export_parser", "main", "resolve_settings"]
@@ -84,7 +85,7 @@ exit status:
   {ExitCode.USAGE:<4}usage or configuration error (also: --resume with other filters than the checkpoint)
   {ExitCode.AUTH:<4}authentication or permission refused by the API (401/403)
   {ExitCode.API:<4}other API or network failure, after retries (the checkpoint is kept)
-  {ExitCode.OUTPUT:<4}the output cannot be written
+  {ExitCode.OUTPUT:<4}the output cannot be written, or another export is writing it
   {ExitCode.SIGINT:<4}interrupted by Ctrl-C (SIGINT); the checkpoint is kept
   {ExitCode.SIGTERM:<4}stopped by SIGTERM; the checkpoint is kept
 """
@@ -219,6 +220,11 @@ def export_parser() -> argparse.ArgumentParser:
     fan.add_argument(
         "--retry-max-wait", metavar="SECONDS", help="longest wait between attempts, Retry-After included (30)"
     )
+    fan.add_argument(
+        "--max-pages-per-chain",
+        metavar="N",
+        help=f"stop a page chain that goes on longer than this (default {DEFAULT_MAX_PAGES:,})",
+    )
 
     out = p.add_argument_group("output")
     out.add_argument("--output", "-o", metavar="PATH", help="output file (.jsonl .csv .parquet .sqlite)")
@@ -257,6 +263,7 @@ _SCALARS = (
     "response_format",
     "retry_attempts",
     "retry_max_wait",
+    "max_pages_per_chain",
     "output",
     "format",
     "resume",
@@ -446,12 +453,19 @@ def _as_datetime(value: Any, label: str, *, end: bool) -> datetime:
                 f"got {text!r}"
             ) from None
     if isinstance(value, datetime):
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
+        instant = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    elif isinstance(value, date):
         # A date as an upper bound means "through that day", as a person reading it would expect.
         start = datetime.combine(value, time(), tzinfo=UTC)
-        return start + timedelta(days=1, seconds=-1) if end else start
-    raise _UsageError(f"{label} must be a date-time, got {value!r}")
+        instant = start + timedelta(days=1, seconds=-1) if end else start
+    else:
+        raise _UsageError(f"{label} must be a date-time, got {value!r}")
+    try:
+        # Here, naming the option, rather than at a window's edge mid-export (year 10000 ...).
+        check_instant(instant, label)
+    except ConfigurationError as exc:
+        raise _UsageError(str(exc)) from None
+    return instant
 
 
 # -- resolution ---------------------------------------------------------------------------------------
@@ -541,6 +555,7 @@ def resolve_settings(
         maximum=max_wait,
         max_retry_after=max_wait,
     )
+    max_pages, label_m = get("max_pages_per_chain", DEFAULT_MAX_PAGES)
     fmt, label_f = get("format")
     if fmt is not None and fmt not in FORMATS:
         raise _UsageError(f"{label_f} must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -563,6 +578,7 @@ def resolve_settings(
         page_size=_as_int(page_size, label, minimum=1, maximum=MAX_PAGE_SIZE),
         response_format=response_format,
         retry=retry,
+        max_pages_per_chain=_as_int(max_pages, label_m, minimum=1),
         output=Path(str(output)).expanduser(),
         format=fmt,
         resume=_as_bool(resume, label_r),
@@ -625,7 +641,7 @@ def export_main(argv: Sequence[str]) -> int:
         return int(exc.code) if isinstance(exc.code, int) else ExitCode.USAGE
     except (_UsageError, ConfigurationError) as exc:
         parser.print_usage(sys.stderr)
-        print(f"ispring-async export: error: {exc}", file=sys.stderr)
+        print(f"ispring-async export: error: {printable(str(exc))}", file=sys.stderr)
         return ExitCode.USAGE
     with _logging(quiet=quiet):
         return _run(settings, mode, interval, resume_hint=_resume_command(args))
@@ -668,7 +684,7 @@ def _logging(*, quiet: bool) -> Iterator[None]:
     """Log lines of the library to stderr for the duration of a command (undone after, for tests)."""
     package = logging.getLogger("ispring_async")
     handler = ProgressLogHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.setFormatter(PrintableFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     level = package.level
     package.setLevel(logging.WARNING if quiet else logging.INFO)
     package.addHandler(handler)

@@ -26,7 +26,7 @@ from ispring_async._config import (
 from ispring_async._exceptions import ConfigurationError
 from ispring_async._fanout import FanOutOptions, Split, fan_out_results
 from ispring_async._models import Department, DepartmentsPage, LearnerResult, ResultsPage
-from ispring_async._paginate import follow_pages
+from ispring_async._paginate import DEFAULT_MAX_PAGES, follow_pages
 from ispring_async._parse import PageParser, departments_parser, results_parser
 from ispring_async._query import ResultsQuery
 from ispring_async._transport import OnRetry, Transport
@@ -74,6 +74,9 @@ class Client:
     ``enrollment_ids``) is unknown. By default that ``BadRequestError`` is raised, naming the lists;
     ``skip_unknown_ids=True`` finds the unknown ids (a few one-record requests, bisecting the list),
     leaves them out, exports every row of the others and reports them in ``skipped_ids``.
+
+    ``max_pages_per_chain`` bounds one page chain (``PaginationError`` beyond it), as do empty or
+    repeated pages that keep coming with new tokens (see ``ispring_async._paginate``).
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class Client:
         user_agent: str = DEFAULT_USER_AGENT,
         token_url: str | None = None,
         skip_unknown_ids: bool = False,
+        max_pages_per_chain: int = DEFAULT_MAX_PAGES,
     ) -> None:
         self._transport = Transport(
             base_url,
@@ -139,7 +143,14 @@ class Client:
         if not isinstance(skip_unknown_ids, bool):
             raise ConfigurationError(f"skip_unknown_ids must be True or False, got {skip_unknown_ids!r}")
         self._unknown_ids = UnknownIds(skip=skip_unknown_ids)
+        if (
+            isinstance(max_pages_per_chain, bool)
+            or not isinstance(max_pages_per_chain, int)
+            or max_pages_per_chain < 1
+        ):
+            raise ConfigurationError(f"max_pages_per_chain must be >= 1, got {max_pages_per_chain!r}")
         self.page_size = page_size
+        self.max_pages_per_chain = max_pages_per_chain
         self._state = "new"
 
     @property
@@ -268,12 +279,18 @@ class Client:
         if empty is not None and id_lists(params):
             # Id lists: a 400 may mean one unknown id (see _unknown_ids); an emptied list ends the chain.
             fetch = self._unknown_ids.guard(send, params, what=what, empty=empty)
-            return follow_pages(fetch, what=what, page_token=page_token)
+        else:
 
-        async def fetch_page(token: str | None, number: int) -> Paged:
-            return await send(params, token, f"{what} page {number}")
+            async def fetch(token: str | None, number: int) -> Paged:
+                return await send(params, token, f"{what} page {number}")
 
-        return follow_pages(fetch_page, what=what, page_token=page_token)
+        return follow_pages(
+            fetch,
+            what=what,
+            page_token=page_token,
+            fingerprint=_fingerprint,
+            max_pages=self.max_pages_per_chain,
+        )
 
     def departments(self) -> AsyncGenerator[Department, None]:
         """Every department of the account, across all pages."""
@@ -316,6 +333,17 @@ class ResultStream(AsyncIterator[LearnerResult]):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+
+def _fingerprint(page: ResultsPage | DepartmentsPage) -> tuple[int, str, str] | None:
+    """Length and first and last identities: equal only for a page that repeats an earlier one."""
+    if isinstance(page, ResultsPage):
+        if not page.records:
+            return None
+        return len(page.records), page.records[0].identity, page.records[-1].identity
+    if not page.departments:
+        return None
+    return len(page.departments), page.departments[0].department_id, page.departments[-1].department_id
 
 
 async def _records(pages: AsyncGenerator[P, None], items: Callable[[P], list[R]]) -> AsyncGenerator[R, None]:

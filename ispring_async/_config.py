@@ -66,6 +66,10 @@ class RetryPolicy:
     bodies that break part-way. Never retried: 400, 403, 404. ``attempts`` counts the first try;
     ``total`` bounds the time from the first attempt of one request to the start of its last retry.
     ``RetryPolicy(wait_scale=0)`` keeps the retry logic but never sleeps (for tests).
+
+    A ``Retry-After`` is honoured up to ``max_retry_after``; one below ``min_retry_after`` (``0``, a
+    negative number, a date already past) is raised to it, so a server that asks for an immediate
+    retry still gets a pause between attempts.
     """
 
     attempts: int = 8
@@ -73,12 +77,14 @@ class RetryPolicy:
     maximum: float = 30.0
     total: float = 300.0
     max_retry_after: float = 120.0
+    min_retry_after: float = 1.0
     wait_scale: float = 1.0
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise ValueError("RetryPolicy.attempts must be >= 1")
-        if self.initial < 0 or self.maximum < 0 or self.total < 0 or self.wait_scale < 0:
+        durations = (self.initial, self.maximum, self.total, self.max_retry_after, self.min_retry_after)
+        if any(not value >= 0 for value in (*durations, self.wait_scale)):  # NaN fails too
             raise ValueError("RetryPolicy durations must be >= 0")
 
     def backoff(self, retry: int, jitter: float) -> float:

@@ -15,14 +15,19 @@
     │   ├── UnexpectedContentError  HTML or another content type where XML/JSON was asked for
     │   ├── ParseError              malformed XML/JSON or wrong field types (page, where)
     │   │   └── UnsafeXMLError      DTDs, entity declarations, external references
-    │   └── PaginationError         a page token that repeats
+    │   └── PaginationError         a page chain that would never end (repeated token, no new pages)
     └── PartitionError              a fan-out partition failed (partition, __cause__)
 
-aiohttp, expat and msgspec exceptions are translated where they are caught (``raise ... from exc``)
-and never reach callers untranslated. No message ever contains a secret or a token.
+aiohttp, expat and msgspec exceptions are translated where they are caught and never reach callers
+untranslated. No message ever contains a secret or a token, and no error is chained (``__cause__``,
+``__context__``) to an aiohttp object that holds one: the transport keeps only a safe description.
+Text a server sent (an API error message, a malformed header) goes through :func:`printable` before
+it becomes part of a message or a log line, so it cannot drive the terminal that shows it.
 """
 
 from __future__ import annotations
+
+import re
 
 __all__ = [
     "APIError",
@@ -43,6 +48,33 @@ __all__ = [
     "UnexpectedContentError",
     "UnsafeXMLError",
 ]
+# printable (below) is shared by the package's modules, not part of the public API.
+
+# C0 and C1 controls (ESC starts every terminal sequence, BEL ends OSC titles, CR/LF forge lines), DEL,
+# the Unicode line and paragraph separators, and the bidirectional overrides that reorder what is shown.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    r"""``text`` with every control character spelled as an escape, so it is shown, never obeyed.
+
+    Idempotent (an escape is plain text), and a no-op on ordinary text.
+
+    >>> printable("bad\x1b]0;owned\x07 request\nexport complete")
+    'bad\\x1b]0;owned\\x07 request\\nexport complete'
+    """
+    return _UNPRINTABLE.sub(_escape, text)
 
 
 class ISpringError(Exception):
@@ -146,7 +178,8 @@ class UnsafeXMLError(ParseError):
 
 
 class PaginationError(ResponseError):
-    """The API returned a page token it had already returned: following it would loop forever."""
+    """The page chain would never end: a token already followed, pages that keep adding nothing while
+    they carry a fresh token, or more pages than ``max_pages_per_chain``."""
 
 
 class PartitionError(ISpringError):

@@ -28,9 +28,11 @@ from ispring_async._exceptions import (
     ConfigurationError,
     PartitionError,
     PermissionDeniedError,
+    printable,
 )
 from ispring_async._fanout import FanOut, FanOutOptions, PartitionProgress
 from ispring_async._models import LearnerResult
+from ispring_async._paginate import DEFAULT_MAX_PAGES
 from ispring_async._progress import (
     Clock,
     ProgressMode,
@@ -58,7 +60,7 @@ class ExitCode(enum.IntEnum):
     API = 4
     """Any other API or network failure, after retries."""
     OUTPUT = 5
-    """The output cannot be written, resumed or published."""
+    """The output cannot be written, resumed or published, or another export is writing it."""
     SIGINT = 130
     """Interrupted by Ctrl-C (128 + SIGINT, as shells report it); the checkpoint is kept."""
     SIGTERM = 143
@@ -84,6 +86,7 @@ class ExportSettings:
     page_size: int = 1000
     response_format: ResponseFormat = ResponseFormat.XML
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
+    max_pages_per_chain: int = DEFAULT_MAX_PAGES
     output: Path
     format: str | None = None
     resume: bool = False
@@ -175,7 +178,10 @@ def root_cause(exc: BaseException) -> BaseException:
 
 
 def describe_error(exc: BaseException) -> str:
-    """A one-paragraph message for ``exc`` (library messages never hold secrets)."""
+    """A one-line message for ``exc`` (library messages never hold secrets), control characters escaped.
+
+    Every message is escaped again here, whatever raised it: this is what reaches the terminal.
+    """
     parts: list[str] = []
     current: BaseException | None = exc
     while current is not None:
@@ -188,7 +194,7 @@ def describe_error(exc: BaseException) -> str:
             parts.append(text)
         parts.extend(getattr(current, "__notes__", ()))
         current = current.__cause__ if isinstance(current, PartitionError) else None
-    return "; ".join(parts)
+    return printable("; ".join(str(part) for part in parts))
 
 
 class _Run:
@@ -263,6 +269,7 @@ async def run_export(
         allow_insecure_http=settings.allow_insecure_http,
         token_url=settings.token_url,
         skip_unknown_ids=settings.skip_unknown_ids,
+        max_pages_per_chain=settings.max_pages_per_chain,
     )
     run = _Run(settings, sink, client)
     reporter = ProgressReporter(run.snapshot, mode=progress, stream=stream, interval=progress_interval)

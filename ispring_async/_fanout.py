@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING
 import anyio
 import msgspec
 
-from ispring_async._exceptions import ConfigurationError, PartitionError
+from ispring_async._exceptions import ConfigurationError, ParseError, PartitionError, printable
 from ispring_async._models import LearnerResult, ResultsPage
 from ispring_async._plan import Partition, Planner, Split, epoch_seconds
-from ispring_async._query import ResultsQuery
+from ispring_async._query import ResultsQuery, check_instant
 from ispring_async._ratelimit import RateLimiter
 from ispring_async._transport import RetryEvent
 
@@ -133,10 +133,21 @@ class FanOutOptions:
             raise ConfigurationError(f"FanOutOptions.rate_limit must be > 0 or None, got {self.rate_limit!r}")
         if not isinstance(self.min_window, int | float) or not self.min_window >= 1:
             raise ConfigurationError(f"FanOutOptions.min_window must be >= 1 second, got {self.min_window!r}")
-        if self.earliest is not None and (
-            not isinstance(self.earliest, datetime) or self.earliest.utcoffset() is None
-        ):
-            raise ConfigurationError("FanOutOptions.earliest must be a timezone-aware datetime or None")
+        if self.earliest is not None:
+            check_instant(self.earliest, "FanOutOptions.earliest")  # aware, and inside the calendar
+
+
+def _department_id(value: str) -> str:
+    # The ids become departmentIds[] filters, which take UUIDs only: another shape is the server's
+    # malformed data (exit 4), not the caller's usage, so it must not surface as a ConfigurationError.
+    try:
+        ResultsQuery(department_ids=[value])
+    except ConfigurationError:
+        raise ParseError(
+            f"GET /departments returned a department id that is not a UUID: {printable(repr(value[:100]))}",
+            page="GET /departments",
+        ) from None
+    return value
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -521,7 +532,7 @@ class FanOut:
                     await rate.acquire()
                 self._requests += 1
                 page = await anext(pages)
-                ids.extend(d.department_id for d in page.departments)
+                ids.extend(_department_id(d.department_id) for d in page.departments)
                 if not page.next_page_token:
                     return ids
 

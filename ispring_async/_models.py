@@ -10,6 +10,7 @@ millions of them a nightly export creates.
 from __future__ import annotations
 
 import enum
+import sys
 from datetime import datetime
 from typing import Annotated
 
@@ -28,6 +29,13 @@ __all__ = [
 # An aware datetime: the API always sends an offset (``Z`` or ``+00:00``); a naive value is refused
 # rather than silently interpreted in the local zone.
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+# Numbers every sink can store, checked where a page is parsed (msgspec's error names the record and the
+# field), not where a sink first fails: SQLite and Parquet hold signed 64-bit integers, and no sink
+# has one faithful spelling of NaN or Infinity (JSON has none at all, CSV and SQLite disagree). The
+# API's numbers are finite, so a non-finite one is the server's error, and refused like a wrong type.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+FiniteFloat = Annotated[float, msgspec.Meta(ge=-sys.float_info.max, le=sys.float_info.max)]
 
 RowIdentity = str
 """The identity of a result row: its ``enrollmentId``, else ``"<userId>/<courseId>"``."""
@@ -77,12 +85,12 @@ class LearnerResult(msgspec.Struct, frozen=True, kw_only=True, rename="camel", g
     due_date: AwareDatetime | None = None
     expiration_date: AwareDatetime | None = None
     completion_date: AwareDatetime | None = None
-    duration: int | None = None
-    time_spent: int | None = None
-    progress: float | None = None
-    awarded_score: float | None = None
-    passing_score: float | None = None
-    views_count: int | None = None
+    duration: Int64 | None = None
+    time_spent: Int64 | None = None
+    progress: FiniteFloat | None = None
+    awarded_score: FiniteFloat | None = None
+    passing_score: FiniteFloat | None = None
+    views_count: Int64 | None = None
 
     @property
     def identity(self) -> RowIdentity:

@@ -15,8 +15,11 @@ from typing import TextIO
 
 import anyio
 
+from ispring_async._exceptions import printable
+
 __all__ = [
     "Clock",
+    "PrintableFormatter",
     "ProgressLogHandler",
     "ProgressMode",
     "ProgressReporter",
@@ -159,6 +162,19 @@ class ProgressReporter:
 
 
 _live: list[ProgressReporter] = []  # the live line on screen, if any (at most one per process)
+
+
+class PrintableFormatter(logging.Formatter):
+    """Formats a log line with its message escaped by :func:`printable`.
+
+    Messages interpolate what servers sent (an error message, a header); escaped, they cannot move the
+    cursor, retitle the window or start a forged line. A traceback below the message keeps its lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        escaped = logging.makeLogRecord(record.__dict__)
+        escaped.message = printable(record.message)
+        return super().formatMessage(escaped)
 
 
 class ProgressLogHandler(logging.StreamHandler[TextIO]):

@@ -16,9 +16,41 @@ from ispring_async._config import MAX_PAGE_SIZE
 from ispring_async._exceptions import ConfigurationError
 from ispring_async._models import CompletionStatus, UserStatus
 
-__all__ = ["DateRange", "ResultsQuery"]
+__all__ = ["EARLIEST_INSTANT", "LATEST_INSTANT", "DateRange", "ResultsQuery", "check_instant"]
 
 _E = TypeVar("_E", CompletionStatus, UserStatus)
+
+# Bounds a day inside the calendar's edges: windows, rounding and "end of day" add seconds to a bound,
+# and at year 1 or 9999 that overflows (year 10000 is out of range) long after the query was accepted.
+EARLIEST_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_INSTANT = datetime(9999, 12, 30, 23, 59, 59, tzinfo=UTC)
+
+
+def check_instant(value: datetime, what: str) -> datetime:
+    """``value`` in UTC, or ``ConfigurationError`` if it is naive or outside the supported years.
+
+    >>> check_instant(datetime(9999, 12, 31, tzinfo=UTC), "DateRange.end")
+    Traceback (most recent call last):
+    ...
+    ispring_async._exceptions.ConfigurationError: DateRange.end 9999-12-31 00:00:00+00:00 is outside ...
+    """
+    if not isinstance(value, datetime):
+        raise ConfigurationError(f"{what} must be a datetime, got {type(value).__name__}")
+    if value.utcoffset() is None:
+        raise ConfigurationError(
+            f"{what} must be timezone-aware (e.g. tzinfo=datetime.UTC), got naive {value}"
+        )
+    try:
+        utc = value.astimezone(UTC)
+    except (OverflowError, ValueError):
+        utc = None  # an offset that pushes it past year 1 or 9999
+    if utc is None or not EARLIEST_INSTANT <= utc <= LATEST_INSTANT:
+        first, last = (_wire_datetime(t, round_up=False) for t in (EARLIEST_INSTANT, LATEST_INSTANT))
+        raise ConfigurationError(
+            f"{what} {value} is outside the supported range {first} .. {last} "
+            "(leave the bound out for an open range)"
+        )
+    return utc
 
 
 def _wire_datetime(value: datetime, *, round_up: bool) -> str:
@@ -28,7 +60,8 @@ def _wire_datetime(value: datetime, *, round_up: bool) -> str:
         # The API's dates have whole seconds, so rounding a start up and an end down to the second
         # selects exactly the rows the precise bound would, and sends what every API accepts.
         utc = utc.replace(microsecond=0) + (timedelta(seconds=1) if round_up else timedelta())
-    return utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: strftime("%Y") does not pad years before 1000 on every platform.
+    return utc.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -47,14 +80,8 @@ class DateRange:
             raise ConfigurationError("DateRange needs a start, an end, or both (use None for no range)")
         for name in ("start", "end"):
             value = getattr(self, name)
-            if value is None:
-                continue
-            if not isinstance(value, datetime):
-                raise ConfigurationError(f"DateRange.{name} must be a datetime, got {type(value).__name__}")
-            if value.utcoffset() is None:
-                raise ConfigurationError(
-                    f"DateRange.{name} must be timezone-aware (e.g. tzinfo=datetime.UTC), got naive {value}"
-                )
+            if value is not None:
+                check_instant(value, f"DateRange.{name}")
         if self.start is not None and self.end is not None:
             if self.start > self.end:
                 raise ConfigurationError(f"DateRange start {self.start} is after its end {self.end}")

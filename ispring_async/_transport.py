@@ -56,6 +56,7 @@ from ispring_async._exceptions import (
     TransportError,
     UnexpectedContentError,
     UnsafeXMLError,
+    printable,
 )
 
 __all__ = ["BodyParser", "OnRetry", "RetryCause", "RetryEvent", "TokenSource", "Transport"]
@@ -161,11 +162,13 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            seconds = (when - (now or datetime.now(UTC))).total_seconds()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            # A date the calendar cannot hold (year 10000, an offset past the edge) is as unreadable
+            # as garbage: no hint, so the usual back-off applies.
             return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = (when - (now or datetime.now(UTC))).total_seconds()
     if seconds != seconds:  # NaN
         return None
     return max(0.0, seconds)
@@ -272,6 +275,8 @@ class Transport:
         while True:
             attempt += 1
             token = None
+            event: RetryEvent
+            final: ISpringError | None = None
             try:
                 token = await auth.token() if auth is not None else None
                 return await self._attempt(
@@ -284,24 +289,42 @@ class Transport:
                 # issued (a race with a rotation): each new refusal earns a refresh, up to a bound, after
                 # which the refusal is taken as final (credentials revoked, a proxy eating the header).
                 if auth is None or token is None or refreshes >= _MAX_REFRESHES or not auth.invalidate(token):
-                    raise exc.error from None
-                refreshes += 1
-                self._notify(on_retry, RetryEvent("401-refresh", attempt, 0.0, label))
+                    final = exc.error
+                else:
+                    refreshes += 1
+                    event = RetryEvent("401-refresh", attempt, 0.0, label)
             except _RetryableError as exc:
                 failures += 1
-                wait = self._wait(exc, failures)
+                wait = self._wait(exc, failures, label)
                 if failures >= policy.attempts or time.monotonic() - started + wait > policy.total:
                     exc.error.add_note(f"gave up after {attempt} attempts ({label})")
-                    raise exc.error from exc.error.__cause__
-                self._notify(on_retry, RetryEvent(exc.cause, attempt, wait, label))
-                if wait > 0:
-                    await asyncio.sleep(wait)
+                    final = exc.error
+                else:
+                    event = RetryEvent(exc.cause, attempt, wait, label)
+            if final is not None:
+                # Raised here, outside the except block, so Python chains no __context__ to it: the
+                # error a caller sees leads to nothing but itself (see _attempt).
+                raise final
+            self._notify(on_retry, event)
+            if event.wait > 0:
+                await asyncio.sleep(event.wait)
 
-    def _wait(self, exc: _RetryableError, failures: int) -> float:
+    def _wait(self, exc: _RetryableError, failures: int, label: str) -> float:
         policy = self.retry
-        if exc.retry_after is not None:
-            return min(exc.retry_after, policy.max_retry_after) * policy.wait_scale
-        return policy.backoff(failures, self._rng.random())
+        retry_after = exc.retry_after
+        if retry_after is None:
+            return policy.backoff(failures, self._rng.random())
+        if retry_after < policy.min_retry_after:
+            # "Retry-After: 0" (or a date in the past) from a struggling server would turn every
+            # retry into an immediate hammering; a short floor keeps retries a back-off.
+            logger.warning(
+                "%s: Retry-After of %.2fs is below the floor, waiting %.2fs instead",
+                label,
+                retry_after,
+                policy.min_retry_after,
+            )
+            retry_after = policy.min_retry_after
+        return min(retry_after, policy.max_retry_after) * policy.wait_scale
 
     @staticmethod
     def _notify(on_retry: OnRetry | None, event: RetryEvent) -> None:
@@ -341,6 +364,7 @@ class Transport:
         # Where an exception happened decides what it means: a timeout before the status line is a
         # slow connect, one inside the body is a stalled server.
         in_body = at_end = False
+        failure: _RetryableError | ISpringError
         try:
             async with session.request(
                 method, url, params=params or None, data=form, headers=request_headers, allow_redirects=False
@@ -363,23 +387,34 @@ class Transport:
             cause = _retryable_parse_error(exc, at_end=at_end)
             if cause is None:
                 raise
-            raise _RetryableError(cause, exc) from exc
+            failure = _RetryableError(cause, exc)
         except UnexpectedContentError as exc:
             if shown in str(exc):
                 raise
             # The parser names the page; the caller needs the URL to see the base URL is wrong.
-            raise UnexpectedContentError(f"{exc} (from {shown}; is the base URL right?)") from exc
-        except aiohttp.ClientPayloadError as exc:
-            error = TransportError(f"{shown}: the response body was cut short ({label})")
-            error.__cause__ = exc
-            raise _RetryableError("truncated", error) from exc
-        except (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError) as exc:
-            raise TransportError(f"{shown}: TLS failed: {exc}") from exc
-        except aiohttp.ConnectionTimeoutError as exc:
-            error = TransportError(f"{shown}: connecting timed out after {self.timeouts.connect}s")
-            error.__cause__ = exc
-            raise _RetryableError("timeout", error) from exc
-        except TimeoutError as exc:
+            failure = UnexpectedContentError(f"{exc} (from {shown}; is the base URL right?)")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            failure = self._translate(exc, shown, label, in_body=in_body)
+        # Raised outside the except blocks, with no __cause__: aiohttp's exceptions carry the request
+        # (``request_info`` holds the Authorization header with the bearer token), so an error chained
+        # to one would print the token in any traceback, Sentry event or logging.exception. Only the
+        # safe description _translate extracted survives.
+        raise failure
+
+    def _translate(
+        self, exc: BaseException, shown: str, label: str, *, in_body: bool
+    ) -> _RetryableError | ISpringError:
+        """The one place an aiohttp (or socket) failure becomes our error: a description, never the object."""
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return _RetryableError(
+                "truncated", TransportError(f"{shown}: the response body was cut short ({label})")
+            )
+        if isinstance(exc, aiohttp.ClientSSLError | aiohttp.ClientConnectorCertificateError):
+            return TransportError(f"{shown}: TLS failed: {printable(str(exc))}")
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            message = f"{shown}: connecting timed out after {self.timeouts.connect}s"
+            return _RetryableError("timeout", TransportError(message))
+        if isinstance(exc, TimeoutError):
             timeouts = self.timeouts
             if not isinstance(exc, aiohttp.SocketTimeoutError):
                 message = (
@@ -389,16 +424,19 @@ class Transport:
                 message = f"{shown}: the server stopped sending mid-body for {timeouts.read}s ({label})"
             else:
                 message = f"{shown}: no response within Timeouts.read={timeouts.read}s ({label})"
-            error = ReadTimeoutError(message)
-            error.__cause__ = exc
-            raise _RetryableError("timeout", error) from exc
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            error = TransportError(f"{shown}: connection failed: {type(exc).__name__} {exc}")
-            error.__cause__ = exc
-            raise _RetryableError("reset", error) from exc
-        except aiohttp.ClientError as exc:
-            raise TransportError(f"{shown}: {type(exc).__name__}: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+            return _RetryableError("timeout", ReadTimeoutError(message))
+        if isinstance(exc, aiohttp.ClientConnectionError | OSError):
+            return _RetryableError(
+                "reset",
+                TransportError(f"{shown}: connection failed: {type(exc).__name__} {printable(str(exc))}"),
+            )
+        if isinstance(exc, aiohttp.ClientResponseError):
+            # A status line, header or framing aiohttp could not parse (or an encoding it cannot
+            # decode): its message quotes the server's bytes, its request_info our headers.
+            return TransportError(
+                f"{shown}: the server's response is malformed ({label}): {printable(exc.message)}"
+            )
+        return TransportError(f"{shown}: {type(exc).__name__} ({label})")
 
     @staticmethod
     def _raise_status(response: aiohttp.ClientResponse, body: bytes, shown: str) -> NoReturn:
@@ -406,10 +444,12 @@ class Transport:
 
         status = response.status
         code, api_message = parse_error_body(body)
-        detail = f": {api_message}" if api_message else ""
+        # The server's words go into a message shown on terminals and in logs: escaped (the
+        # attribute keeps them as sent).
+        detail = f": {printable(api_message)}" if api_message else ""
         if code is not None:
             detail += f" (code {code})"
-        message = f"{shown} answered {status} {response.reason or ''}".rstrip() + detail
+        message = f"{shown} answered {status} {printable(response.reason or '')}".rstrip() + detail
         url = shown.split(" ", 1)[1]
 
         def error(cls: type[APIError]) -> APIError:
@@ -438,14 +478,28 @@ class Transport:
             )
         if 300 <= status < 400:
             # Not followed: a redirect could downgrade to http:// or carry the token to another host.
-            location = response.headers.get("Location", "?")
-            message += f"; redirected to {yarl.URL(location).with_query(None)} (check the base URL)"
+            message += (
+                f"; redirected to {_shown_location(response.headers.get('Location'))} (check the base URL)"
+            )
         error_class: type[APIError] = {
             400: BadRequestError,
             403: PermissionDeniedError,
             404: NotFoundError,
         }.get(status, ServerError if status >= 500 else APIError)
         raise error(error_class)
+
+
+def _shown_location(location: str | None) -> str:
+    """A redirect's target for a message: without its query (it may carry a token), escaped."""
+    if not location:
+        return "nowhere (no Location header)"
+    try:
+        url = yarl.URL(location)
+        shown = str(url.with_query(None).with_fragment(None))
+        url.port  # noqa: B018 - raises ValueError for a port out of range, as aiohttp would
+    except (ValueError, TypeError):
+        return f"an unreadable Location {printable(location.partition('?')[0])[:200]!r}"
+    return printable(shown)
 
 
 async def _read_limited(response: aiohttp.ClientResponse) -> bytes:

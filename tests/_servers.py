@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import threading
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 from aiohttp import web
 
@@ -121,13 +122,18 @@ def results_body(indices: range, next_token: str | None, *, fmt: str = "xml") ->
         if next_token:
             page["nextPageToken"] = next_token
         return json.dumps(page).encode()
-    rows = "".join(
-        "<result>" + "".join(f"<{k}>{_xml_text(v)}</{k}>" for k, v in record(i).items()) + "</result>"
-        for i in indices
+    return xml_page([record(i) for i in indices], next_token)
+
+
+def xml_page(rows: list[dict[str, object]], next_token: str | None = None) -> bytes:
+    """A results page in the API's XML holding ``rows`` (API field names to values) as given."""
+    results = "".join(
+        "<result>" + "".join(f"<{k}>{_xml_text(v)}</{k}>" for k, v in row.items()) + "</result>"
+        for row in rows
     )
     token = f"<nextPageToken>{next_token}</nextPageToken>" if next_token else ""
     head = '<?xml version="1.0" encoding="UTF-8"?>\n'
-    return f"{head}<response><results>{rows}</results>{token}</response>".encode()
+    return f"{head}<response><results>{results}</results>{token}</response>".encode()
 
 
 def content_type(fmt: str) -> str:
@@ -210,3 +216,65 @@ class TokenEndpoint:
         return web.json_response(
             {"access_token": token, "expires_in": self.expires_in, "token_type": "bearer"}
         )
+
+
+RawReply = Callable[[bytes], bytes]
+"""Given a request's head (request line and headers), the exact bytes to answer with."""
+
+
+@contextlib.asynccontextmanager
+async def raw_server(reply: RawReply) -> AsyncIterator[str]:
+    """A loopback TCP server that answers each request with ``reply``'s bytes, then closes; yields its URL.
+
+    For responses no HTTP framework would send: a broken status line, a header without a colon, a bad
+    chunk size, a 20 KB header. A request body (the token form) is read and dropped first.
+    """
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    await reader.readexactly(int(value))
+            writer.write(reply(head))
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@contextlib.contextmanager
+def serve_in_background(routes: Mapping[str, Handler]) -> Iterator[str]:
+    """``serve(routes)`` on its own event loop in a thread, for code that runs its own loop (the CLI)."""
+    ready = threading.Event()
+    urls: list[str] = []
+    stop: list[asyncio.Event] = []
+    loop = asyncio.new_event_loop()
+
+    async def run() -> None:
+        async with serve(routes) as server:
+            stop.append(asyncio.Event())
+            urls.append(server.base_url)
+            ready.set()
+            await stop[0].wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    if not ready.wait(30):
+        raise RuntimeError("the background server did not start")
+    try:
+        yield urls[0]
+    finally:
+        loop.call_soon_threadsafe(stop[0].set)
+        thread.join(30)
+        loop.close()

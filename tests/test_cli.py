@@ -15,6 +15,7 @@ from ispring_async._config import ResponseFormat
 from ispring_async._export import ExitCode
 from ispring_async._fanout import Split
 from ispring_async._models import UserStatus
+from ispring_async._paginate import DEFAULT_MAX_PAGES
 from ispring_async._progress import (
     ProgressMode,
     ProgressReporter,
@@ -117,6 +118,12 @@ def test_defaults() -> None:
     assert SECRET not in repr(settings)
 
 
+def test_the_page_cap_comes_from_the_command_line_or_the_default() -> None:
+    """--max-pages-per-chain sets the per-chain page cap; without it the library's default applies."""
+    assert parse(BASE, CREDS)[0].max_pages_per_chain == DEFAULT_MAX_PAGES
+    assert parse([*BASE, "--max-pages-per-chain", "25"], CREDS)[0].max_pages_per_chain == 25
+
+
 def test_precedence_command_line_over_environment_over_config(tmp_path: Path) -> None:
     """Each option comes from the highest layer that gives it: argv, then $ISPRING_*, then the TOML file."""
     config = tmp_path / "export.toml"
@@ -204,6 +211,8 @@ def test_command_line_filters(tmp_path: Path) -> None:
         pytest.param([*BASE, "--access-date-from", "yesterday"], CREDS, "RFC 3339", id="bad-date"),
         pytest.param([*BASE, "--client-secret-file", "/nonexistent/s"], CREDS, "cannot read", id="no-file"),
         pytest.param([*BASE, "--completion-status", "done"], CREDS, "is not one of", id="bad-status"),
+        pytest.param([*BASE, "--max-pages-per-chain", "0"], CREDS, "must be >= 1", id="no-pages"),
+        pytest.param([*BASE], {"ISPRING_TOKEN": "tok\r\nX: 1"}, "control characters", id="token-with-crlf"),
     ],
 )
 def test_usage_errors_exit_2(

@@ -28,11 +28,23 @@ import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
 
+from ispring_async import Client, DateRange, ResultsQuery, UserStatus
 from ispring_async._cli import main
 from ispring_async._export import ExitCode
 from ispring_async._models import LearnerResult
+from ispring_async._query import EARLIEST_INSTANT, LATEST_INSTANT
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, serve_in_thread
-from tests._servers import TokenEndpoint, api_error, serve
+from tests._servers import (
+    Handler,
+    PagedResults,
+    TokenEndpoint,
+    api_error,
+    ident,
+    results_body,
+    serve_in_background,
+    xml_page,
+)
+from tests._servers import record as server_record
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "distinctive-Secret-4d1f9a2e-DO-NOT-LEAK"
@@ -194,31 +206,12 @@ def test_config_file_runs_an_export(emu: Emulator, tmp_path: Path, monkeypatch: 
 @contextlib.contextmanager
 def scripted_api(status: int) -> Iterator[str]:
     """A server in a thread whose token endpoint works and whose results answer ``status``."""
-    ready = threading.Event()
-    urls: list[str] = []
-    stop: list[asyncio.Event] = []
-    loop = asyncio.new_event_loop()
 
     async def results(request: web.Request) -> web.StreamResponse:
         return api_error(status, status, "Permission denied")
 
-    async def run() -> None:
-        token = TokenEndpoint(client_id="emulator-client", client_secret=SECRET)
-        async with serve({"/api/v3/token": token, "/learners/results": results}) as server:
-            stop.append(asyncio.Event())
-            urls.append(server.base_url)
-            ready.set()
-            await stop[0].wait()
-
-    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
-    thread.start()
-    ready.wait()
-    try:
-        yield urls[0]
-    finally:
-        loop.call_soon_threadsafe(stop[0].set)
-        thread.join()
-        loop.close()
+    with serve_in_background(api_routes(results)) as url:
+        yield url
 
 
 def _closed_port() -> str:
@@ -462,3 +455,240 @@ def test_sigterm_and_sigint_stop_cleanly_and_print_how_to_resume(
     assert SECRET not in out + err
     assert export(slow_emu.base_url, output, "--page-size", "50", "--resume") == ExitCode.OK
     assert_ground_truth(read_records(output, "parquet"), slow_emu.expected_results(ACTIVE_AND_BLOCKED))
+
+
+# -- hardening: locks, endless chains, numbers, damaged leftovers, dates, hostile text --------------------
+
+
+class StallAfterFirstPage(PagedResults):
+    """PagedResults whose later pages wait until ``release`` is set: a run that stays mid-export."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__(total)
+        self.release = threading.Event()
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        if "pageToken" in request.query and not self.release.is_set():
+            # A worker thread waits, so the server's loop keeps answering the second process.
+            await asyncio.get_running_loop().run_in_executor(None, self.release.wait)
+        return await super().__call__(request)
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("csv", id="csv"),
+        pytest.param("parquet", id="parquet"),
+    ],
+)
+def test_a_second_export_into_an_output_in_use_is_refused_at_once(
+    creds: None, tmp_path: Path, fmt: str
+) -> None:
+    """Two real processes, one output: the second exits 5 at once naming the first; SIGKILL frees --resume."""
+    output = tmp_path / f"results.{fmt}"
+    results = StallAfterFirstPage(120)
+    with serve_in_background(api_routes(results)) as url:
+        first = spawn(url, output, "--split", "none")
+        try:
+            wait_for_checkpoint(first, output, 50)
+            second = spawn(url, output, "--split", "none")
+            _, err = second.communicate(timeout=60)
+            assert second.returncode == ExitCode.OUTPUT, err
+            assert "another export is writing" in err
+            assert f"process {first.pid}" in err
+            assert first.poll() is None  # refused while the first still runs: it did not wait
+            assert checkpointed_records(output) == 50  # the first run's checkpoint is untouched
+            if fmt == "sqlite":
+                assert [status for _, status, _ in sqlite_runs(output)] == ["running"]
+        finally:
+            first.kill()
+            first.communicate()
+            results.release.set()
+        assert export(url, output, "--page-size", "50", "--split", "none", "--resume") == ExitCode.OK
+    assert sorted(r.identity for r in read_records(output, fmt)) == sorted(ident(3, i) for i in range(120))
+    if fmt == "sqlite":
+        assert [status for _, status, _ in sqlite_runs(output)] == ["complete"]
+
+
+class EndlessResults:
+    """``/learners/results`` that answers every page with no records and a fresh next token."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        self.hits += 1
+        return web.Response(body=results_body(range(0), f"t{self.hits}"), content_type="application/xml")
+
+
+def api_routes(results: Handler, **more: Handler) -> dict[str, Handler]:
+    """A token endpoint for the test credentials, ``results`` at /learners/results, and ``more``."""
+    token = TokenEndpoint(client_id="emulator-client", client_secret=SECRET)
+    routes: dict[str, Handler] = {"/api/v3/token": token, "/learners/results": results}
+    routes.update({f"/{name}": handler for name, handler in more.items()})
+    return routes
+
+
+@pytest.mark.parametrize(
+    "split", [pytest.param("none", id="one-chain"), pytest.param("adaptive", id="adaptive")]
+)
+def test_an_endless_chain_exits_4_and_so_does_its_resume(
+    creds: None, tmp_path: Path, split: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Empty pages with fresh tokens forever: exit 4 after bounded requests; --resume ends the same way."""
+    endless = EndlessResults()
+    output = tmp_path / "results.jsonl"
+    with serve_in_background(api_routes(endless)) as url:
+        assert export(url, output, "--split", split) == ExitCode.API
+        first = endless.hits
+        assert "paging forever" in capsys.readouterr().err
+        assert export(url, output, "--split", split, "--resume") == ExitCode.API
+        assert "paging forever" in capsys.readouterr().err
+    assert first <= 2_000
+    assert endless.hits - first <= 2_000
+    assert not output.exists()
+
+
+def one_record_page(**fields: object) -> Handler:
+    """``/learners/results`` with one record whose ``fields`` are replaced by the given XML texts."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = xml_page([{**server_record(0), **fields}])
+        return web.Response(body=body, content_type="application/xml")
+
+    return handler
+
+
+@pytest.mark.parametrize("fmt", [pytest.param("sqlite", id="sqlite"), pytest.param("parquet", id="parquet")])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        pytest.param("duration", str(2**63), id="duration-2**63"),
+        pytest.param("timeSpent", str(-(2**63) - 1), id="timeSpent-below-int64"),
+        pytest.param("viewsCount", "9" * 40, id="viewsCount-40-digits"),
+        pytest.param("progress", "NaN", id="progress-NaN"),
+        pytest.param("awardedScore", "Infinity", id="awardedScore-Infinity"),
+        pytest.param("passingScore", "-inf", id="passingScore-minus-inf"),
+        pytest.param("progress", "1e999", id="progress-overflowing-float"),
+    ],
+)
+def test_a_number_no_sink_can_store_exits_4_naming_record_and_field(
+    creds: None, tmp_path: Path, fmt: str, field: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Integers past int64 and non-finite floats are a parse error naming record and field, run and resume."""
+    output = tmp_path / f"results.{fmt}"
+    with serve_in_background(api_routes(one_record_page(**{field: value}))) as url:
+        for resume in ([], ["--resume"]):
+            assert export(url, output, "--split", "none", *resume) == ExitCode.API
+            err = capsys.readouterr().err
+            assert f"$[0].{field}" in err and "<result> #1" in err, err
+    assert fmt == "sqlite" or not output.exists()
+    if fmt == "sqlite":
+        assert [status for _, status, _ in sqlite_runs(output)] == ["failed", "failed"]
+
+
+def test_a_damaged_checkpoint_count_never_reaches_the_summary(
+    tmp_path: Path, creds: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint edited to ``records: -5``: --resume warns, starts afresh and reports the true count."""
+    config = EmulatorConfig(
+        results=600, seed=2, client_secret=SECRET, faults=Faults(script={("results", 3): Fault.SERVER_ERROR})
+    )
+    output = tmp_path / "results.jsonl"
+    checkpoint = tmp_path / ".results.jsonl.checkpoint"
+    with serve_in_thread(config) as emulator:
+        args = ["--split", "none", "--retry-attempts", "1"]
+        assert export(emulator.base_url, output, *args) == ExitCode.API
+        checkpoint.write_bytes(json.dumps({**json.loads(checkpoint.read_bytes()), "records": -5}).encode())
+        capsys.readouterr()
+        assert export(emulator.base_url, output, *args, "--resume") == ExitCode.OK
+        out, err = capsys.readouterr()
+        expected = emulator.expected_results(ACTIVE_AND_BLOCKED)
+    assert "starting afresh" in err and "checksum" in err
+    assert f"export complete: {len(expected):,} records" in out
+    assert "kept from the interrupted run" not in out
+    assert_ground_truth(read_records(output, "jsonl"), expected)
+
+
+class Counting:
+    """A handler that counts its requests and answers an empty last page."""
+
+    def __init__(self) -> None:
+        self.hits = 0
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        self.hits += 1
+        return web.Response(body=results_body(range(0), None), content_type="application/xml")
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        pytest.param(["--access-date-to", "9999-12-31"], id="to-the-last-day"),
+        pytest.param(["--due-date-from", "9999-12-31T23:59:59.5Z"], id="past-the-last-second"),
+        pytest.param(["--completion-date-from", "0001-01-01T00:00:00+05:00"], id="offset-before-year-1"),
+        pytest.param(["--access-date-to", "9999-12-31T23:00:00-05:00"], id="offset-past-year-9999"),
+        pytest.param(["--earliest", "0001-01-01T00:00:00+01:00"], id="earliest-before-year-1"),
+    ],
+)
+def test_dates_at_the_calendars_edge_exit_2_before_any_request(
+    creds: None, tmp_path: Path, option: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bounds the windows cannot hold are a usage error naming the option, before any request is made."""
+    counting = Counting()
+    with serve_in_background(api_routes(counting)) as url:
+        assert export(url, tmp_path / "results.jsonl", *option) == ExitCode.USAGE
+    err = capsys.readouterr().err
+    assert option[0] in err and "supported range" in err
+    assert "continue with" not in err  # no resume hint that could never succeed
+    assert counting.hits == 0
+
+
+@pytest.mark.anyio
+async def test_the_adaptive_split_works_up_to_the_supported_edges() -> None:
+    """A query spanning the whole supported range splits adaptively without overflowing a window."""
+    config = EmulatorConfig(results=300, seed=3, client_secret=SECRET)
+    query = ResultsQuery(
+        user_statuses=[UserStatus.ACTIVE, UserStatus.BLOCKED],
+        access_date=DateRange(start=EARLIEST_INSTANT, end=LATEST_INSTANT),
+    )
+    with serve_in_thread(config) as emulator:
+        async with Client(emulator.base_url, client_id="emulator-client", client_secret=SECRET) as client:
+            records = [r async for r in client.learner_results(query, split="adaptive", concurrency=4)]
+        assert_ground_truth(records, emulator.expected_results(ACTIVE_AND_BLOCKED))
+
+
+def test_a_department_id_that_is_not_a_uuid_exits_4_not_2(
+    creds: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A malformed id from /departments is the server's data: exit 4 (API content), never 2 (usage)."""
+
+    async def departments(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"departments": [{"departmentId": "../../etc", "name": "x"}]})
+
+    routes = api_routes(PagedResults(5), departments=departments)
+    with serve_in_background(routes) as url:
+        args = ["--split", "department", "--response-format", "json"]
+        assert export(url, tmp_path / "results.jsonl", *args) == ExitCode.API
+    assert "not a UUID" in capsys.readouterr().err
+
+
+HOSTILE = "bad\x1b[2J\x1b]0;owned\x07\r\nexport complete: 29,533 records in results.sqlite (sqlite)"
+
+
+def test_a_server_message_reaches_the_terminal_escaped(
+    creds: None, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A 400 message with ESC/OSC/BEL and CR/LF is printed escaped: no sequence runs, no line is forged."""
+
+    async def refuse(request: web.Request) -> web.StreamResponse:
+        return api_error(400, 1, HOSTILE)
+
+    with serve_in_background(api_routes(refuse)) as url:
+        assert export(url, tmp_path / "results.jsonl", "--split", "none") == ExitCode.API
+    out, err = capfd.readouterr()
+    assert "\\x1b[2J" in err
+    for char in "\x1b\x07\r":
+        assert char not in out + err
+    assert not any(line.startswith("export complete") for line in (out + err).splitlines())

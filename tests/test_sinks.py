@@ -32,6 +32,7 @@ from ispring_async.sinks import (
     Sink,
     SinkError,
     SqliteSink,
+    _files,
     format_for_path,
     open_sink,
 )
@@ -416,7 +417,16 @@ def test_a_checkpoint_file_holds_the_state_and_nothing_of_the_data(tmp_path: Pat
         raw = checkpoint_path.read_bytes()
         mode = checkpoint_path.stat().st_mode & 0o777
     saved = msgspec.json.decode(raw)
-    assert set(saved) == {"version", "format", "columns", "offset", "records", "state"}
+    assert set(saved) == {
+        "version",
+        "format",
+        "columns",
+        "offset",
+        "records",
+        "data_crc32",
+        "state",
+        "checksum",
+    }
     assert base64.b64decode(saved["state"]) == b"\x00opaque\xff"
     assert (saved["format"], saved["columns"], saved["records"]) == (fmt, API_NAMES, 20)
     assert SECRET.encode() not in raw
@@ -425,7 +435,7 @@ def test_a_checkpoint_file_holds_the_state_and_nothing_of_the_data(tmp_path: Pat
 
 
 def test_the_sqlite_checkpoint_row_holds_the_state_only(tmp_path: Path) -> None:
-    """export_checkpoint stores the given state, the record count and a time, nothing else."""
+    """export_checkpoint stores the given state, the record count, a time and a checksum, nothing else."""
     path = tmp_path / "out.sqlite"
     with open_sink(path) as sink:
         sink.open(resume=False)
@@ -435,40 +445,148 @@ def test_the_sqlite_checkpoint_row_holds_the_state_only(tmp_path: Path) -> None:
         try:
             cursor = db.execute("SELECT * FROM export_checkpoint")
             columns = [d[0] for d in cursor.description]
-            ((run_id, state, records, _saved_at),) = cursor.fetchall()
+            ((run_id, state, records, _saved_at, _checksum),) = cursor.fetchall()
         finally:
             db.close()
-    assert columns == ["run_id", "state", "records", "saved_at"]
+    assert columns == ["run_id", "state", "records", "saved_at", "checksum"]
     assert (run_id, state, records) == (1, b"\x00opaque\xff", 20)
+
+
+def _reseal(checkpoint: Path, **changes: Any) -> None:
+    """Change fields of a checkpoint and give it a matching checksum: damage only the bounds can catch."""
+    saved = msgspec.json.decode(checkpoint.read_bytes(), type=_files._Checkpoint)
+    changed = msgspec.structs.replace(saved, **changes)
+    checkpoint.write_bytes(
+        msgspec.json.encode(msgspec.structs.replace(changed, checksum=_files._digest(changed)))
+    )
+
+
+def _flip_bit(path: Path, at: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0x04
+    path.write_bytes(bytes(data))
+
+
+def _damage(damage: str, checkpoint: Path, partial: Path) -> None:
+    saved = msgspec.json.decode(checkpoint.read_bytes())
+    if damage == "unreadable":
+        checkpoint.write_bytes(b'{"version": 2, "form')
+    elif damage == "other-columns":
+        _reseal(checkpoint, columns=[*saved["columns"], "newField"])
+    elif damage == "short-partial":
+        partial.write_bytes(partial.read_bytes()[:100])
+    elif damage == "flipped-bit-in-partial":
+        _flip_bit(partial, saved["offset"] // 2)
+    elif damage == "flipped-bit-in-state":
+        raw = checkpoint.read_bytes()
+        _flip_bit(checkpoint, raw.index(b'"state":"') + 12)
+    elif damage == "records-edited":
+        checkpoint.write_bytes(msgspec.json.encode({**saved, "records": -5}))
+    elif damage == "records-negative-resealed":
+        _reseal(checkpoint, records=-5)
+    elif damage == "offset-negative-resealed":
+        _reseal(checkpoint, offset=-1)
+    elif damage == "offset-mid-line-resealed":
+        _reseal(checkpoint, offset=saved["offset"] - 7)
+    elif damage == "old-version":
+        checkpoint.write_bytes(msgspec.json.encode({**saved, "version": 1}))
+    else:
+        raise AssertionError(damage)
+
+
+DAMAGES = [
+    pytest.param(name, id=name)
+    for name in (
+        "unreadable",
+        "other-columns",
+        "short-partial",
+        "flipped-bit-in-partial",
+        "flipped-bit-in-state",
+        "records-edited",
+        "records-negative-resealed",
+        "offset-negative-resealed",
+        "offset-mid-line-resealed",
+        "old-version",
+    )
+]
+
+
+@pytest.mark.parametrize("fmt", FILE_FORMATS)
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_an_unusable_checkpoint_means_starting_afresh(
+    tmp_path: Path, fmt: str, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged leftover is never trusted: resume returns None, logs what is wrong, the output is exact."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    write_then_crash(path, make_records(100), [])
+    _damage(damage, tmp_path / f".{path.name}.checkpoint", tmp_path / f".{path.name}.partial")
+    fresh = make_records(10, start=500)
+    with caplog.at_level(logging.WARNING, logger="ispring_async.sinks"):
+        assert export(path, [fresh], resume=True) is None
+    assert "starting afresh" in caplog.text
+    assert read_output(path, fmt)[1] == fresh
 
 
 @pytest.mark.parametrize(
     "damage",
     [
-        pytest.param("unreadable", id="unreadable"),
-        pytest.param("other-columns", id="other-columns"),
-        pytest.param("short-partial", id="short-partial"),
+        pytest.param("UPDATE export_checkpoint SET records = -5", id="records-negative"),
+        pytest.param("UPDATE export_checkpoint SET records = records + 1", id="records-off-by-one"),
+        pytest.param("UPDATE export_checkpoint SET state = x'00ff'", id="state-corrupted"),
+        pytest.param("UPDATE export_checkpoint SET checksum = NULL", id="no-checksum"),
+        pytest.param("DELETE FROM learner_results WHERE rowid % 10 = 0", id="rows-missing"),
     ],
 )
-def test_an_unusable_checkpoint_means_starting_afresh(
+def test_an_unusable_sqlite_checkpoint_means_starting_afresh(
     tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A damaged checkpoint is never trusted: resume returns None, logs why, and the output is exact."""
-    path = tmp_path / "out.jsonl"
+    """A damaged SQLite checkpoint row is never resumed: a logged fresh start, and the counts are right."""
+    path = tmp_path / "out.sqlite"
     write_then_crash(path, make_records(100), [])
-    checkpoint, partial = tmp_path / ".out.jsonl.checkpoint", tmp_path / ".out.jsonl.partial"
-    if damage == "unreadable":
-        checkpoint.write_bytes(b'{"version": 1, "form')
-    elif damage == "other-columns":
-        saved = msgspec.json.decode(checkpoint.read_bytes())
-        checkpoint.write_bytes(msgspec.json.encode({**saved, "columns": [*saved["columns"], "newField"]}))
-    else:
-        partial.write_bytes(partial.read_bytes()[:100])
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            db.execute(damage)
+    finally:
+        db.close()
     fresh = make_records(10, start=500)
     with caplog.at_level(logging.WARNING, logger="ispring_async.sinks"):
         assert export(path, [fresh], resume=True) is None
     assert "starting afresh" in caplog.text
-    assert read_output(path, "jsonl")[1] == fresh
+    assert run_status(path)[-1] == ("complete", 10)
+
+
+def test_an_intact_checkpoint_still_resumes(tmp_path: Path) -> None:
+    """The checks accept what they should: an undamaged leftover of every file format resumes."""
+    for fmt in ("jsonl", "csv", "parquet"):
+        path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+        records = make_records(120)
+        write_then_crash(path, records[:100], records[100:110])
+        assert export(path, [records[100:]], resume=True) == b"page 0"
+        assert read_output(path, fmt)[1] == records
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_int64_bounds_are_stored_exactly_in_every_format(tmp_path: Path, fmt: str) -> None:
+    """The largest and smallest int64 values the parser accepts are stored and read back exactly."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    base = make_records(2)
+    records = [
+        msgspec.structs.replace(base[0], duration=2**63 - 1, time_spent=-(2**63), views_count=0),
+        msgspec.structs.replace(base[1], duration=-(2**63), time_spent=2**63 - 1, progress=-1.5e308),
+    ]
+    export(path, [records])
+    assert read_output(path, fmt)[1] == records
+
+
+@pytest.mark.parametrize("fmt", [pytest.param("sqlite", id="sqlite"), pytest.param("parquet", id="parquet")])
+def test_a_hand_built_integer_beyond_int64_is_a_sink_error(tmp_path: Path, fmt: str) -> None:
+    """A hand-built record (not parsed) with an integer past int64 fails as SinkError, not OverflowError."""
+    path = tmp_path / f"out.{EXTENSIONS[fmt]}"
+    record = msgspec.structs.replace(make_records(1)[0], duration=2**63)
+    with pytest.raises(SinkError, match=r"64|Parquet"):
+        export(path, [[record]])
+    assert not path.exists() or fmt == "sqlite"
 
 
 @pytest.mark.parametrize("fmt", FILE_FORMATS)

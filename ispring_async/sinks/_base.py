@@ -2,11 +2,21 @@
 
 A sink owns both the output and the checkpoint, so that the records written so far and the exporter's
 opaque resume state become durable together (see :class:`Sink`).
+
+One lock protocol for every format: ``open`` takes an exclusive ``flock`` on ``.<name>.lock`` beside
+the output and holds it until ``finish`` or ``abort``, so a second export into an output in use
+(a slow night overlapping the next, a manual rerun) is refused at once instead of interleaving its
+records or failing the first run's checkpoint. The kernel drops the lock when the process dies, so a
+SIGKILLed run never blocks its ``--resume``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import os
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,6 +156,96 @@ class Sink(Protocol):
 State = Literal["new", "open", "finished", "aborted"]
 
 
+class OutputLock:
+    """An exclusive, non-blocking lock on ``.<name>.lock`` beside ``output``, held by one export run."""
+
+    def __init__(self, output: Path) -> None:
+        self.output = output
+        self.path = output.parent / f".{output.name}.lock"
+        # A file object, not a bare descriptor: if the sink is dropped without finish or abort (a
+        # crash in-process), closing it at collection releases the lock as the kernel would.
+        self._file: io.FileIO | None = None
+
+    def acquire(self) -> None:
+        """Take the lock, or raise :class:`SinkError` naming the process that holds it."""
+        if self._file is not None:
+            return
+        self.output.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            file = self._open()
+            try:
+                _flock(file)
+            except BlockingIOError:
+                holder = _read_holder(file)
+                file.close()
+                raise SinkError(
+                    f"another export is writing {self.output}{holder}: wait for it to finish (the lock "
+                    f"{self.path} is released when that process ends, however it ends)"
+                ) from None
+            except OSError as exc:
+                file.close()
+                raise SinkError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
+            # A run that finished between our open and our flock unlinked the file we hold: the lock
+            # is only real on the file the path names now.
+            if _same_file(file, self.path):
+                break
+            file.close()
+        file.truncate(0)
+        file.write(f"{os.getpid()}\n".encode())
+        self._file = file
+
+    def release(self) -> None:
+        """Drop the lock; the file goes first, so nobody can lock the inode being let go."""
+        file, self._file = self._file, None
+        if file is None:
+            return
+        # A lock file left behind (an unlink that failed) is harmless: the next run locks it.
+        with contextlib.suppress(OSError):
+            self.path.unlink(missing_ok=True)
+        file.close()
+
+    def _open(self) -> io.FileIO:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        except OSError as exc:
+            raise SinkError(f"cannot create the lock file {self.path}: {exc.strerror or exc}") from None
+        return io.FileIO(fd, "r+", closefd=True)
+
+
+def _read_holder(file: io.FileIO) -> str:
+    try:
+        file.seek(0)
+        pid = file.read(32).decode("ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    return f" (process {pid})" if pid.isdigit() else ""
+
+
+def _same_file(file: io.FileIO, path: Path) -> bool:
+    try:
+        held, named = os.fstat(file.fileno()), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (held.st_dev, held.st_ino) == (named.st_dev, named.st_ino)
+
+
+if sys.platform == "win32":  # pragma: no cover
+
+    def _flock(file: io.FileIO) -> None:
+        import msvcrt
+
+        try:
+            msvcrt.locking(file.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            raise BlockingIOError from None
+
+else:
+    import fcntl
+
+    def _flock(file: io.FileIO) -> None:
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
 class SinkBase:
     """The lifecycle every sink shares: one ``open``, writes, then one ``finish`` or ``abort``."""
 
@@ -154,6 +254,7 @@ class SinkBase:
     def __init__(self, path: Path) -> None:
         self._path = Path(path)
         self._state: State = "new"
+        self._lock = OutputLock(self._path)
         self.records_written = 0
 
     @property
@@ -175,14 +276,21 @@ class SinkBase:
         # forgotten finish) keeps the checkpointed part for --resume.
         if self._state == "open":
             self.abort()
+        self._lock.release()  # also when open() itself failed
 
     def abort(self) -> None:
         """Stop without publishing (each sink says what it keeps for resuming)."""
         raise NotImplementedError
 
     def _begin(self) -> None:
+        """Check the lifecycle and take the output's lock, before anything of an earlier run is touched."""
         if self._state != "new":
             raise SinkError(f"{self!r} was already opened; a sink is opened once")
+        self._lock.acquire()
+
+    def _end(self, state: State) -> None:
+        self._state = state
+        self._lock.release()
 
     def _require_open(self) -> None:
         if self._state != "open":

@@ -13,8 +13,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from ispring_async._exceptions import ConfigurationError
-from ispring_async.sinks._base import COLUMNS
+from ispring_async._exceptions import ConfigurationError, printable
+from ispring_async.sinks._base import COLUMNS, SinkError
 from ispring_async.sinks._files import fsync_path, iter_line_blocks
 from ispring_async.sinks.jsonl import JsonlSink
 
@@ -66,11 +66,17 @@ class ParquetSink(JsonlSink):
         arrow = self._arrow
         schema = arrow_schema(arrow.pa)
         parse_options = arrow.json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
-        with arrow.parquet.ParquetWriter(self._publishing, schema) as writer:
-            for block in iter_line_blocks(self._partial, self._offset, block_size=_CONVERT_BLOCK):
-                # pyarrow's JSON reader parses in C++ and turns any RFC 3339 offset into UTC.
-                table = arrow.json.read_json(io.BytesIO(block), parse_options=parse_options)
-                writer.write_table(table.cast(schema))
+        try:
+            with arrow.parquet.ParquetWriter(self._publishing, schema) as writer:
+                for block in iter_line_blocks(self._partial, self._offset, block_size=_CONVERT_BLOCK):
+                    # pyarrow's JSON reader parses in C++ and turns any RFC 3339 offset into UTC.
+                    table = arrow.json.read_json(io.BytesIO(block), parse_options=parse_options)
+                    writer.write_table(table.cast(schema))
+        except arrow.pa.ArrowInvalid as exc:
+            # Parsed records fit the schema by construction (int64, finite floats); one built by hand
+            # may not. The spool and its checkpoint stay, so nothing is lost.
+            self._publishing.unlink(missing_ok=True)
+            raise SinkError(f"cannot convert the export to Parquet: {printable(str(exc))[:500]}") from None
         fsync_path(self._publishing)
         os.replace(self._publishing, self._path)
         self._partial.unlink()

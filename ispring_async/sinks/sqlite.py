@@ -5,7 +5,7 @@ Tables (created on first use; columns of fields added to :class:`LearnerResult` 
     learner_results    identity TEXT PRIMARY KEY, one column per field under its API name
                        ("userId", ...; datetimes as RFC 3339 text, booleans 0/1), run_id
     export_runs        run_id, started_at, finished_at, status ('running'|'complete'|'failed'), records
-    export_checkpoint  run_id, state, records, saved_at: the resume point of the unfinished run
+    export_checkpoint  run_id, state, records, saved_at, checksum: the resume point of the unfinished run
 
 Rows are upserted by identity, so a rerun updates them in place. ``learner_results.run_id`` is the last
 run that wrote a row. Rows the API no longer returns are *kept* (an export is not a sync of deletions);
@@ -17,11 +17,15 @@ the latest complete snapshot is::
 Records written between two checkpoints and the second checkpoint's state commit in one transaction, so
 a crash rolls back to exactly the last checkpoint. ``status`` stays ``'running'`` after a crash and is
 ``'failed'`` after :meth:`SqliteSink.abort`; only ``'complete'`` means the run saw every record.
+
+A checkpoint row is resumed only if its SHA-256 ``checksum`` matches its run, state and count and the
+count matches the run's rows; otherwise the damage is logged and the export starts afresh.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
@@ -30,7 +34,7 @@ from pathlib import Path
 import msgspec
 
 from ispring_async._models import LearnerResult
-from ispring_async.sinks._base import COLUMNS, Column, SinkBase, SinkError
+from ispring_async.sinks._base import COLUMNS, Column, SinkBase, SinkError, logger
 
 __all__ = ["SqliteSink"]
 
@@ -57,7 +61,8 @@ CREATE TABLE IF NOT EXISTS export_checkpoint (
     run_id INTEGER PRIMARY KEY REFERENCES export_runs (run_id),
     state BLOB NOT NULL,
     records INTEGER NOT NULL,
-    saved_at TEXT NOT NULL
+    saved_at TEXT NOT NULL,
+    checksum TEXT
 );
 CREATE TABLE IF NOT EXISTS learner_results (
     identity TEXT PRIMARY KEY,
@@ -74,6 +79,10 @@ _UPSERT = (
     f"INSERT INTO learner_results (identity, {_NAMES}, run_id) VALUES ({_PLACEHOLDERS}) "  # noqa: S608
     f"ON CONFLICT (identity) DO UPDATE SET {_UPDATES}, run_id = excluded.run_id"
 )
+
+
+def _checksum(run_id: int, state: bytes, records: int) -> str:
+    return hashlib.sha256(b"%d\n%d\n%s" % (run_id, records, state)).hexdigest()
 
 
 def _now() -> str:
@@ -93,12 +102,12 @@ class SqliteSink(SinkBase):
     def open(self, *, resume: bool) -> bytes | None:
         """Start a run (``export_runs``) or, with ``resume=True``, continue the unfinished one."""
         self._begin()
-        self._path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # isolation_level=None: transactions are begun and committed here, where checkpoints are.
             # check_same_thread=False: an async exporter may call from a worker thread (never two at once).
             db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
+            self._lock.release()
             raise SinkError(f"cannot open the SQLite database {self._path}: {exc}") from exc
         self._db = db
         self._state = "open"
@@ -167,11 +176,18 @@ class SqliteSink(SinkBase):
             assert db is not None
             if not db.in_transaction:
                 db.execute("BEGIN IMMEDIATE")
+            state = bytes(state)
             db.execute(
-                "INSERT INTO export_checkpoint (run_id, state, records, saved_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (run_id) DO UPDATE SET state = excluded.state, records = excluded.records, "
-                "saved_at = excluded.saved_at",
-                (self._run_id, bytes(state), self.records_written, _now()),
+                "INSERT INTO export_checkpoint (run_id, state, records, saved_at, checksum) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id) DO UPDATE SET state = excluded.state, "
+                "records = excluded.records, saved_at = excluded.saved_at, checksum = excluded.checksum",
+                (
+                    self._run_id,
+                    state,
+                    self.records_written,
+                    _now(),
+                    _checksum(self._run_id, state, self.records_written),
+                ),
             )
             db.execute(
                 "UPDATE export_runs SET records = ? WHERE run_id = ?", (self.records_written, self._run_id)
@@ -197,15 +213,15 @@ class SqliteSink(SinkBase):
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             db.close()
         self._db = None
-        self._state = "finished"
+        self._end("finished")
 
     def abort(self) -> None:
         """Roll back what the last checkpoint does not cover, mark the run ``failed``, close."""
         if self._state != "open":
             return
-        self._state = "aborted"
         db, self._db = self._db, None
         if db is None:
+            self._end("aborted")
             return
         try:
             if db.in_transaction:
@@ -218,6 +234,7 @@ class SqliteSink(SinkBase):
             pass  # a run still 'running' after its process ended reads as interrupted all the same
         finally:
             db.close()
+            self._end("aborted")
 
     # -- helpers ------------------------------------------------------------------------------------
 
@@ -225,6 +242,10 @@ class SqliteSink(SinkBase):
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
+        checkpoint_columns = {row[1] for row in db.execute("PRAGMA table_info(export_checkpoint)")}
+        if "checksum" not in checkpoint_columns:
+            # A database from before checksums: its checkpoint (unverifiable) is not resumed.
+            db.execute("ALTER TABLE export_checkpoint ADD COLUMN checksum TEXT")
         present = {row[1] for row in db.execute("PRAGMA table_info(learner_results)")}
         for column in COLUMNS:
             if column.name not in present:
@@ -233,11 +254,29 @@ class SqliteSink(SinkBase):
 
     def _resumable(self, db: sqlite3.Connection) -> tuple[int, bytes, int] | None:
         row = db.execute(
-            "SELECT c.run_id, c.state, c.records FROM export_checkpoint c "
+            "SELECT c.run_id, c.state, c.records, c.checksum FROM export_checkpoint c "
             "JOIN export_runs r USING (run_id) WHERE r.status != 'complete' "
             "ORDER BY c.run_id DESC LIMIT 1"
         ).fetchone()
-        return None if row is None else (row[0], bytes(row[1]), row[2])
+        if row is None:
+            return None
+        run_id, state, records, checksum = row
+        problem = None
+        if not isinstance(run_id, int) or not isinstance(records, int) or not isinstance(state, bytes):
+            problem = "its checkpoint row has values of the wrong type"
+        elif checksum != _checksum(run_id, state, records):
+            problem = "its checkpoint row is damaged (its checksum does not match)"
+        else:
+            (rows,) = db.execute(
+                "SELECT count(*) FROM learner_results WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            if rows != records:
+                problem = f"its checkpoint counts {records:,} records but the run has {rows:,} rows"
+        if problem is not None:
+            # Starting afresh is always correct (the rows are upserted again); a wrong count is not.
+            logger.warning("cannot resume the export to %s: %s; starting afresh", self._path, problem)
+            return None
+        return run_id, state, records
 
     def _translate(self, action: str) -> contextlib.AbstractContextManager[None]:
         return _translated(f"cannot {action} the SQLite database {self._path}")
@@ -249,3 +288,7 @@ def _translated(message: str) -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise SinkError(f"{message}: {exc}") from exc
+    except OverflowError:
+        # Parsed records are int64 by construction (LearnerResult's constraints); a record built by
+        # hand with a bigger integer still fails typed.
+        raise SinkError(f"{message}: an integer does not fit SQLite's 64 bits") from None
