@@ -5,6 +5,12 @@ is made and all of them use its answer. A token is refreshed at 80% of its ``exp
 before the token request was sent), so a long export never sends one that expires in flight; a 401 still
 gets one refresh-and-retry (the transport asks for it via ``invalidate``).
 
+The token URL is ``/api/v3/token`` at the base URL's host root, whatever path the base URL has (data
+endpoints may sit under ``/api/v2``; the token does not), or the caller's ``token_url``: a path at that
+root, or an absolute URL. It is checked like the base URL (no plain ``http://`` off loopback, no
+credentials or query in it) and, as every request, never follows a redirect, so the secret goes only
+to the host the base URL names or to one the caller named explicitly.
+
 Neither the client secret nor any token appears in a ``repr``, a log line or an exception message.
 """
 
@@ -17,11 +23,12 @@ import time
 from collections.abc import Callable
 
 import msgspec
+import yarl
 
 from ispring_async._exceptions import APIError, AuthenticationError, ConfigurationError, ParseError
-from ispring_async._transport import Secret, Transport
+from ispring_async._transport import Secret, Transport, check_base_url
 
-__all__ = ["TOKEN_PATH", "ClientCredentialsAuth", "StaticTokenAuth"]
+__all__ = ["TOKEN_PATH", "ClientCredentialsAuth", "StaticTokenAuth", "resolve_token_url"]
 
 TOKEN_PATH = "/api/v3/token"  # noqa: S105 - a URL path, not a password
 _LABEL = f"POST {TOKEN_PATH}"
@@ -38,6 +45,39 @@ _UNSENDABLE = re.compile(r"[\x00-\x1f\x7f]")
 logger = logging.getLogger("ispring_async")
 
 
+def resolve_token_url(
+    base_url: yarl.URL, token_url: str | None, *, allow_insecure_http: bool = False
+) -> yarl.URL:
+    """Where client credentials are posted: ``TOKEN_PATH`` at ``base_url``'s host root by default.
+
+    ``token_url`` may be a path (``"/oauth2/token"``, at the host root) or an absolute URL (any host:
+    naming it is the caller's decision). Either way the same rules as for the base URL apply.
+
+    >>> resolve_token_url(yarl.URL("https://acme.ispringlearn.com/api/v2"), None)
+    URL('https://acme.ispringlearn.com/api/v3/token')
+    """
+    if token_url is None:
+        return base_url.origin().with_path(TOKEN_PATH)
+    if not isinstance(token_url, str) or not token_url.strip():
+        raise ConfigurationError("token_url must be a non-empty URL or a path starting with '/'")
+    text = token_url.strip()
+    if text.startswith("/") and not text.startswith("//"):
+        if "?" in text or "#" in text:
+            raise ConfigurationError("token_url must not carry a query or a fragment")
+        return base_url.origin().with_path(text)
+    url = yarl.URL(text)
+    if not url.is_absolute():
+        raise ConfigurationError(
+            "token_url must be an absolute https:// URL or a path starting with '/' (at the base URL's "
+            f"host root), got {url.path!r}"
+        )
+    try:
+        checked = check_base_url(url, allow_insecure_http=allow_insecure_http)
+    except ConfigurationError as exc:
+        raise ConfigurationError(str(exc).replace("base_url", "token_url")) from None
+    return checked
+
+
 class _TokenReply(msgspec.Struct):
     access_token: str
     expires_in: float = 1800.0
@@ -52,14 +92,15 @@ _decode_reply = msgspec.json.Decoder(_TokenReply).decode
 class _TokenReplyParser:
     """Collects the token endpoint's small JSON reply and decodes it once complete."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: str = _LABEL) -> None:
+        self._label = label
         self._chunks: list[bytes] = []
         self._size = 0
 
     def feed(self, data: bytes) -> None:
         self._size += len(data)
         if self._size > _MAX_TOKEN_REPLY:
-            raise ParseError("the token endpoint's reply is implausibly large", page=_LABEL)
+            raise ParseError("the token endpoint's reply is implausibly large", page=self._label)
         self._chunks.append(data)
 
     def close(self) -> _TokenReply:
@@ -68,7 +109,7 @@ class _TokenReplyParser:
         except msgspec.DecodeError as exc:
             # msgspec names the path and expected type, never the value: safe to show.
             raise ParseError(
-                f"the token endpoint's reply is not the expected JSON: {exc}", page=_LABEL
+                f"the token endpoint's reply is not the expected JSON: {exc}", page=self._label
             ) from None
 
 
@@ -112,9 +153,13 @@ class ClientCredentialsAuth:
         *,
         client_id: str,
         client_secret: str,
+        token_url: yarl.URL | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._transport = transport
+        self.token_url = token_url or resolve_token_url(transport.base_url, None)
+        """Where the credentials are posted (see ``resolve_token_url``)."""
+        self._label = f"POST {self.token_url.path}"
         self._client_id = client_id
         self._client_secret = Secret(client_secret)
         self._clock = clock
@@ -160,9 +205,9 @@ class ClientCredentialsAuth:
         try:
             reply = await self._transport.request(
                 "POST",
-                TOKEN_PATH,
-                _TokenReplyParser,
-                label=_LABEL,
+                self.token_url,
+                lambda: _TokenReplyParser(self._label),
+                label=self._label,
                 form=form,
                 headers={"Accept": "application/json"},
             )
@@ -180,19 +225,19 @@ class ClientCredentialsAuth:
                 api_message=exc.api_message,
             ) from exc
         if not reply.access_token:
-            raise ParseError("the token endpoint returned an empty access_token", page=_LABEL)
+            raise ParseError("the token endpoint returned an empty access_token", page=self._label)
         if not _sendable(reply.access_token):
             raise AuthenticationError(
                 "the token endpoint returned an access_token holding control characters (CR, LF, NUL, "
                 "...), which cannot be sent in a header",
                 status=200,
-                url=str(self._transport.url(TOKEN_PATH)),
+                url=str(self.token_url),
             )
         lifetime = reply.expires_in
         if not lifetime >= MIN_TOKEN_LIFETIME:  # NaN included
             logger.warning(
                 "%s: expires_in of %s seconds is below %gs; refreshing the token after %gs instead",
-                _LABEL,
+                self._label,
                 lifetime,
                 MIN_TOKEN_LIFETIME,
                 REFRESH_FRACTION * MIN_TOKEN_LIFETIME,

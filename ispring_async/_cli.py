@@ -48,6 +48,8 @@ ENV_BASE_URL = "ISPRING_BASE_URL"
 ENV_CLIENT_ID = "ISPRING_CLIENT_ID"
 ENV_CLIENT_SECRET = "ISPRING_CLIENT_SECRET"  # noqa: S105 - names of variables, not secrets
 ENV_TOKEN = "ISPRING_TOKEN"  # noqa: S105
+ENV_TOKEN_URL = "ISPRING_TOKEN_URL"  # noqa: S105
+ENV_SKIP_UNKNOWN_IDS = "ISPRING_SKIP_UNKNOWN_IDS"
 
 DEFAULT_USER_STATUSES = (UserStatus.ACTIVE, UserStatus.BLOCKED)
 """Exports ask for active *and* blocked users: the API's own default silently drops blocked users."""
@@ -149,6 +151,12 @@ def export_parser() -> argparse.ArgumentParser:
     conn.add_argument("--client-secret-file", metavar="FILE", help="file holding the client secret")
     conn.add_argument("--token-file", metavar="FILE", help="file holding a ready access token")
     conn.add_argument(
+        "--token-url",
+        metavar="URL",
+        help=f"token endpoint: a path at the base URL's host root or an absolute URL "
+        f"(default /api/v3/token at the host root; or ${ENV_TOKEN_URL})",
+    )
+    conn.add_argument(
         "--allow-insecure-http",
         action="store_true",
         help="allow http:// to a non-loopback host (credentials travel in clear text)",
@@ -175,6 +183,12 @@ def export_parser() -> argparse.ArgumentParser:
             help=f"{name} id (repeatable)",
         )
         flt.add_argument(f"--{name}-ids-file", metavar="FILE", help=f"{name} ids, one per line (# comments)")
+    flt.add_argument(
+        "--skip-unknown-ids",
+        action="store_true",
+        help="the API fails a request with 400 on one unknown id: find such ids, skip them, export the "
+        f"rest and report them (default: fail naming the list; or ${ENV_SKIP_UNKNOWN_IDS}=1)",
+    )
     flt.add_argument(
         "--completion-status",
         dest="completion_statuses",
@@ -235,6 +249,8 @@ _DATE_FIELDS = ("access_date", "due_date", "completion_date")
 _SCALARS = (
     "base_url",
     "client_id",
+    "token_url",
+    "skip_unknown_ids",
     "allow_insecure_http",
     "completion_statuses",
     "user_statuses",
@@ -321,7 +337,19 @@ def _env_layer(environ: Mapping[str, str]) -> _Layer:
         values["client_secret"] = environ[ENV_CLIENT_SECRET]
     if environ.get(ENV_TOKEN):
         values["token"] = environ[ENV_TOKEN]
-    names = {"base_url": ENV_BASE_URL, "client_id": ENV_CLIENT_ID}
+    if environ.get(ENV_TOKEN_URL):
+        values["token_url"] = environ[ENV_TOKEN_URL]
+    skip = environ.get(ENV_SKIP_UNKNOWN_IDS, "").strip().lower()
+    if skip:
+        values["skip_unknown_ids"] = {"1": True, "true": True, "yes": True, "0": False, "false": False}.get(
+            skip, skip
+        )
+    names = {
+        "base_url": ENV_BASE_URL,
+        "client_id": ENV_CLIENT_ID,
+        "token_url": ENV_TOKEN_URL,
+        "skip_unknown_ids": ENV_SKIP_UNKNOWN_IDS,
+    }
     return _Layer("the environment", values, lambda key: "$" + names.get(key, key.upper()))
 
 
@@ -533,12 +561,18 @@ def resolve_settings(
         raise _UsageError(f"{label_f} must be one of {', '.join(FORMATS)}, got {fmt!r}")
     insecure, label_i = get("allow_insecure_http", False)
     resume, label_r = get("resume", False)
+    token_url, label_t = get("token_url")
+    if token_url is not None and (not isinstance(token_url, str) or not token_url):
+        raise _UsageError(f"{label_t} must be a URL or a path, got {token_url!r}")
+    skip_unknown, label_s = get("skip_unknown_ids", False)
     settings = ExportSettings(
         base_url=str(base_url),
         client_id=client_id,
         client_secret=client_secret,
         token=token,
         allow_insecure_http=_as_bool(insecure, label_i),
+        token_url=token_url,
+        skip_unknown_ids=_as_bool(skip_unknown, label_s),
         query=query,
         fanout=FanOutOptions(**fanout_args),
         page_size=_as_int(page_size, label, minimum=1, maximum=MAX_PAGE_SIZE),

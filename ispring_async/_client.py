@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.metadata
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from types import TracebackType
@@ -10,7 +11,7 @@ from typing import Self, TypeVar, cast
 
 import aiohttp
 
-from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth
+from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_token_url
 from ispring_async._config import (
     DEFAULT_LIMITS,
     DEFAULT_PAGE_SIZE,
@@ -30,6 +31,7 @@ from ispring_async._parse import DEFAULT_LIMITS as DEFAULT_PARSE_LIMITS
 from ispring_async._parse import PageParser, ParseLimits, departments_parser, results_parser
 from ispring_async._query import ResultsQuery
 from ispring_async._transport import OnRetry, Transport
+from ispring_async._unknown_ids import UnknownIds, id_lists
 
 __all__ = ["DEFAULT_USER_AGENT", "Client", "ResultStream"]
 
@@ -68,6 +70,15 @@ class Client:
     text). TLS certificates are always verified. ``max_pages_per_chain`` bounds one page chain
     (``PaginationError`` beyond it), as do empty or repeated pages that keep coming with new tokens
     (see ``ispring_async._paginate``).
+
+    The base URL may carry a path (``https://acme.ispringlearn.com/api/v2``): the data endpoints are
+    under it, while tokens come from ``token_url``, by default ``/api/v3/token`` at the base URL's
+    host root; give a path there (``"/oauth2/token"``) or an absolute URL for another one.
+
+    The API refuses a whole request when one id in ``user_ids`` (``course_ids``, ``department_ids``,
+    ``enrollment_ids``) is unknown. By default that ``BadRequestError`` is raised, naming the lists;
+    ``skip_unknown_ids=True`` finds the unknown ids (a few one-record requests, bisecting the list),
+    leaves them out, exports every row of the others and reports them in ``skipped_ids``.
     """
 
     def __init__(
@@ -84,6 +95,8 @@ class Client:
         response_format: ResponseFormat | str = ResponseFormat.XML,
         allow_insecure_http: bool = False,
         user_agent: str = DEFAULT_USER_AGENT,
+        token_url: str | None = None,
+        skip_unknown_ids: bool = False,
         max_pages_per_chain: int = DEFAULT_MAX_PAGES,
         parse_limits: ParseLimits = DEFAULT_PARSE_LIMITS,
     ) -> None:
@@ -109,7 +122,12 @@ class Client:
             if not client_id or not client_secret:
                 raise ConfigurationError("client_id and client_secret must both be given and non-empty")
             self._auth = ClientCredentialsAuth(
-                self._transport, client_id=client_id, client_secret=client_secret
+                self._transport,
+                client_id=client_id,
+                client_secret=client_secret,
+                token_url=resolve_token_url(
+                    self._transport.base_url, token_url, allow_insecure_http=allow_insecure_http
+                ),
             )
         if (
             isinstance(page_size, bool)
@@ -123,6 +141,11 @@ class Client:
             raise ConfigurationError(
                 f"response_format must be 'xml' or 'json', got {response_format!r}"
             ) from None
+        if token is not None and token_url is not None:
+            raise ConfigurationError("token_url is for client credentials; a ready token needs none")
+        if not isinstance(skip_unknown_ids, bool):
+            raise ConfigurationError(f"skip_unknown_ids must be True or False, got {skip_unknown_ids!r}")
+        self._unknown_ids = UnknownIds(skip=skip_unknown_ids)
         if (
             isinstance(max_pages_per_chain, bool)
             or not isinstance(max_pages_per_chain, int)
@@ -140,6 +163,12 @@ class Client:
     def base_url(self) -> str:
         """The API's base URL."""
         return str(self._transport.base_url)
+
+    @property
+    def skipped_ids(self) -> dict[str, tuple[str, ...]]:
+        """Ids this client left out as unknown to the account (``skip_unknown_ids=True``), by
+        parameter: ``{"userIds[]": ("...", ...), "departmentIds[]": (...)}``."""
+        return self._unknown_ids.skipped
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, response_format={self.response_format.value!r})"
@@ -185,7 +214,8 @@ class Client:
         params = query.to_params()
         if query.page_size is None:
             params.append(("pageSize", str(self.page_size)))
-        return self._pages(RESULTS_PATH, params, results_parser, page_token, on_retry)
+        empty = functools.partial(ResultsPage, records=[])
+        return self._pages(RESULTS_PATH, params, results_parser, page_token, on_retry, empty=empty)
 
     def learner_results(
         self,
@@ -213,8 +243,10 @@ class Client:
         # FanOutOptions validates the values and turns a split name into a Split.
         options = FanOutOptions(split=cast(Split, split), concurrency=concurrency, rate_limit=rate_limit)
         if options.split is Split.NONE and rate_limit is None:
-            return ResultStream(_batches(self.result_pages(query), lambda page: page.records))
-        return ResultStream(fan_out_batches(self, query, options))
+            batches = _batches(self.result_pages(query), lambda page: page.records)
+        else:
+            batches = fan_out_batches(self, query, options)
+        return ResultStream(batches, skipped=lambda: self.skipped_ids)
 
     def department_pages(
         self, page_token: str | None = None, *, on_retry: OnRetry | None = None
@@ -231,6 +263,8 @@ class Client:
         parser: Callable[..., PageParser[Paged]],
         page_token: str | None,
         on_retry: OnRetry | None,
+        *,
+        empty: Callable[[], Paged] | None = None,
     ) -> AsyncGenerator[Paged, None]:
         transport, auth, fmt = self._transport, self._auth, self.response_format
         headers = _ACCEPT[fmt]
@@ -240,8 +274,7 @@ class Client:
         page_size = int(dict(params).get("pageSize", self.page_size))
         limits = self.parse_limits
 
-        async def fetch(token: str | None, number: int) -> Paged:
-            label = f"{what} page {number}"
+        async def send(params: list[tuple[str, str]], token: str | None, label: str) -> Paged:
             return await transport.request(
                 "GET",
                 path,
@@ -252,6 +285,14 @@ class Client:
                 auth=auth,
                 on_retry=on_retry,
             )
+
+        if empty is not None and id_lists(params):
+            # Id lists: a 400 may mean one unknown id (see _unknown_ids); an emptied list ends the chain.
+            fetch = self._unknown_ids.guard(send, params, what=what, empty=empty)
+        else:
+
+            async def fetch(token: str | None, number: int) -> Paged:
+                return await send(params, token, f"{what} page {number}")
 
         return follow_pages(
             fetch,
@@ -270,11 +311,23 @@ class ResultStream(AsyncIterator[LearnerResult]):
     """The records of ``Client.learner_results``: an async iterator, and an async context manager that
     closes it (cancelling requests in flight) when the block is left."""
 
-    def __init__(self, batches: AsyncGenerator[list[LearnerResult], None]) -> None:
+    def __init__(
+        self,
+        batches: AsyncGenerator[list[LearnerResult], None],
+        *,
+        skipped: Callable[[], dict[str, tuple[str, ...]]] = dict,
+    ) -> None:
         # Records are served from the current batch without another async generator in between:
         # one hop per record instead of two halves the iteration's cost (about 0.2 µs per record).
         self._batches = batches
         self._current: Iterator[LearnerResult] = iter(())
+        self._skipped = skipped
+
+    @property
+    def skipped_ids(self) -> dict[str, tuple[str, ...]]:
+        """Ids left out as unknown to the account so far (``Client(skip_unknown_ids=True)``), by
+        parameter; the client's, so they include those of its other streams."""
+        return self._skipped()
 
     def __aiter__(self) -> Self:
         return self

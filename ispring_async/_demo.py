@@ -1,9 +1,11 @@
 """``make run``: the nightly export end to end against the built-in emulator, with no credentials.
 
 Starts ``ispring-async emulator`` in a child process on a free 127.0.0.1 port (a realistic dataset,
-a little latency per request), runs the real ``ispring-async export`` into an SQLite file with the
-live display, then prints a summary queried from that database. Rerunning it updates the same rows
-in place (the SQLite sink upserts by identity)::
+and a realistic latency: lognormal per request, median 100 ms, 99th percentile 1 s, since the real
+API is remote and uneven and integrations set 120-300 s timeouts), runs the real
+``ispring-async export`` into an SQLite file with the live display, then prints a summary queried
+from that database. Rerunning it updates the same rows in place (the SQLite sink upserts by
+identity)::
 
     python -m ispring_async._demo [--results 200000] [--output out/results.sqlite]
 """
@@ -66,15 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the export's exit status."""
     p = argparse.ArgumentParser(prog="python -m ispring_async._demo", description=__doc__.splitlines()[0])
     p.add_argument("--results", type=int, default=200_000, help="rows in the emulated account")
-    p.add_argument("--latency", type=float, default=0.005, help="seconds per request (plus jitter)")
-    p.add_argument("--latency-jitter", type=float, default=0.015, help="extra uniform seconds")
+    p.add_argument("--latency-median", type=float, default=0.1, help="median seconds per request")
+    p.add_argument("--latency-p99", type=float, default=1.0, help="99th percentile seconds per request")
     p.add_argument("--output", type=Path, default=Path("out/results.sqlite"))
     p.add_argument("--concurrency", type=int, default=8)
     args = p.parse_args(argv)
     # A throwaway secret for the throwaway server: nothing to configure, nothing to leak.
     secret = secrets.token_urlsafe(24)
-    emulator_args = ["--results", str(args.results), "--latency", str(args.latency)]
-    emulator_args += ["--latency-jitter", str(args.latency_jitter)]
+    emulator_args = ["--results", str(args.results), "--latency-median", str(args.latency_median)]
+    emulator_args += ["--latency-p99", str(args.latency_p99), "--fault-seed", "1"]
     with serve_in_process(emulator_args, client_secret=secret, echo=sys.stderr) as emulator:
         base_url = emulator.base_url
         os.environ["ISPRING_CLIENT_ID"] = "emulator-client"

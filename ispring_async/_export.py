@@ -79,6 +79,8 @@ class ExportSettings:
     client_secret: str | None = dataclasses.field(default=None, repr=False)
     token: str | None = dataclasses.field(default=None, repr=False)
     allow_insecure_http: bool = False
+    token_url: str | None = None
+    skip_unknown_ids: bool = False
     query: ResultsQuery = dataclasses.field(default_factory=ResultsQuery)
     fanout: FanOutOptions = dataclasses.field(default_factory=FanOutOptions)
     page_size: int = 1000
@@ -110,6 +112,8 @@ class ExportSummary:
     retries_by_cause: dict[str, int]
     elapsed: float
     complete: bool
+    skipped_ids: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """Ids left out as unknown to the account (``--skip-unknown-ids``), by parameter."""
 
     @property
     def rate(self) -> float:
@@ -128,6 +132,10 @@ class ExportSummary:
             f"partitions {self.partitions_done}/{self.partitions_total})",
             f"  retries:            {render_retries(self.retries_by_cause)}",
             f"  time:               {format_duration(self.elapsed)} ({self.rate:,.0f} records/s)",
+            *(
+                f"  skipped unknown:    {name} {len(ids)}: {', '.join(ids)}"
+                for name, ids in self.skipped_ids.items()
+            ),
         ]
 
 
@@ -192,9 +200,10 @@ def describe_error(exc: BaseException) -> str:
 class _Run:
     """The state one export shares between its pump, its progress display and its summary."""
 
-    def __init__(self, settings: ExportSettings, sink: Sink) -> None:
+    def __init__(self, settings: ExportSettings, sink: Sink, client: Client) -> None:
         self.settings = settings
         self.sink = sink
+        self.client = client
         self.clock = Clock()
         self.kept = 0
         self.fanout: FanOut | None = None
@@ -229,6 +238,7 @@ class _Run:
             retries_by_cause=dict(stats.retries_by_cause) if stats else {},
             elapsed=self.clock(),
             complete=complete,
+            skipped_ids=self.client.skipped_ids,
         )
 
 
@@ -257,9 +267,11 @@ async def run_export(
         page_size=settings.page_size,
         response_format=settings.response_format,
         allow_insecure_http=settings.allow_insecure_http,
+        token_url=settings.token_url,
+        skip_unknown_ids=settings.skip_unknown_ids,
         max_pages_per_chain=settings.max_pages_per_chain,
     )
-    run = _Run(settings, sink)
+    run = _Run(settings, sink, client)
     reporter = ProgressReporter(run.snapshot, mode=progress, stream=stream, interval=progress_interval)
     signals: list[int] = []
     with sink:

@@ -310,6 +310,8 @@ class FanOut:
             requests=self._requests,
             splits=self._splits,
             identities_held=self._held(),
+            # Only a Client skips unknown ids (see _unknown_ids); an in-memory source has none.
+            skipped_ids=dict(getattr(self._source, "skipped_ids", {})),
         )
 
     def _held(self) -> int:

@@ -141,3 +141,5 @@ class FanOutStats:
     requests: int
     splits: int
     identities_held: int = 0
+    skipped_ids: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    """Ids left out as unknown to the account (``Client(skip_unknown_ids=True)``), by parameter."""

@@ -258,7 +258,7 @@ class Transport:
     async def request(
         self,
         method: str,
-        path: str,
+        path: str | yarl.URL,
         parser_factory: Callable[[], PageParser[T]],
         *,
         label: str,
@@ -272,6 +272,7 @@ class Transport:
 
         ``parser_factory`` is called once per attempt, so a failed attempt's partial result is dropped.
         ``label`` names the request in errors, logs and ``RetryEvent``s; it must hold no secret.
+        ``path`` is under the base URL, or an absolute ``yarl.URL`` checked like it (the token URL).
         """
         policy = self.retry
         started = time.monotonic()
@@ -352,7 +353,7 @@ class Transport:
     async def _attempt(
         self,
         method: str,
-        path: str,
+        path: str | yarl.URL,
         parser: PageParser[T],
         *,
         label: str,
@@ -364,7 +365,7 @@ class Transport:
         session = self._session
         if session is None:
             raise RuntimeError("Transport is not open")
-        url = self.url(path)
+        url = path if isinstance(path, yarl.URL) else self.url(path)
         shown = f"{method} {url}"
         request_headers = dict(headers or {})
         if token is not None:

@@ -3,6 +3,23 @@
 On startup it prints the base URL and credentials as ``KEY=value`` lines (easy to read from a
 benchmark that spawns it), then serves until interrupted. The client secret may come from
 ``ISPRING_CLIENT_SECRET`` so it need not appear in ``argv``; it is then not echoed.
+
+The "API variants" options are the real service's unknowns and its observed differences
+(``../shared/ispring-api.md``), one switch each, all off by default:
+
+- ``--subdepartment-matching``: ``departmentIds[]`` also matches sub-departments' users.
+- ``--reject-one-sided-ranges``: 400 for a date range with only a start or only an end.
+- ``--unknown-ids 400``: one unknown id in an id list fails the whole request with 400 (as seen in
+  production code); ``--vanished-departments N`` lists departments the results endpoint no longer knows.
+- ``--path-prefix /api/v2``: the data endpoints under an account-domain prefix; the token stays at
+  ``--token-path`` (``/api/v3/token`` at the host root unless told otherwise).
+- ``--empty-last-token``: the last page carries ``<nextPageToken/>`` instead of no token.
+- ``--lenient-lists``: bare repeated ``userIds=`` collect every value instead of the last one.
+- ``--overdue-style words``: ``isOverdue`` as ``true``/``false`` in XML.
+- ``--max-page-size N``: the largest page honoured.
+
+Latency: ``--latency`` (fixed), ``--latency-jitter`` (uniform) and ``--latency-median`` /
+``--latency-p99`` (a lognormal tail, seeded per request by ``--fault-seed``) add up; all 0 by default.
 """
 
 from __future__ import annotations
@@ -48,6 +65,9 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ispring-async emulator",
         description="Serve an emulated iSpring Learn API (token, /learners/results, /departments).",
+        # The module docstring's variants and latency paragraphs: one description for both audiences.
+        epilog=(__doc__ or "").split("\n\n", 2)[2].replace("``", ""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (0: a free one; default 8080)")
@@ -82,6 +102,31 @@ def parser() -> argparse.ArgumentParser:
     variant.add_argument(
         "--reject-one-sided-ranges", action="store_true", help="400 for a date range with one bound only"
     )
+    variant.add_argument(
+        "--unknown-ids",
+        choices=("match-nothing", "400"),
+        default="match-nothing",
+        help="an id list holding an unknown id matches nothing for it (default) or fails with 400",
+    )
+    variant.add_argument(
+        "--vanished-departments",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N departments listed by /departments that /learners/results does not know (default 0)",
+    )
+    variant.add_argument(
+        "--path-prefix",
+        default="",
+        metavar="PATH",
+        help="serve /learners/results and /departments under PATH, e.g. /api/v2 (the token stays put)",
+    )
+    variant.add_argument(
+        "--token-path",
+        default=EmulatorConfig.token_path,
+        metavar="PATH",
+        help=f"where POST gets a token (default {EmulatorConfig.token_path}, at the host root)",
+    )
     layout = p.add_argument_group(
         "XML layout (the records are the same; see ispring_async.emulator.XmlLayout)"
     )
@@ -101,6 +146,20 @@ def parser() -> argparse.ArgumentParser:
     faults.add_argument("--script", type=_script, action="append", default=[], metavar="ENDPOINT:N=FAULT")
     faults.add_argument("--latency", type=float, default=0.0, help="seconds per request")
     faults.add_argument("--latency-jitter", type=float, default=0.0, help="extra uniform seconds")
+    faults.add_argument(
+        "--latency-median",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="extra lognormal wait per request with this median (default 0: none)",
+    )
+    faults.add_argument(
+        "--latency-p99",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the lognormal wait's 99th percentile (default 4x the median)",
+    )
     faults.add_argument("--trickle", type=_probability, default=0.0)
     faults.add_argument("--trickle-chunk", type=int, default=64, help="bytes")
     faults.add_argument("--trickle-delay", type=float, default=0.01, help="seconds")
@@ -133,6 +192,8 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         script=dict(args.script),
         latency=args.latency,
         latency_jitter=args.latency_jitter,
+        latency_median=args.latency_median,
+        latency_p99=args.latency_p99,
         trickle=args.trickle,
         trickle_chunk=args.trickle_chunk,
         trickle_delay=args.trickle_delay,
@@ -169,6 +230,10 @@ def build_config(args: argparse.Namespace) -> EmulatorConfig:
         empty_last_token=args.empty_last_token,
         lenient_lists=args.lenient_lists,
         one_sided_ranges=not args.reject_one_sided_ranges,
+        unknown_ids=args.unknown_ids,
+        vanished_departments=args.vanished_departments,
+        path_prefix=args.path_prefix,
+        token_path=args.token_path,
         row_cache_rows=args.row_cache_rows,
         xml_layout=XmlLayout(
             lines=args.xml_lines,
@@ -191,6 +256,9 @@ async def _serve(emulator: Emulator, host: str, port: int, secret_shown: str) ->
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, stop.set)
     base_url = await emulator.start(host=host, port=port)
+    if emulator.config.token_path != EmulatorConfig.token_path or emulator.config.path_prefix:
+        # Printed before the base URL: serve_in_process stops reading at ISPRING_BASE_URL.
+        print(f"ISPRING_TOKEN_URL={emulator.token_url}")
     print(f"ISPRING_BASE_URL={base_url}")
     print(f"ISPRING_CLIENT_ID={emulator.client_id}")
     print(f"ISPRING_CLIENT_SECRET={secret_shown}", flush=True)

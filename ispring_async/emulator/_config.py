@@ -74,6 +74,12 @@ class Faults:
     """Seconds every request waits before it is answered."""
     latency_jitter: float = 0.0
     """Extra wait drawn uniformly from ``[0, latency_jitter]`` per request."""
+    latency_median: float = 0.0
+    """Median of an extra wait with a long tail, drawn per request from a lognormal distribution
+    (seeded like the faults) whose median is this and whose 99th percentile is ``latency_p99``.
+    Real API calls are slow and uneven (integrations set 120-300 s timeouts); ``0``: none."""
+    latency_p99: float | None = None
+    """99th percentile of the lognormal wait (``None``: ``4 * latency_median``); at least the median."""
 
     trickle: float = 0.0
     """Probability that a ``200`` body is trickled (see ``Fault.TRICKLE``)."""
@@ -130,9 +136,11 @@ class Faults:
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"Faults.{name} must be a probability in [0, 1], got {value!r}")
-        for name in ("latency", "latency_jitter", "trickle_delay", "retry_after"):
+        for name in ("latency", "latency_jitter", "latency_median", "trickle_delay", "retry_after"):
             if getattr(self, name) < 0:
                 raise ValueError(f"Faults.{name} must be >= 0 seconds")
+        if self.latency_p99 is not None and not self.latency_p99 >= self.latency_median > 0:
+            raise ValueError("Faults.latency_p99 needs a latency_median > 0 and must be >= it")
         if self.trickle_chunk < 1:
             raise ValueError("Faults.trickle_chunk must be >= 1 byte")
         if not 0.0 < self.cut_at < 1.0:
@@ -279,6 +287,21 @@ class EmulatorConfig:
     xml_layout: XmlLayout = dataclasses.field(default_factory=XmlLayout)
     """How XML result pages are laid out (compact by default); never changes the records."""
 
+    unknown_ids: Literal["match-nothing", "400"] = "match-nothing"
+    """What a ``userIds[]``, ``courseIds[]``, ``departmentIds[]`` or ``enrollmentIds[]`` value the
+    account does not know does: match nothing (the default), or fail the whole request with ``400``
+    and the API's error body ("One or more invalid user IDs", naming no id), as production code that
+    retries id by id after a 400 shows the real service does."""
+    vanished_departments: int = 0
+    """Departments that ``/departments`` lists but ``/learners/results`` no longer knows, as if
+    deleted between the two calls: they hold no users, so they match nothing, or answer ``400`` under
+    ``unknown_ids="400"``. The rest of the dataset is the same as without them."""
+    path_prefix: str = ""
+    """Serve ``/learners/results`` and ``/departments`` under this path (``"/api/v2"``, as account
+    domains do); ``base_url`` then ends with it. The token stays at ``token_path``."""
+    token_path: str = "/api/v3/token"  # noqa: S105 - a URL path, not a password
+    """Where ``POST`` gets a token; at the host root by default whatever ``path_prefix`` is."""
+
     row_cache_rows: int = 500_000
     """Keep the rendered bytes of rows at positions below this, per format, once a page has sent
     them, so a later page over them costs a join (0.2-0.8 ms of CPU per 1000 records) instead of a
@@ -312,6 +335,17 @@ class EmulatorConfig:
             raise ValueError("EmulatorConfig.row_cache_rows must be >= 0 (0: no row cache)")
         if self.overdue_style not in ("digits", "words"):
             raise ValueError("EmulatorConfig.overdue_style must be 'digits' or 'words'")
+        if self.unknown_ids not in ("match-nothing", "400"):
+            raise ValueError("EmulatorConfig.unknown_ids must be 'match-nothing' or '400'")
+        if self.vanished_departments < 0:
+            raise ValueError("EmulatorConfig.vanished_departments must be >= 0")
+        prefix = self.path_prefix
+        if prefix and (not prefix.startswith("/") or prefix.endswith("/") or "?" in prefix or "#" in prefix):
+            raise ValueError("EmulatorConfig.path_prefix must be '' or a path like '/api/v2' (no trailing /)")
+        if not self.token_path.startswith("/") or "?" in self.token_path or "#" in self.token_path:
+            raise ValueError("EmulatorConfig.token_path must be a path starting with '/'")
+        if self.token_path in (prefix + "/learners/results", prefix + "/departments"):
+            raise ValueError("EmulatorConfig.token_path must not be a data endpoint's path")
 
     @property
     def course_count(self) -> int:

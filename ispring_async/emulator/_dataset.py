@@ -141,6 +141,7 @@ class Dataset:
         self._build_courses(rng)
         self._build_users_and_rows(rng)
         self._build_indexes()
+        self._add_vanished_departments()
         # Rows inserted after the build: positions >= base_size, per user/course/department.
         self.base_size = len(self.hi)
         self.tail_by_user: dict[int, list[int]] = {}
@@ -209,7 +210,7 @@ class Dataset:
         total = config.results
         courses = len(self.course_ids)
         mean = min(config.enrollments_per_user, courses)
-        departments = len(self.department_ids)
+        departments = config.departments
         blocked, terminated = config.blocked_user_share, config.terminated_user_share
 
         # Enrollments in user-major order: user u owns enrollments [start[u], start[u + 1]).
@@ -367,6 +368,36 @@ class Dataset:
         for pos, user in enumerate(self.r_user):
             dept_of_row[pos] = user_dept[user]
         self.by_department = self._group(dept_of_row, len(self.department_ids))
+
+    def _add_vanished_departments(self) -> None:
+        """Append ``vanished_departments`` leaves that ``/departments`` lists and results do not know.
+
+        They come after everything else is built, from their own generator, so the rows, users and
+        the other departments are exactly those of the same config without them. They are left out
+        of ``department_index`` (the ids ``/learners/results`` resolves) and hold no users.
+        """
+        config = self.config
+        count = config.departments
+        rng = random.Random(f"{config.seed}:vanished")
+        levels = [1] * count
+        for index in range(1, count):
+            levels[index] = levels[self.department_parent[index]] + 1
+        open_parents = [d for d in range(count) if levels[d] < config.department_depth] or [0]
+        for index in range(count, count + config.vanished_departments):
+            parent = rng.choice(open_parents)
+            self.department_ids.append(_entity_uuid(config.seed, _DEPARTMENT, index))
+            self.department_parent.append(parent)
+            self.department_names.append(f"Dissolved unit {index}")
+            self.department_codes.append(None)
+            self.department_children.append([])
+            self.department_children[parent].append(index)
+        self.vanished = frozenset(range(count, count + config.vanished_departments))
+        ids = self.department_ids
+        self.departments_in_order = sorted(range(len(ids)), key=lambda d: int(ids[d].replace("-", ""), 16))
+        # by_department's offsets must cover every department index (the vanished ones hold no rows).
+        offsets, rows = self.by_department
+        offsets.extend([offsets[-1]] * config.vanished_departments)
+        self.by_department = (offsets, rows)
 
     @staticmethod
     def _group(keys: array[int], groups: int) -> tuple[array[int], array[int]]:

@@ -38,6 +38,7 @@ __all__ = [
     "parse_results",
     "select_all",
     "select_page",
+    "unknown_ids_message",
 ]
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -245,6 +246,43 @@ def _resolve(ds: Dataset, f: ResultsFilter, *, subtree: bool) -> _Resolved:
         departments=departments,
         enrollments=enrollments,
     )
+
+
+_ID_NOUNS = (
+    ("enrollment_ids", "enrollment IDs"),
+    ("user_ids", "user IDs"),
+    ("course_ids", "course IDs"),
+    ("department_ids", "department IDs"),
+)
+
+
+def _known_enrollment(ds: Dataset, text: str) -> bool:
+    pos = ds.position_of(int(text.replace("-", ""), 16))
+    return pos is not None and bool(ds.r_flags[pos] & 1)
+
+
+def unknown_ids_message(ds: Dataset, f: ResultsFilter) -> str | None:
+    """The 400 message for the first id list holding an id the account does not know, else ``None``.
+
+    Like the service as production code meets it, the message names the list, never the id: a
+    client has to find the culprits itself (one id at a time, or by bisecting the list).
+    """
+    indexes = {
+        "user_ids": ds.user_index,
+        "course_ids": ds.course_index,
+        "department_ids": ds.department_index,
+    }
+    for field, noun in _ID_NOUNS:
+        ids: tuple[str, ...] | None = getattr(f, field)
+        if ids is None:
+            continue
+        if field == "enrollment_ids":
+            unknown = any(not _known_enrollment(ds, i) for i in ids)
+        else:
+            unknown = any(i not in indexes[field] for i in ids)
+        if unknown:
+            return f"One or more invalid {noun}"
+    return None
 
 
 def _predicate(ds: Dataset, f: ResultsFilter, r: _Resolved) -> Callable[[int], bool]:

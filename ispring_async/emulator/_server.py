@@ -2,7 +2,8 @@
 
 A request goes through: count it → plan its faults (from ``(seed, endpoint, n)``) → wait the planned
 latency → proxy-level faults (429/5xx/HTML) → authentication → rate limit → mutations → validation
-→ select the page → stream the body (trickled, cut, reset or corrupted when planned).
+(unknown ids too, under ``unknown_ids="400"``) → select the page → stream the body (trickled, cut,
+reset or corrupted when planned).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ispring_async.emulator._query import (
     parse_results,
     select_all,
     select_page,
+    unknown_ids_message,
 )
 from ispring_async.emulator._render import Format, Renderer, error_body, html_page
 
@@ -63,7 +65,8 @@ class EmulatorStats:
     ``requests`` counts requests by endpoint (``"token"``, ``"results"``, ``"departments"``),
     ``responses`` counts responses by HTTP status, ``faults`` counts injected faults by kind: the
     ``Fault`` values, plus ``"latency"``, ``"rate_limit"`` (the per-token limiter),
-    ``"token_expire_after"`` (an early-expired token refused), ``"insert"`` and ``"update"`` (rows).
+    ``"token_expire_after"`` (an early-expired token refused), ``"insert"`` and ``"update"`` (rows),
+    ``"unknown_ids"`` (a 400 for an id the account does not know, under ``unknown_ids="400"``).
     """
 
     requests: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
@@ -120,9 +123,10 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
         self.app = web.Application()
-        self.app.router.add_post("/api/v3/token", self._token)
-        self.app.router.add_get("/learners/results", self._results)
-        self.app.router.add_get("/departments", self._departments)
+        prefix = self.config.path_prefix
+        self.app.router.add_post(self.config.token_path, self._token)
+        self.app.router.add_get(prefix + "/learners/results", self._results)
+        self.app.router.add_get(prefix + "/departments", self._departments)
 
     def __repr__(self) -> str:
         return f"Emulator(base_url={self._base_url!r}, results={len(self.dataset)}, seed={self.config.seed})"
@@ -131,10 +135,18 @@ class Emulator:
 
     @property
     def base_url(self) -> str:
-        """``http://host:port`` of the running server (no trailing slash)."""
+        """``http://host:port`` of the running server, then ``EmulatorConfig.path_prefix`` (no
+        trailing slash): the data endpoints are ``base_url + "/learners/results"`` and so on."""
         if self._base_url is None:
             raise RuntimeError("the emulator is not running")
-        return self._base_url
+        return self._base_url + self.config.path_prefix
+
+    @property
+    def token_url(self) -> str:
+        """The token endpoint's URL: ``http://host:port`` + ``EmulatorConfig.token_path``."""
+        if self._base_url is None:
+            raise RuntimeError("the emulator is not running")
+        return self._base_url + self.config.token_path
 
     @property
     def client_id(self) -> str:
@@ -202,7 +214,7 @@ class Emulator:
         return len(positions)
 
     def departments(self) -> list[Department]:
-        """Every department, in the order ``/departments`` pages them."""
+        """Every department, in the order ``/departments`` pages them (vanished ones included)."""
         return self.dataset.departments()
 
     def mutate(self, *, inserts: int = 0, updates: int = 0, seed: int = 0) -> list[int]:
@@ -222,7 +234,7 @@ class Emulator:
         bound_host, bound_port = runner.addresses[0][:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
         self._base_url = f"http://{shown}:{bound_port}"
-        return self._base_url
+        return self.base_url
 
     async def close(self) -> None:
         """Stop listening and close open connections."""
@@ -243,6 +255,10 @@ class Emulator:
             one_sided_ranges=config.one_sided_ranges,
             exclusive_end=config.exclusive_end,
         )
+        if config.unknown_ids == "400":
+            message = unknown_ids_message(self.dataset, query)
+            if message is not None:
+                raise QueryError(message)
         return select_all(self.dataset, query, subtree=config.subdepartment_matching)
 
     def _mutate(self, rng: random.Random, inserts: int, updates: int) -> list[int]:
@@ -285,6 +301,9 @@ class Emulator:
                     fault = kind
             if faults.trickle and rng.random() < faults.trickle:
                 trickle = True
+            if faults.latency_median:
+                # Drawn last, so adding a tail leaves every other draw of this request as it was.
+                delay += _lognormal(rng, faults.latency_median, faults.latency_p99)
         return number, _Plan(delay, fault, trickle)
 
     def _retry_after(self) -> str:
@@ -476,6 +495,11 @@ class Emulator:
         except QueryError as exc:
             return self._reply(400, fmt, str(exc))
         ds = self.dataset
+        if config.unknown_ids == "400":
+            message = unknown_ids_message(ds, query)
+            if message is not None:
+                self.stats.faults["unknown_ids"] += 1
+                return self._reply(400, fmt, message)
         page, more = select_page(ds, query, subtree=config.subdepartment_matching)
         next_token = (
             encode_page_token(ds.key(page[-1])) if more else ("" if config.empty_last_token else None)
@@ -525,6 +549,18 @@ def _client_gone(request: web.Request) -> Iterator[None]:
     except asyncio.CancelledError:
         logger.debug("request %s %s cancelled while writing", request.method, request.path)
         raise
+
+
+# The standard normal's 99th percentile: a lognormal with median m and 99th percentile p has
+# sigma = ln(p / m) / Z99.
+_Z99 = 2.3263478740408408
+
+
+def _lognormal(rng: random.Random, median: float, p99: float | None) -> float:
+    """A wait from the lognormal distribution with this median and 99th percentile (default 4x)."""
+    p99 = 4 * median if p99 is None else p99
+    sigma = math.log(p99 / median) / _Z99 if p99 > median else 0.0
+    return median * math.exp(sigma * rng.gauss(0.0, 1.0))
 
 
 def _negotiate(request: web.Request) -> Format:
