@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 
 from benchmarks._common import child_env
 from ispring_async.emulator import EmulatorProcess, serve_in_process
+from ispring_async.emulator._process import stop
 
 __all__ = [
     "CLIENT_ID",
@@ -107,12 +108,8 @@ def counting_emulator(
                     f"the emulator exited ({process.wait()}) before serving:\n{stderr.read()[-3000:]}"
                 )
         finally:
-            # Leaving the Popen block closes its stdout and reaps it; SIGKILL if SIGTERM is not enough.
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            # Leaving the Popen block closes its stdout; SIGKILL if SIGTERM is not enough.
+            stop(process)
 
 
 async def _serve(argv: Sequence[str]) -> None:

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TextIO
 
-__all__ = ["EmulatorProcess", "serve_in_process"]
+__all__ = ["EmulatorProcess", "serve_in_process", "stop"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,11 +62,16 @@ def serve_in_process(
                 tail = stderr.read()[-3000:]
                 raise RuntimeError(f"the emulator exited with status {status} before serving:\n{tail}")
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
             if process.stdout is not None:
                 process.stdout.close()
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM the emulator's process and reap it; SIGKILL if it has not ended within 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

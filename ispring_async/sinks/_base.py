@@ -17,7 +17,7 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -176,26 +176,14 @@ class OutputLock:
         if self._file is not None:
             return
         self.output.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            file = self._open()
-            try:
-                _flock(file)
-            except BlockingIOError:
-                holder = _read_holder(file)
-                file.close()
-                raise SinkError(
-                    f"another export is writing {self.output}{holder}: wait for it to finish (the lock "
-                    f"{self.path} is released when that process ends, however it ends)"
-                ) from None
-            except OSError as exc:
-                file.close()
-                raise SinkError(f"cannot lock {self.path}: {exc.strerror or exc}") from None
-            # A run that finished between our open and our flock unlinked the file we hold: the lock
-            # is only real on the file the path names now.
-            if _same_file(file, self.path):
-                break
-            file.close()
-        self._hold(file)
+
+        def busy(holder: str) -> SinkError:
+            return SinkError(
+                f"another export is writing {self.output}{holder}: wait for it to finish (the lock "
+                f"{self.path} is released when that process ends, however it ends)"
+            )
+
+        self._hold(self._lock_path(busy, failed=f"cannot lock {self.path}"))
 
     def verify(self) -> None:
         """Check the lock file is still the one held; if someone deleted it, lock the path again.
@@ -207,6 +195,22 @@ class OutputLock:
         held = self._file
         if held is None or _same_file(held, self.path):
             return
+
+        def busy(holder: str) -> SinkError:
+            self.lost = True
+            return SinkError(
+                f"the lock file {self.path} was deleted while this export wrote {self.output}, and "
+                f"another export{holder} has locked it since: stopping this one, which writes nothing "
+                "more (its checkpoint may no longer match; the other export's run is the one to keep)"
+            )
+
+        file = self._lock_path(busy, failed=f"cannot lock {self.path} again")
+        logger.warning("the lock file %s was deleted during the export; locked it again", self.path)
+        held.close()
+        self._hold(file)
+
+    def _lock_path(self, busy: Callable[[str], SinkError], *, failed: str) -> io.FileIO:
+        """Lock the file ``self.path`` names now; ``busy(holder)`` is the error when another run holds it."""
         while True:
             file = self._open()
             try:
@@ -214,21 +218,15 @@ class OutputLock:
             except BlockingIOError:
                 holder = _read_holder(file)
                 file.close()
-                self.lost = True
-                raise SinkError(
-                    f"the lock file {self.path} was deleted while this export wrote {self.output}, and "
-                    f"another export{holder} has locked it since: stopping this one, which writes nothing "
-                    "more (its checkpoint may no longer match; the other export's run is the one to keep)"
-                ) from None
+                raise busy(holder) from None
             except OSError as exc:
                 file.close()
-                raise SinkError(f"cannot lock {self.path} again: {exc.strerror or exc}") from None
+                raise SinkError(f"{failed}: {exc.strerror or exc}") from None
+            # A run that finished between our open and our flock unlinked the file we hold: the lock
+            # is only real on the file the path names now.
             if _same_file(file, self.path):
-                break
+                return file
             file.close()
-        logger.warning("the lock file %s was deleted during the export; locked it again", self.path)
-        held.close()
-        self._hold(file)
 
     def _hold(self, file: io.FileIO) -> None:
         file.truncate(0)
