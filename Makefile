@@ -24,7 +24,7 @@ test: check
 	$(BIN)/pytest -q
 
 run: install
-	$(BIN)/python -m ispring_async._demo
+	$(BIN)/python -m ispring_async._app.demo
 
 # The chaos suite at full size: 200k results, faults on >10% of requests, every split and format,
 # kills and resumes; the report of faults injected and survived goes to benchmarks/results/chaos.md.

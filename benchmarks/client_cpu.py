@@ -123,7 +123,7 @@ def _cli(base_url: str, fmt: ResponseFormat) -> tuple[float, int]:
 def _startup() -> float:
     """CPU of a child that only imports the command (subtracted from the CLI's figure)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    subprocess.run([sys.executable, "-c", "import ispring_async._cli"], env=child_env(), check=True)
+    subprocess.run([sys.executable, "-c", "import ispring_async._app.cli"], env=child_env(), check=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 

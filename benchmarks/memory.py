@@ -34,9 +34,9 @@ def _peak():
 
 atexit.register(_peak)
 if sys.argv[1:]:
-    from ispring_async._cli import main
+    from ispring_async._app.cli import main
     sys.exit(main(sys.argv[1:]))
-import ispring_async._cli, ispring_async._export, ispring_async.sinks
+import ispring_async._app.cli, ispring_async._app.export, ispring_async.sinks
 """
 
 

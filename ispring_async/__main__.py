@@ -2,6 +2,6 @@
 
 import sys
 
-from ispring_async._cli import main
+from ispring_async._app.cli import main
 
 sys.exit(main())

@@ -1,6 +1,6 @@
 """What a fan-out takes and what it reports: ``FanOutOptions``, ``PartitionProgress``, ``Batch`` and
 ``FanOutStats``. Plain values, validated where they are built, so the scheduler (``_fanout.py``) and
-the application (``_export.py``, the CLI) share one definition of every default.
+the application (``_app/export.py``, the CLI) share one definition of every default.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ from ispring_async import (
     RetryPolicy,
     Timeouts,
 )
+from ispring_async._app.cli import _UsageError, resolve_settings
 from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_token_url
-from ispring_async._cli import _UsageError, resolve_settings
 from ispring_async._config import DEFAULT_LIMITS
 from ispring_async._transport import _MAX_REFRESHES, Transport
 from ispring_async.emulator import EmulatorConfig, running_emulator

@@ -24,9 +24,9 @@ import msgspec
 import pytest
 
 from ispring_async import FanOutOptions, ResponseFormat, ResultsQuery, RetryPolicy, Split, UserStatus
-from ispring_async._export import ExitCode, ExportSettings, run_export
+from ispring_async._app.export import ExitCode, ExportSettings, run_export
+from ispring_async._app.progress import ProgressMode
 from ispring_async._models import LearnerResult
-from ispring_async._progress import ProgressMode
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[1]

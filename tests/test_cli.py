@@ -10,13 +10,9 @@ from typing import Any
 
 import pytest
 
-from ispring_async._cli import export_parser, main, resolve_settings
-from ispring_async._config import ResponseFormat
-from ispring_async._export import ExitCode
-from ispring_async._fanout import Split
-from ispring_async._models import UserStatus
-from ispring_async._paginate import DEFAULT_MAX_PAGES
-from ispring_async._progress import (
+from ispring_async._app.cli import export_parser, main, resolve_settings
+from ispring_async._app.export import ExitCode
+from ispring_async._app.progress import (
     ProgressMode,
     ProgressReporter,
     Snapshot,
@@ -24,6 +20,10 @@ from ispring_async._progress import (
     render_line,
     render_retries,
 )
+from ispring_async._config import ResponseFormat
+from ispring_async._fanout import Split
+from ispring_async._models import UserStatus
+from ispring_async._paginate import DEFAULT_MAX_PAGES
 
 SECRET = "Sup3r-s3cret-VALUE-7f1c"
 USER_A = "11111111-2222-4333-8444-555555555555"

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from defusedxml import ElementTree as SafeET
 
-from ispring_async._cli import main as cli_main
+from ispring_async._app.cli import main as cli_main
 from ispring_async.emulator import (
     Dataset,
     Emulator,

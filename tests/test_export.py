@@ -29,8 +29,8 @@ import pytest
 from aiohttp import web
 
 from ispring_async import Client, DateRange, ResultsQuery, UserStatus
-from ispring_async._cli import main
-from ispring_async._export import ExitCode
+from ispring_async._app.cli import main
+from ispring_async._app.export import ExitCode
 from ispring_async._models import LearnerResult
 from ispring_async._query import EARLIEST_INSTANT, LATEST_INSTANT
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, serve_in_thread

@@ -32,10 +32,10 @@ from ispring_async import (
     RetryPolicy,
     TransportError,
 )
+from ispring_async._app.progress import PrintableFormatter
 from ispring_async._auth import MIN_TOKEN_LIFETIME, REFRESH_FRACTION, ClientCredentialsAuth, StaticTokenAuth
 from ispring_async._config import DEFAULT_LIMITS, Timeouts
 from ispring_async._exceptions import printable
-from ispring_async._progress import PrintableFormatter
 from ispring_async._transport import Transport, parse_retry_after
 from tests._servers import Handler, PagedResults, Server, TokenEndpoint, api_error, raw_server, serve
 from tests.test_auth import FakeClock, Raw

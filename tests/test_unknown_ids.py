@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from ispring_async import BadRequestError, Client, DateRange, FanOut, FanOutOptions, ResultsQuery, Split
-from ispring_async._cli import main as cli_main
+from ispring_async._app.cli import main as cli_main
+from ispring_async._app.export import ExitCode
 from ispring_async._exceptions import PartitionError
-from ispring_async._export import ExitCode
 from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator, serve_in_thread
 from tests.test_export import read_records

@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 
 from ispring_async import Client, DateRange, ResultsQuery, Split
-from ispring_async._cli import main as cli_main
-from ispring_async._export import ExitCode
+from ispring_async._app.cli import main as cli_main
+from ispring_async._app.export import ExitCode
 from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, serve_in_thread
 from ispring_async.emulator._config import XML_LAYOUTS

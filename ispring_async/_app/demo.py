@@ -7,7 +7,7 @@ API is remote and uneven and integrations set 120-300 s timeouts), runs the real
 from that database. Rerunning it updates the same rows in place (the SQLite sink upserts by
 identity)::
 
-    python -m ispring_async._demo [--results 200000] [--output out/results.sqlite]
+    python -m ispring_async._app.demo [--results 200000] [--output out/results.sqlite]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ispring_async._cli import main as cli_main
+from ispring_async._app.cli import main as cli_main
 from ispring_async.emulator import serve_in_process
 
 __all__ = ["main"]
@@ -66,7 +66,7 @@ def summarize(path: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo; returns the export's exit status."""
-    p = argparse.ArgumentParser(prog="python -m ispring_async._demo", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m ispring_async._app.demo", description=__doc__.splitlines()[0])
     p.add_argument("--results", type=int, default=200_000, help="rows in the emulated account")
     p.add_argument("--latency-median", type=float, default=0.1, help="median seconds per request")
     p.add_argument("--latency-p99", type=float, default=1.0, help="99th percentile seconds per request")

@@ -21,6 +21,14 @@ from typing import TextIO
 import anyio
 import anyio.to_thread
 
+from ispring_async._app.progress import (
+    Clock,
+    ProgressMode,
+    ProgressReporter,
+    Snapshot,
+    format_duration,
+    render_retries,
+)
 from ispring_async._client import Client
 from ispring_async._config import ResponseFormat, RetryPolicy
 from ispring_async._exceptions import (
@@ -33,14 +41,6 @@ from ispring_async._exceptions import (
 from ispring_async._fanout import FanOut, FanOutOptions, PartitionProgress
 from ispring_async._models import LearnerResult
 from ispring_async._paginate import DEFAULT_MAX_PAGES
-from ispring_async._progress import (
-    Clock,
-    ProgressMode,
-    ProgressReporter,
-    Snapshot,
-    format_duration,
-    render_retries,
-)
 from ispring_async._query import ResultsQuery
 from ispring_async.sinks import Sink, SinkError, open_sink
 

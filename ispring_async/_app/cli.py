@@ -2,7 +2,7 @@
 
 ``export`` resolves every option from, in order of precedence, the command line, the environment
 (``ISPRING_*``), a TOML config file (``--config``) and the defaults, then runs
-:func:`ispring_async._export.run_export`. Secrets are never accepted as command-line values.
+:func:`ispring_async._app.export.run_export`. Secrets are never accepted as command-line values.
 """
 
 from __future__ import annotations
@@ -23,9 +23,7 @@ from typing import Any, NoReturn
 
 import anyio
 
-from ispring_async._config import MAX_PAGE_SIZE, ResponseFormat, RetryPolicy
-from ispring_async._exceptions import ConfigurationError, printable
-from ispring_async._export import (
+from ispring_async._app.export import (
     ExitCode,
     ExportSettings,
     Interrupted,
@@ -33,10 +31,12 @@ from ispring_async._export import (
     exit_code_for,
     run_export,
 )
+from ispring_async._app.progress import PrintableFormatter, ProgressLogHandler, ProgressMode
+from ispring_async._config import MAX_PAGE_SIZE, ResponseFormat, RetryPolicy
+from ispring_async._exceptions import ConfigurationError, printable
 from ispring_async._fanout import FanOutOptions, Split
 from ispring_async._models import CompletionStatus, UserStatus
 from ispring_async._paginate import DEFAULT_MAX_PAGES
-from ispring_async._progress import PrintableFormatter, ProgressLogHandler, ProgressMode
 from ispring_async._query import DateRange, ResultsQuery, check_instant
 from ispring_async.sinks import FORMATS
 
