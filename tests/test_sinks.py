@@ -295,7 +295,7 @@ def test_resume_after_sigkill_mid_export_is_exact(tmp_path: Path, fmt: str) -> N
     else:
         assert not path.exists()
         checkpoint = msgspec.json.decode((tmp_path / f".{path.name}.checkpoint").read_bytes())
-        assert (tmp_path / f".{path.name}.partial").stat().st_size > checkpoint["offset"]
+        assert (tmp_path / f".{path.name}.partial").stat().st_size > checkpoint["parts"][0]["offset"]
 
     records = make_records(8200)
     sink = open_sink(path)
@@ -324,7 +324,10 @@ def test_a_failed_run_publishes_nothing_and_stays_resumable(tmp_path: Path, fmt:
         failing_run()
     if fmt == "sqlite":
         assert run_status(path) == [("failed", 100)]
-        assert len(read_output(path, fmt)[1]) == 100  # the uncheckpointed batch was rolled back
+        # Readers of the table see nothing of an unfinished run; its checkpointed rows wait in pending
+        # (the uncheckpointed batch was rolled back).
+        assert read_output(path, fmt)[1] == []
+        assert pending_rows(path) == 100
     else:
         assert not path.exists()
     assert export(path, [records[100:]], resume=True) == b"after 100"
@@ -343,9 +346,10 @@ def test_a_fresh_start_discards_an_unfinished_run(tmp_path: Path, fmt: str) -> N
     sink.write(new)
     sink.finish()
     if fmt == "sqlite":
-        # the interrupted run's committed rows are upserted data too: kept, under its run id
+        # the interrupted run's rows never reached the table: only a complete run publishes
         assert run_status(path) == [("failed", 100), ("complete", 120)]
-        assert read_output(path, fmt)[1] == old[:100] + new
+        assert read_output(path, fmt)[1] == new
+        assert pending_rows(path) == 0
     else:
         assert read_output(path, fmt)[1] == new
         assert leftovers(path) == []
@@ -417,18 +421,12 @@ def test_a_checkpoint_file_holds_the_state_and_nothing_of_the_data(tmp_path: Pat
         raw = checkpoint_path.read_bytes()
         mode = checkpoint_path.stat().st_mode & 0o777
     saved = msgspec.json.decode(raw)
-    assert set(saved) == {
-        "version",
-        "format",
-        "columns",
-        "offset",
-        "records",
-        "data_crc32",
-        "state",
-        "checksum",
-    }
+    assert set(saved) == {"version", "format", "records", "parts", "state", "publishing", "checksum"}
+    (part,) = saved["parts"]
+    assert set(part) == {"dataset", "columns", "offset", "records", "data_crc32"}
     assert base64.b64decode(saved["state"]) == b"\x00opaque\xff"
-    assert (saved["format"], saved["columns"], saved["records"]) == (fmt, API_NAMES, 20)
+    assert (saved["format"], part["columns"], saved["records"], part["records"]) == (fmt, API_NAMES, 20, 20)
+    assert (part["dataset"], saved["publishing"]) == ("results", False)
     assert SECRET.encode() not in raw
     assert b"s3cr3t" not in raw
     assert mode == 0o600
@@ -452,10 +450,21 @@ def test_the_sqlite_checkpoint_row_holds_the_state_only(tmp_path: Path) -> None:
     assert (run_id, state, records) == (1, b"\x00opaque\xff", 20)
 
 
+def pending_rows(path: Path) -> int:
+    """Rows waiting in ``pending_learner_results`` of an SQLite output (an unfinished run's)."""
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("SELECT count(*) FROM pending_learner_results").fetchone()[0])
+    finally:
+        db.close()
+
+
 def _reseal(checkpoint: Path, **changes: Any) -> None:
-    """Change fields of a checkpoint and give it a matching checksum: damage only the bounds can catch."""
+    """Change fields of a checkpoint's part and give it a matching checksum: damage only the bounds catch."""
     saved = msgspec.json.decode(checkpoint.read_bytes(), type=_files._Checkpoint)
-    changed = msgspec.structs.replace(saved, **changes)
+    top = {k: changes.pop(k) for k in list(changes) if k == "records"}
+    (part,) = saved.parts
+    changed = msgspec.structs.replace(saved, parts=[msgspec.structs.replace(part, **changes)], **top)
     checkpoint.write_bytes(
         msgspec.json.encode(msgspec.structs.replace(changed, checksum=_files._digest(changed)))
     )
@@ -468,7 +477,7 @@ def _flip_bit(path: Path, at: int) -> None:
 
 
 def _damage(damage: str, checkpoint: Path, partial: Path) -> None:
-    saved = msgspec.json.decode(checkpoint.read_bytes())
+    saved = msgspec.json.decode(checkpoint.read_bytes())["parts"][0]
     if damage == "unreadable":
         checkpoint.write_bytes(b'{"version": 2, "form')
     elif damage == "other-columns":
@@ -481,7 +490,8 @@ def _damage(damage: str, checkpoint: Path, partial: Path) -> None:
         raw = checkpoint.read_bytes()
         _flip_bit(checkpoint, raw.index(b'"state":"') + 12)
     elif damage == "records-edited":
-        checkpoint.write_bytes(msgspec.json.encode({**saved, "records": -5}))
+        whole = msgspec.json.decode(checkpoint.read_bytes())
+        checkpoint.write_bytes(msgspec.json.encode({**whole, "records": -5}))
     elif damage == "records-negative-resealed":
         _reseal(checkpoint, records=-5)
     elif damage == "offset-negative-resealed":
@@ -534,7 +544,7 @@ def test_an_unusable_checkpoint_means_starting_afresh(
         pytest.param("UPDATE export_checkpoint SET records = records + 1", id="records-off-by-one"),
         pytest.param("UPDATE export_checkpoint SET state = x'00ff'", id="state-corrupted"),
         pytest.param("UPDATE export_checkpoint SET checksum = NULL", id="no-checksum"),
-        pytest.param("DELETE FROM learner_results WHERE rowid % 10 = 0", id="rows-missing"),
+        pytest.param("DELETE FROM pending_learner_results WHERE rowid % 10 = 0", id="rows-missing"),
     ],
 )
 def test_an_unusable_sqlite_checkpoint_means_starting_afresh(

@@ -13,11 +13,16 @@ output an uninterrupted one gives, and the output path never holds an incomplete
             sink.write(page.records)
             sink.checkpoint(exporter_state)     # opaque bytes, stored as given
         sink.finish()                           # publish atomically
+
+Several datasets go into one sink: ``open_sink("out.sqlite", datasets=[DEPARTMENTS, RESULTS])``
+writes one table each, ``open_sink("out", format="jsonl", datasets=...)`` one file each in ``out/``;
+``sink.write(records, dataset="departments")``, and one checkpoint covers them all.
 """
 
 from __future__ import annotations
 
-from ispring_async.sinks._base import COLUMNS, Column, Sink, SinkError
+from ispring_async.sinks._base import COLUMNS, Column, Sink, SinkError, columns_of
+from ispring_async.sinks._datasets import DATASETS, DEPARTMENTS, RESULTS, Dataset, Derived, dataset_named
 from ispring_async.sinks._open import FORMATS, format_for_path, open_sink
 from ispring_async.sinks.csv import CsvSink
 from ispring_async.sinks.jsonl import JsonlSink
@@ -26,14 +31,21 @@ from ispring_async.sinks.sqlite import SqliteSink
 
 __all__ = [
     "COLUMNS",
+    "DATASETS",
+    "DEPARTMENTS",
     "FORMATS",
+    "RESULTS",
     "Column",
     "CsvSink",
+    "Dataset",
+    "Derived",
     "JsonlSink",
     "ParquetSink",
     "Sink",
     "SinkError",
     "SqliteSink",
+    "columns_of",
+    "dataset_named",
     "format_for_path",
     "open_sink",
 ]

@@ -21,18 +21,22 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, Self
 
 import msgspec
 
 from ispring_async._exceptions import ISpringError
 from ispring_async._models import LearnerResult
 
-__all__ = ["COLUMNS", "Column", "Sink", "SinkError"]
+if TYPE_CHECKING:
+    from ispring_async.sinks._datasets import Dataset
+
+__all__ = ["COLUMNS", "Column", "Sink", "SinkError", "columns_of"]
 
 logger = logging.getLogger("ispring_async.sinks")
 
-ColumnKind = Literal["str", "int", "float", "bool", "datetime"]
+ColumnKind = Literal["str", "int", "float", "bool", "datetime", "json"]
+"""``json``: a nested value (a list, a struct), stored as JSON text by the flat formats."""
 
 
 class SinkError(ISpringError):
@@ -41,7 +45,7 @@ class SinkError(ISpringError):
 
 @dataclass(frozen=True, slots=True)
 class Column:
-    """One output column: a field of :class:`LearnerResult` under its API name."""
+    """One output column: a field of a record struct (:class:`LearnerResult`, ...) under its API name."""
 
     name: str
     """The API's field name (``userId``), which every format uses as its column name."""
@@ -58,9 +62,18 @@ _KINDS: dict[type[msgspec.inspect.Type], ColumnKind] = {
 }
 
 
-def _columns() -> tuple[Column, ...]:
-    # Derived from the struct, not listed by hand, so a field added to LearnerResult reaches every format.
-    info = msgspec.inspect.type_info(LearnerResult)
+def _kind(type_: msgspec.inspect.Type) -> ColumnKind:
+    if isinstance(type_, msgspec.inspect.EnumType | msgspec.inspect.LiteralType):
+        values = [m.value for m in type_.cls] if isinstance(type_, msgspec.inspect.EnumType) else type_.values
+        return "int" if all(isinstance(v, int) for v in values) else "str"
+    # Anything that is not one scalar (a list, a nested struct, a dict) is one JSON column.
+    return _KINDS.get(type(type_), "json")
+
+
+def columns_of(struct: type[msgspec.Struct]) -> tuple[Column, ...]:
+    """The columns of a record struct: every field in declaration order, under the API's names."""
+    # Derived from the struct, not listed by hand, so a field added to a struct reaches every format.
+    info = msgspec.inspect.type_info(struct)
     assert isinstance(info, msgspec.inspect.StructType)
     columns = []
     for field in info.fields:
@@ -69,12 +82,12 @@ def _columns() -> tuple[Column, ...]:
         if isinstance(type_, msgspec.inspect.UnionType):
             others = [t for t in type_.types if not isinstance(t, msgspec.inspect.NoneType)]
             nullable = len(others) < len(type_.types)
-            (type_,) = others
-        columns.append(Column(field.encode_name, _KINDS[type(type_)], nullable))
+            type_ = others[0] if len(others) == 1 else msgspec.inspect.AnyType()
+        columns.append(Column(field.encode_name, _kind(type_), nullable))
     return tuple(columns)
 
 
-COLUMNS: tuple[Column, ...] = _columns()
+COLUMNS: tuple[Column, ...] = columns_of(LearnerResult)
 """Every field of :class:`LearnerResult` in declaration order, under the API's names."""
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
@@ -120,26 +133,46 @@ class Sink(Protocol):
         """
         ...
 
-    def identities(self) -> Iterator[str]:
-        """Identities of the records kept by :meth:`open` (to rebuild the exporter's duplicate filter).
+    @property
+    def datasets(self) -> tuple[Dataset, ...]:
+        """The datasets this sink writes (``(RESULTS,)`` unless it was made for others)."""
+        ...
+
+    @property
+    def outputs(self) -> dict[str, Path]:
+        """Where each dataset is published, by dataset name (one database for SQLite)."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Records in the output so far by dataset, including those kept from a resumed run."""
+        ...
+
+    def identities(self, dataset: str = "results") -> Iterator[str]:
+        """Identities of a dataset's records kept by :meth:`open` (to rebuild the exporter's duplicate
+        filter).
 
         Call it right after ``open(resume=True)``; after a fresh open it yields nothing.
         """
         ...
 
-    def write(self, records: Sequence[LearnerResult]) -> None:
-        """Append a batch (typically a page). Not durable until the next :meth:`checkpoint`."""
+    def write(self, records: Sequence[Any], dataset: str = "results") -> None:
+        """Append a batch (typically a page) of a dataset. Not durable until the next :meth:`checkpoint`."""
         ...
 
     def checkpoint(self, state: bytes) -> None:
-        """Make every record written so far and ``state`` durable, atomically together.
+        """Make every record written so far (of every dataset) and ``state`` durable, atomically together.
 
         ``state`` is opaque to the sink and stored as given; nothing else of the exporter's is stored.
         """
         ...
 
     def finish(self) -> None:
-        """Complete the export: publish the output atomically and remove the checkpoint."""
+        """Complete the export: publish every dataset's output and remove the checkpoint.
+
+        Readers never see a part of a run: SQLite publishes all datasets in one transaction; file sinks
+        rename each file into place, and a run killed between two renames publishes the rest when it
+        is resumed (``open(resume=True)`` then ``finish()``).
+        """
         ...
 
     def abort(self) -> None:

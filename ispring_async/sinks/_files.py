@@ -1,20 +1,31 @@
-"""The machinery of file sinks: a partial file beside the output, a sidecar checkpoint, an atomic publish.
+"""The machinery of file sinks: partial files beside the outputs, one sidecar checkpoint, an atomic publish.
 
-For an output ``results.jsonl`` the directory holds, while an export runs or after it was interrupted::
+For an output ``results.jsonl`` (one dataset, one file) the directory holds, while an export runs or
+after it was interrupted::
 
     .results.jsonl.partial      the records so far (only this file is appended to)
-    .results.jsonl.checkpoint   {version, format, columns, offset, records, data_crc32, state, checksum}
+    .results.jsonl.checkpoint   {version, format, records, parts, state, publishing, checksum}
 
-A checkpoint fsyncs the partial file, then replaces the sidecar atomically (write a temporary file,
-fsync it, ``os.replace``). Resuming truncates the partial file to the saved offset, which drops whatever
-was written after the checkpoint, torn lines included.
+For a folder output ``out/`` (several datasets, ``FileSink(path, datasets, folder=True)``) each
+dataset has its file ``out/<dataset>.<ext>`` and its partial file ``out/.<dataset>.<ext>.partial``,
+and one checkpoint ``out/.export.checkpoint`` covers them all: each part's ``{dataset, columns, offset,
+records, data_crc32}`` and the exporter's state, so one run has one resume point.
+
+A checkpoint fsyncs the partial files, then replaces the sidecar atomically (write a temporary file,
+fsync it, ``os.replace``). Resuming truncates each partial file to its saved offset, which drops
+whatever was written after the checkpoint, torn lines included.
 
 Nothing left behind is trusted blindly: the sidecar carries a SHA-256 of its own fields (a corrupted
-state, a hand-edited count) and a CRC-32 of the partial file's first ``offset`` bytes (a flipped bit
-in the data), and the offset must end a line inside the file. A leftover that fails any check is
-logged with what is wrong and the export starts afresh, which is always correct (it only costs time);
-it never yields a wrong summary or output. ``finish`` renames the complete partial file to
-the output path, so the output path only ever holds a complete export.
+state, a hand-edited count) and, per part, a CRC-32 of the partial file's first ``offset`` bytes (a
+flipped bit in the data), and each offset must end a line inside its file. A leftover that fails any
+check is logged with what is wrong and the export starts afresh, which is always correct (it only costs
+time); it never yields a wrong summary or output.
+
+``finish`` first saves the checkpoint marked ``publishing`` (every part's data is durable by then),
+then renames each complete partial file to its output, then removes the checkpoint. A run killed
+between two renames resumes into ``finish`` alone: a part whose partial file is gone was published, the
+others are published now. So an output path only ever holds a complete export, and the files of one
+run are all published by the run that wrote them.
 """
 
 from __future__ import annotations
@@ -23,33 +34,41 @@ import contextlib
 import hashlib
 import os
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 import msgspec
 
-from ispring_async._exceptions import printable
-from ispring_async._models import LearnerResult
-from ispring_async.sinks._base import COLUMN_NAMES, SinkBase, logger
+from ispring_async._exceptions import ConfigurationError, printable
+from ispring_async.sinks._base import SinkBase, SinkError, logger
+from ispring_async.sinks._datasets import RESULTS, Dataset
 
 __all__ = ["FileSink", "iter_line_blocks"]
 
-_CHECKPOINT_VERSION = 2
+_CHECKPOINT_VERSION = 3
 _WRITE_BUFFER = 1 << 20
 _VERIFY_BLOCK = 8 << 20
+FOLDER_CHECKPOINT = ".export.checkpoint"
 
 
-class _Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
-    # Only what resuming needs: where the kept data ends and the exporter's opaque state, and the
-    # digests that prove both are what the last checkpoint wrote.
-    version: int
-    format: str
+class _PartCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
+    dataset: str
     columns: list[str]
     offset: int
     records: int
     data_crc32: int
+
+
+class _Checkpoint(msgspec.Struct, frozen=True, kw_only=True):
+    # Only what resuming needs: where each part's kept data ends, the exporter's opaque state, and the
+    # digests that prove both are what the last checkpoint wrote.
+    version: int
+    format: str
+    records: int
+    parts: list[_PartCheckpoint]
     state: bytes
+    publishing: bool = False
     checksum: str = ""
 
 
@@ -61,140 +80,247 @@ def _digest(checkpoint: _Checkpoint) -> str:
 _checkpoint_decoder = msgspec.json.Decoder(_Checkpoint)
 
 
-class FileSink(SinkBase):
-    """A sink writing one file through a partial file and a sidecar checkpoint.
+class Part:
+    """One dataset's file of a file sink: the partial file appended to and the path it is published to."""
 
-    Subclasses give the encoding (:meth:`_encode`, :meth:`_header`), how to read identities back
-    (:meth:`_read_identities`), and optionally how to publish (:meth:`_publish`).
+    def __init__(self, dataset: Dataset, output: Path, partial: Path) -> None:
+        self.dataset = dataset
+        self.output = output
+        self.partial = partial
+        self.file: BinaryIO | None = None
+        self.offset = 0  # bytes handed to the partial file so far
+        self.durable_offset = 0  # bytes covered by the last checkpoint
+        self.crc = 0  # CRC-32 of the bytes handed to the partial file so far
+        self.records = 0
+        self.published = False
+
+
+class FileSink(SinkBase):
+    """A sink writing one file per dataset through partial files and one sidecar checkpoint.
+
+    ``folder=False`` (one dataset): ``path`` is the file. ``folder=True``: ``path`` is a folder holding
+    ``<dataset>.<extension>`` for each of ``datasets``. Subclasses give the encoding (:meth:`_encode`,
+    :meth:`_header`), how to read identities back (:meth:`_read_identities`), and optionally how to
+    publish (:meth:`_publish`).
     """
 
-    def __init__(self, path: Path) -> None:
+    extension = ""
+
+    def __init__(self, path: Path, datasets: Sequence[Dataset] = (RESULTS,), *, folder: bool = False) -> None:
         super().__init__(path)
-        directory, name = self._path.parent, self._path.name
-        self._partial = directory / f".{name}.partial"
-        self._checkpoint_path = directory / f".{name}.checkpoint"
-        self._checkpoint_temporary = directory / f".{name}.checkpoint.tmp"
-        self._file: BinaryIO | None = None
-        self._offset = 0  # bytes handed to the partial file so far
-        self._durable_offset = 0  # bytes covered by the last checkpoint
-        self._crc = 0  # CRC-32 of the bytes handed to the partial file so far
+        if not datasets or len({d.name for d in datasets}) != len(datasets):
+            raise ConfigurationError("a sink needs one or more distinct datasets")
+        if not folder and len(datasets) != 1:
+            raise ConfigurationError(
+                f"{len(datasets)} datasets need a folder as output (one file each), not the file {path}"
+            )
+        self._folder = folder
+        if folder:
+            names = [f"{d.name}.{self.extension}" for d in datasets]
+            self._parts = [
+                Part(d, self._path / name, self._path / f".{name}.partial")
+                for d, name in zip(datasets, names, strict=True)
+            ]
+            self._checkpoint_path = self._path / FOLDER_CHECKPOINT
+        else:
+            directory, name = self._path.parent, self._path.name
+            self._parts = [Part(datasets[0], self._path, directory / f".{name}.partial")]
+            self._checkpoint_path = directory / f".{name}.checkpoint"
+        self._checkpoint_temporary = self._checkpoint_path.with_name(self._checkpoint_path.name + ".tmp")
+        self._by_name = {part.dataset.name: part for part in self._parts}
+        self._saved_state = b""
+        self._publishing = False
+
+    @property
+    def datasets(self) -> tuple[Dataset, ...]:
+        """The datasets this sink writes, in order."""
+        return tuple(part.dataset for part in self._parts)
+
+    @property
+    def outputs(self) -> dict[str, Path]:
+        """Each dataset's published file, by dataset name."""
+        return {part.dataset.name: part.output for part in self._parts}
+
+    def counts(self) -> dict[str, int]:
+        """Records in the output so far, by dataset (kept ones included)."""
+        return {part.dataset.name: part.records for part in self._parts}
 
     # -- what a format provides ---------------------------------------------------------------------
 
-    def _header(self) -> bytes:
+    def _header(self, dataset: Dataset) -> bytes:
         return b""
 
-    def _encode(self, records: Sequence[LearnerResult]) -> bytes:
+    def _encode(self, dataset: Dataset, records: Sequence[object]) -> bytes:
         raise NotImplementedError
 
-    def _read_identities(self, path: Path, end: int) -> Iterator[str]:
+    def _read_identities(self, dataset: Dataset, path: Path, end: int) -> Iterator[str]:
         raise NotImplementedError
 
     def _leftovers(self) -> list[Path]:
-        """Temporary files of an earlier run, besides the partial file and the checkpoint."""
+        """Temporary files of an earlier run, besides the partial files and the checkpoint."""
         return []
 
-    def _publish(self) -> None:
-        os.replace(self._partial, self._path)
+    def _publish(self, part: Part) -> None:
+        os.replace(part.partial, part.output)
 
     # -- the protocol -------------------------------------------------------------------------------
 
     def open(self, *, resume: bool) -> bytes | None:
-        """Prepare the partial file; on resume truncate it to the last checkpoint and return its state."""
+        """Prepare the partial files; on resume truncate them to the last checkpoint and return its state."""
         self._begin()
         try:
-            fd = os.open(self._partial, os.O_RDWR | os.O_CREAT, 0o666)
-        except BaseException:
-            self._lock.release()
-            raise
-        try:
-            saved = self._load_checkpoint(fd) if resume else None
+            if self._folder:
+                self._path.mkdir(parents=True, exist_ok=True)
+            saved = self._load_checkpoint() if resume else None
             if saved is None:
                 # The checkpoint goes first: a partial file without one is never resumed.
                 for leftover in (self._checkpoint_path, self._checkpoint_temporary, *self._leftovers()):
                     leftover.unlink(missing_ok=True)
-                offset = 0
-            else:
-                offset = saved.offset
+            for index, part in enumerate(self._parts):
+                self._open_part(part, None if saved is None else saved.parts[index], saved)
+        except BaseException:
+            self._close_files()
+            self._lock.release()
+            raise
+        self._state = "open"
+        self.records_written = sum(part.records for part in self._parts)
+        if saved is None:
+            return None
+        self._saved_state = saved.state
+        self._publishing = saved.publishing
+        return saved.state
+
+    def _open_part(self, part: Part, kept: _PartCheckpoint | None, saved: _Checkpoint | None) -> None:
+        if kept is not None:
+            part.records = kept.records
+            if saved is not None and saved.publishing and not part.partial.exists():
+                part.published = True  # renamed into place by the run that was killed while publishing
+                return
+        offset = 0 if kept is None else kept.offset
+        fd = os.open(part.partial, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
             os.ftruncate(fd, offset)
             file = open(fd, "r+b", buffering=_WRITE_BUFFER)  # noqa: SIM115  (closed by finish/abort)
         except BaseException:
             os.close(fd)
-            self._lock.release()
             raise
         file.seek(offset)
-        self._file = file
-        self._offset = self._durable_offset = offset
-        self._crc = 0 if saved is None else saved.data_crc32
-        self._state = "open"
-        if saved is None:
-            header = self._header()
+        part.file = file
+        part.offset = part.durable_offset = offset
+        part.crc = 0 if kept is None else kept.data_crc32
+        if kept is None:
+            header = self._header(part.dataset)
             file.write(header)
-            self._offset += len(header)
-            self._crc = zlib.crc32(header)
-            return None
-        self.records_written = saved.records
-        return saved.state
+            part.offset += len(header)
+            part.crc = zlib.crc32(header)
 
-    def identities(self) -> Iterator[str]:
-        """Identities of the records up to the last checkpoint, read back from the partial file."""
-        self._require_open()
-        return self._read_identities(self._partial, self._durable_offset)
+    def _part(self, dataset: str) -> Part:
+        try:
+            part = self._by_name[dataset]
+        except KeyError:
+            raise SinkError(f"{self!r} does not write the dataset {dataset!r}") from None
+        if part.file is None:
+            raise SinkError(f"{self!r}: the dataset {dataset!r} is already published")
+        return part
 
-    def write(self, records: Sequence[LearnerResult]) -> None:
-        """Append a batch to the partial file (buffered; durable at the next checkpoint)."""
+    def identities(self, dataset: str = RESULTS.name) -> Iterator[str]:
+        """Identities of a dataset's records up to the last checkpoint, read back from its partial file."""
         self._require_open()
+        part = self._part(dataset)
+        return self._read_identities(part.dataset, part.partial, part.durable_offset)
+
+    def write(self, records: Sequence[object], dataset: str = RESULTS.name) -> None:
+        """Append a batch to a dataset's partial file (buffered; durable at the next checkpoint)."""
+        self._require_open()
+        if self._publishing:
+            raise SinkError(f"{self!r} was resumed while publishing: finish() is all that is left")
         if not records:
             return
-        data = self._encode(records)
-        assert self._file is not None
-        self._file.write(data)
-        self._offset += len(data)
-        self._crc = zlib.crc32(data, self._crc)
+        part = self._part(dataset)
+        data = self._encode(part.dataset, records)
+        assert part.file is not None
+        part.file.write(data)
+        part.offset += len(data)
+        part.crc = zlib.crc32(data, part.crc)
+        part.records += len(records)
         self.records_written += len(records)
 
     def checkpoint(self, state: bytes) -> None:
-        """fsync the partial file, then atomically replace the sidecar with its length and ``state``."""
+        """fsync the partial files, then atomically replace the sidecar with their lengths and ``state``."""
         self._require_open()
-        assert self._file is not None
-        self._file.flush()
-        # Data before the checkpoint that describes it: a checkpoint never covers bytes a crash can lose.
-        os.fsync(self._file.fileno())
-        checkpoint = _Checkpoint(
-            version=_CHECKPOINT_VERSION,
-            format=self.format,
-            columns=list(COLUMN_NAMES),
-            offset=self._offset,
-            records=self.records_written,
-            data_crc32=self._crc,
-            state=bytes(state),
-        )
-        checkpoint = msgspec.structs.replace(checkpoint, checksum=_digest(checkpoint))
+        self._sync()
         # No directory fsync: if a power loss undoes the rename, the older checkpoint still describes
         # data that was fsynced before it, so resuming from it stays exact (it only redoes a page).
-        _write_atomically(self._checkpoint_path, self._checkpoint_temporary, msgspec.json.encode(checkpoint))
-        self._durable_offset = self._offset
+        self._save(bytes(state), publishing=False)
+        self._saved_state = bytes(state)
+        for part in self._parts:
+            part.durable_offset = part.offset
 
     def finish(self) -> None:
-        """Publish the complete output atomically, then remove the checkpoint."""
+        """Publish every dataset's file, then remove the checkpoint (resumable if killed in between)."""
         self._require_open()
-        assert self._file is not None
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._sync()
+        if not self._publishing:
+            # From here a resumed run only publishes: every part's data is durable and counted.
+            self._save(self._saved_state, publishing=True)
+            self._publishing = True
         # Published while the lock is held, so a concurrent run cannot start on a half-published output.
-        self._publish()
+        for part in self._parts:
+            if not part.published:
+                self._publish(part)
+                part.published = True
+            if part.file is not None:
+                part.file.close()
+                part.file = None
         self._checkpoint_path.unlink(missing_ok=True)
-        _fsync_directory(self._path.parent)
-        self._file.close()
-        self._file = None
+        _fsync_directory(self._checkpoint_path.parent)
+        if self._folder:
+            _fsync_directory(self._path.parent)  # the folder itself may be new
         self._end("finished")
 
     def abort(self) -> None:
-        """Close the partial file without publishing; the checkpoint stays for ``open(resume=True)``."""
+        """Close the partial files without publishing; the checkpoint stays for ``open(resume=True)``."""
         if self._state != "open":
             return
-        file, self._file = self._file, None
-        if file is not None:
+        self._close_files()
+        self._end("aborted")
+
+    # -- helpers ------------------------------------------------------------------------------------
+
+    def _sync(self) -> None:
+        for part in self._parts:
+            if part.file is not None:
+                part.file.flush()
+                # Data before the checkpoint that describes it: a checkpoint never covers bytes a crash
+                # can lose.
+                os.fsync(part.file.fileno())
+
+    def _save(self, state: bytes, *, publishing: bool) -> None:
+        checkpoint = _Checkpoint(
+            version=_CHECKPOINT_VERSION,
+            format=self.format,
+            records=self.records_written,
+            parts=[
+                _PartCheckpoint(
+                    dataset=part.dataset.name,
+                    columns=list(part.dataset.column_names),
+                    offset=part.offset,
+                    records=part.records,
+                    data_crc32=part.crc,
+                )
+                for part in self._parts
+            ],
+            state=state,
+            publishing=publishing,
+        )
+        checkpoint = msgspec.structs.replace(checkpoint, checksum=_digest(checkpoint))
+        _write_atomically(self._checkpoint_path, self._checkpoint_temporary, msgspec.json.encode(checkpoint))
+
+    def _close_files(self) -> None:
+        for part in self._parts:
+            file, part.file = part.file, None
+            if file is None:
+                continue
             if self._lock.lost:
                 # Another export now owns the partial file: what the buffer holds must not reach it.
                 # /dev/null takes the descriptor's place, so the close below flushes into nothing.
@@ -204,16 +330,13 @@ class FileSink(SinkBase):
             # Whatever the buffer still holds lies past the checkpoint, so a failed flush loses nothing.
             with contextlib.suppress(OSError):
                 file.close()
-        self._end("aborted")
 
-    # -- helpers ------------------------------------------------------------------------------------
-
-    def _load_checkpoint(self, fd: int) -> _Checkpoint | None:
+    def _load_checkpoint(self) -> _Checkpoint | None:
         try:
             raw = self._checkpoint_path.read_bytes()
         except FileNotFoundError:
             return None
-        saved = _validate(raw, self.format, lambda offset: _check_partial(fd, self._partial, offset))
+        saved = _validate(raw, self.format, self._parts)
         if isinstance(saved, str):
             # Starting afresh is always correct (it only costs time), so a damaged leftover never stops
             # a nightly run; the log says why this export took longer.
@@ -222,9 +345,12 @@ class FileSink(SinkBase):
         return saved
 
 
-def _check_partial(fd: int, path: Path, offset: int) -> int | str:
-    """The CRC-32 of the partial file's first ``offset`` bytes, or why they cannot be the checkpoint's."""
-    size = os.fstat(fd).st_size
+def _check_partial(path: Path, offset: int) -> int | str:
+    """The CRC-32 of a partial file's first ``offset`` bytes, or why they cannot be the checkpoint's."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"the partial file {path} is missing"
     if size < offset:
         return f"the partial file {path} is shorter ({size:,} bytes) than its checkpoint says ({offset:,})"
     if offset == 0:
@@ -245,8 +371,12 @@ def _check_partial(fd: int, path: Path, offset: int) -> int | str:
     return crc
 
 
-def _validate(raw: bytes, format: str, check_partial: Callable[[int], int | str]) -> _Checkpoint | str:
-    """The checkpoint, or what is wrong with it or with the partial file it describes."""
+def _validate(raw: bytes, format: str, parts: Sequence[Part]) -> _Checkpoint | str:
+    """The checkpoint, or what is wrong with it or with the partial files it describes.
+
+    Raises :exc:`ConfigurationError` (the checkpoint is kept) when it is sound but covers other datasets:
+    the rerun asked for something else, which is the caller's to settle, not a reason to start afresh.
+    """
     try:
         saved = _checkpoint_decoder.decode(raw)
     except msgspec.DecodeError:
@@ -255,15 +385,32 @@ def _validate(raw: bytes, format: str, check_partial: Callable[[int], int | str]
         return f"its checkpoint is for {printable(saved.format)} v{saved.version}"
     if saved.checksum != _digest(saved):
         return "its checkpoint is damaged (its checksum does not match its contents)"
-    if tuple(saved.columns) != COLUMN_NAMES:
-        return "its columns differ from this version's"
-    if saved.offset < 0 or saved.records < 0 or not 0 <= saved.data_crc32 <= 0xFFFFFFFF:
-        return "its checkpoint holds a negative offset or count"
-    found = check_partial(saved.offset)
-    if isinstance(found, str):
-        return found
-    if found != saved.data_crc32:
-        return "the partial file's data differs from what was checkpointed (its CRC-32 does not match)"
+    names = [part.dataset.name for part in parts]
+    if [kept.dataset for kept in saved.parts] != names:
+        kept_names = ",".join(printable(kept.dataset) for kept in saved.parts)
+        raise ConfigurationError(
+            f"the interrupted export covers the datasets {kept_names}, not {','.join(names)}: rerun with "
+            f"--include {kept_names}, or without --resume to start afresh"
+        )
+    if saved.records != sum(kept.records for kept in saved.parts):
+        return "its checkpoint's record counts do not add up"
+    for part, kept in zip(parts, saved.parts, strict=True):
+        if tuple(kept.columns) != part.dataset.column_names:
+            return f"the columns of its {part.dataset.name} differ from this version's"
+        if kept.offset < 0 or kept.records < 0 or not 0 <= kept.data_crc32 <= 0xFFFFFFFF:
+            return "its checkpoint holds a negative offset or count"
+        if saved.publishing and not part.partial.exists():
+            if not part.output.exists():
+                return f"it was publishing, but neither {part.partial} nor {part.output} exists"
+            continue
+        found = _check_partial(part.partial, kept.offset)
+        if isinstance(found, str):
+            return found
+        if found != kept.data_crc32:
+            return (
+                f"the partial file {part.partial}'s data differs from what was checkpointed (its CRC-32 "
+                "does not match)"
+            )
     return saved
 
 

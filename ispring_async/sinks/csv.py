@@ -1,7 +1,9 @@
 """CSV (RFC 4180, UTF-8): a header of the API's field names, then one row per record.
 
 Datetimes are RFC 3339 strings, booleans ``true``/``false``, an absent value an empty field (so an
-empty string and an absent value read back alike: a limit of CSV, not of this sink).
+empty string and an absent value read back alike: a limit of CSV, not of this sink). A nested field
+(a user's ``fields``, ``groups``, ``userRoles``) is one column of JSON text; derived columns (a user's
+``login``, ``email``, ``firstName``, ``lastName``) follow the struct's own.
 """
 
 from __future__ import annotations
@@ -12,42 +14,35 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from ispring_async._models import LearnerResult
-from ispring_async.sinks._base import COLUMN_NAMES, COLUMNS
+from ispring_async.sinks._datasets import Dataset
 from ispring_async.sinks._files import FileSink
 
 __all__ = ["CsvSink"]
 
-_BOOL_COLUMNS = tuple(c.name for c in COLUMNS if c.kind == "bool")
 _BOOL_TEXT: dict[bool | None, str | None] = {True: "true", False: "false", None: None}
-_USER, _COURSE, _ENROLLMENT = (COLUMN_NAMES.index(n) for n in ("userId", "courseId", "enrollmentId"))
 
 
 class CsvSink(FileSink):
     """Writes ``.csv``; the header is written once, not again when a run resumes."""
 
     format = "csv"
+    extension = "csv"
 
-    def _header(self) -> bytes:
-        return _write_rows([COLUMN_NAMES])
+    def _header(self, dataset: Dataset) -> bytes:
+        return _write_rows([dataset.column_names])
 
-    def _encode(self, records: Sequence[LearnerResult]) -> bytes:
-        # to_builtins does the per-field work in C (datetimes become RFC 3339 strings); dicts keep the
-        # declaration order, so their values are the row.
-        rows: list[dict[str, Any]] = msgspec.to_builtins(records)
-        for name in _BOOL_COLUMNS:
+    def _encode(self, dataset: Dataset, records: Sequence[object]) -> bytes:
+        rows = dataset.rows(records)
+        for name in (c.name for c in dataset.columns if c.kind == "bool"):
             for row in rows:
                 row[name] = _BOOL_TEXT[row[name]]
         return _write_rows(row.values() for row in rows)
 
-    def _read_identities(self, path: Path, end: int) -> Iterator[str]:
+    def _read_identities(self, dataset: Dataset, path: Path, end: int) -> Iterator[str]:
         rows = csv.reader(_text_lines(path, end))
-        next(rows, None)  # the header
+        names = next(rows, None)  # the header
         for row in rows:
-            # As LearnerResult.identity; an empty field is an absent enrollmentId.
-            yield row[_ENROLLMENT] or f"{row[_USER]}/{row[_COURSE]}"
+            yield dataset.row_identity(dict(zip(names or (), row, strict=True)))
 
 
 def _write_rows(rows: Any) -> bytes:

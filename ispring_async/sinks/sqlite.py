@@ -1,15 +1,21 @@
-"""SQLite: a database that each nightly run updates in place.
+"""SQLite: a database that each nightly run updates in place, one table per dataset.
 
-Tables (created on first use; columns of fields added to :class:`LearnerResult` later are added)::
+Tables (created on first use; columns of fields added to a struct later are added)::
 
-    learner_results    identity TEXT PRIMARY KEY, one column per field under its API name
-                       ("userId", ...; datetimes as RFC 3339 text, booleans 0/1), run_id
-    export_runs        run_id, started_at, finished_at, status ('running'|'complete'|'failed'), records
-    export_checkpoint  run_id, state, records, saved_at, checksum: the resume point of the unfinished run
+    learner_results         identity TEXT PRIMARY KEY, one column per field under its API name
+    learner_module_results  ("userId", ...; datetimes as RFC 3339 text, booleans 0/1, nested values
+    users                   as JSON text, a user's derived login/email/names), run_id: the last run
+    departments             that wrote the row
+    pending_<table>         the same columns: the rows of the run in progress, not yet published
+    export_runs             run_id, started_at, finished_at, status ('running'|'complete'|'failed'), records
+    export_checkpoint       run_id, state, records, saved_at, checksum: the resume point of the unfinished run
 
-Rows are upserted by identity, so a rerun updates them in place. ``learner_results.run_id`` is the last
-run that wrote a row. Rows the API no longer returns are *kept* (an export is not a sync of deletions);
-the latest complete snapshot is::
+**What readers see.** A run writes into the ``pending_`` tables; :meth:`SqliteSink.finish` upserts them
+into the dataset tables by identity, marks the run ``complete`` and empties them, all in one
+transaction. So the dataset tables only ever change by a whole complete run: a reader (a report, a
+BI tool) querying them during an export, or after one was killed, sees the last complete run's data,
+every dataset of it. Rows the API no longer returns are *kept* (an export is not a sync of
+deletions); the latest complete snapshot of a dataset is::
 
     SELECT * FROM learner_results
     WHERE run_id = (SELECT max(run_id) FROM export_runs WHERE status = 'complete')
@@ -19,7 +25,7 @@ a crash rolls back to exactly the last checkpoint. ``status`` stays ``'running'`
 ``'failed'`` after :meth:`SqliteSink.abort`; only ``'complete'`` means the run saw every record.
 
 A checkpoint row is resumed only if its SHA-256 ``checksum`` matches its run, state and count and the
-count matches the run's rows; otherwise the damage is logged and the export starts afresh.
+count matches the pending rows; otherwise the damage is logged and the export starts afresh.
 """
 
 from __future__ import annotations
@@ -31,14 +37,21 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-import msgspec
-
-from ispring_async._models import LearnerResult
-from ispring_async.sinks._base import COLUMNS, Column, SinkBase, SinkError, logger
+from ispring_async._exceptions import ConfigurationError
+from ispring_async.sinks._base import Column, SinkBase, SinkError, logger
+from ispring_async.sinks._datasets import RESULTS, Dataset
 
 __all__ = ["SqliteSink"]
 
-_SQL_TYPES = {"str": "TEXT", "int": "INTEGER", "float": "REAL", "bool": "INTEGER", "datetime": "TEXT"}
+_SQL_TYPES = {
+    "str": "TEXT",
+    "int": "INTEGER",
+    "float": "REAL",
+    "bool": "INTEGER",
+    "datetime": "TEXT",
+    "json": "TEXT",
+}
+PENDING = "pending_"
 
 
 def _q(name: str) -> str:
@@ -49,7 +62,7 @@ def _column_sql(column: Column) -> str:
     return f"{_q(column.name)} {_SQL_TYPES[column.kind]}"
 
 
-_SCHEMA = f"""
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS export_runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
     started_at TEXT NOT NULL,
@@ -63,22 +76,38 @@ CREATE TABLE IF NOT EXISTS export_checkpoint (
     records INTEGER NOT NULL,
     saved_at TEXT NOT NULL,
     checksum TEXT
-);
-CREATE TABLE IF NOT EXISTS learner_results (
-    identity TEXT PRIMARY KEY,
-    {", ".join(_column_sql(c) + ("" if c.nullable else " NOT NULL") for c in COLUMNS)},
-    run_id INTEGER NOT NULL REFERENCES export_runs (run_id)
-);
+)
 """
 
-_NAMES = ", ".join(_q(c.name) for c in COLUMNS)
-_PLACEHOLDERS = ", ".join("?" * (len(COLUMNS) + 2))
-_UPDATES = ", ".join(f"{_q(c.name)} = excluded.{_q(c.name)}" for c in COLUMNS)
-# Built from COLUMNS (the struct's field names, quoted), never from data.
-_UPSERT = (
-    f"INSERT INTO learner_results (identity, {_NAMES}, run_id) VALUES ({_PLACEHOLDERS}) "  # noqa: S608
-    f"ON CONFLICT (identity) DO UPDATE SET {_UPDATES}, run_id = excluded.run_id"
-)
+
+class _Table:
+    """The SQL of one dataset's table and its pending twin, built from its columns (never from data)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.name = _q(dataset.table)
+        self.pending = _q(PENDING + dataset.table)
+        columns = dataset.columns
+        body = ", ".join(_column_sql(c) + ("" if c.nullable else " NOT NULL") for c in columns)
+        self.create = [
+            f"CREATE TABLE IF NOT EXISTS {table} (identity TEXT PRIMARY KEY, {body}, "
+            "run_id INTEGER NOT NULL REFERENCES export_runs (run_id))"
+            for table in (self.name, self.pending)
+        ]
+        names = ", ".join(_q(c.name) for c in columns)
+        placeholders = ", ".join("?" * (len(columns) + 2))
+        updates = ", ".join(f"{_q(c.name)} = excluded.{_q(c.name)}" for c in columns)
+        conflict = f"ON CONFLICT (identity) DO UPDATE SET {updates}, run_id = excluded.run_id"
+        self.upsert = (
+            f"INSERT INTO {self.pending} (identity, {names}, run_id) "  # noqa: S608
+            f"VALUES ({placeholders}) {conflict}"
+        )
+        # "WHERE true" lets SQLite's parser tell the upsert clause from a join; rowid order keeps the
+        # order the records came in for rows that are new.
+        self.publish = (
+            f"INSERT INTO {self.name} (identity, {names}, run_id) "  # noqa: S608
+            f"SELECT identity, {names}, run_id FROM {self.pending} WHERE true ORDER BY rowid {conflict}"
+        )
 
 
 def _checksum(run_id: int, state: bytes, records: int) -> str:
@@ -90,14 +119,33 @@ def _now() -> str:
 
 
 class SqliteSink(SinkBase):
-    """Upserts records into ``learner_results`` of an SQLite database (``.sqlite``, ``.sqlite3``, ``.db``)."""
+    """Upserts records into one table per dataset of an SQLite database (``.sqlite``, ``.sqlite3``,
+    ``.db``)."""
 
     format = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, datasets: Sequence[Dataset] = (RESULTS,)) -> None:
         super().__init__(path)
+        if not datasets or len({d.name for d in datasets}) != len(datasets):
+            raise ConfigurationError("a sink needs one or more distinct datasets")
+        self._tables = {d.name: _Table(d) for d in datasets}
+        self._counts = dict.fromkeys(self._tables, 0)
         self._db: sqlite3.Connection | None = None
         self._run_id = 0
+
+    @property
+    def datasets(self) -> tuple[Dataset, ...]:
+        """The datasets this sink writes, in order."""
+        return tuple(table.dataset for table in self._tables.values())
+
+    @property
+    def outputs(self) -> dict[str, Path]:
+        """Each dataset's output (one database for all), by dataset name."""
+        return dict.fromkeys(self._tables, self._path)
+
+    def counts(self) -> dict[str, int]:
+        """Records of this run so far, by dataset (kept ones included)."""
+        return dict(self._counts)
 
     def open(self, *, resume: bool) -> bytes | None:
         """Start a run (``export_runs``) or, with ``resume=True``, continue the unfinished one."""
@@ -125,6 +173,8 @@ class SqliteSink(SinkBase):
                     (_now(),),
                 )
                 db.execute("DELETE FROM export_checkpoint")
+                for pending in self._pending_tables(db):
+                    db.execute(f"DELETE FROM {_q(pending)}")  # noqa: S608 - a table name of ours
                 cursor = db.execute(
                     "INSERT INTO export_runs (started_at, status) VALUES (?, 'running')", (_now(),)
                 )
@@ -132,6 +182,8 @@ class SqliteSink(SinkBase):
                 self._run_id = cursor.lastrowid
             else:
                 self._run_id, state, self.records_written = saved
+                for name, table in self._tables.items():
+                    (self._counts[name],) = db.execute(f"SELECT count(*) FROM {table.pending}").fetchone()  # noqa: S608
                 db.execute(
                     "UPDATE export_runs SET status = 'running', finished_at = NULL WHERE run_id = ?",
                     (self._run_id,),
@@ -144,29 +196,38 @@ class SqliteSink(SinkBase):
             raise
         return None if saved is None else state
 
-    def identities(self) -> Iterator[str]:
-        """Identities of the rows this run has committed (previous runs' rows are not included)."""
+    def _table(self, dataset: str) -> _Table:
+        try:
+            return self._tables[dataset]
+        except KeyError:
+            raise SinkError(f"{self!r} does not write the dataset {dataset!r}") from None
+
+    def identities(self, dataset: str = RESULTS.name) -> Iterator[str]:
+        """Identities of the rows this run has committed for a dataset (earlier runs' are not included)."""
         self._require_open()
+        table = self._table(dataset)
         assert self._db is not None
-        cursor = self._db.execute("SELECT identity FROM learner_results WHERE run_id = ?", (self._run_id,))
+        cursor = self._db.execute(f"SELECT identity FROM {table.pending}")  # noqa: S608
         return (identity for (identity,) in cursor)
 
-    def write(self, records: Sequence[LearnerResult]) -> None:
-        """Upsert a batch inside the transaction the next checkpoint commits."""
+    def write(self, records: Sequence[object], dataset: str = RESULTS.name) -> None:
+        """Upsert a batch into the dataset's pending table, in the transaction the next checkpoint commits."""
         self._require_open()
         if not records:
             return
-        run_id = self._run_id
+        table = self._table(dataset)
+        identity, run_id = table.dataset.identity, self._run_id
         rows = [
-            (record.identity, *values.values(), run_id)
-            for record, values in zip(records, msgspec.to_builtins(records), strict=True)
+            (identity(record), *values.values(), run_id)
+            for record, values in zip(records, table.dataset.rows(records), strict=True)
         ]
         with self._translate("write to"):
             assert self._db is not None
             if not self._db.in_transaction:
                 self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(_UPSERT, rows)
+            self._db.executemany(table.upsert, rows)
         self.records_written += len(records)
+        self._counts[dataset] += len(records)
 
     def checkpoint(self, state: bytes) -> None:
         """Commit the batches written since the last checkpoint together with ``state``."""
@@ -195,13 +256,17 @@ class SqliteSink(SinkBase):
             db.execute("COMMIT")
 
     def finish(self) -> None:
-        """Commit the rest, mark the run ``complete`` and drop its checkpoint, in one transaction."""
+        """Publish the pending rows into the dataset tables, mark the run ``complete`` and drop its
+        checkpoint, in one transaction."""
         self._require_open()
         with self._translate("finish"):
             db = self._db
             assert db is not None
             if not db.in_transaction:
                 db.execute("BEGIN IMMEDIATE")
+            for table in self._tables.values():
+                db.execute(table.publish)
+                db.execute(f"DELETE FROM {table.pending}")  # noqa: S608
             db.execute(
                 "UPDATE export_runs SET status = 'complete', finished_at = ?, records = ? WHERE run_id = ?",
                 (_now(), self.records_written, self._run_id),
@@ -246,11 +311,24 @@ class SqliteSink(SinkBase):
         if "checksum" not in checkpoint_columns:
             # A database from before checksums: its checkpoint (unverifiable) is not resumed.
             db.execute("ALTER TABLE export_checkpoint ADD COLUMN checksum TEXT")
-        present = {row[1] for row in db.execute("PRAGMA table_info(learner_results)")}
-        for column in COLUMNS:
-            if column.name not in present:
-                # A field added to LearnerResult since the database was made; older rows have NULL.
-                db.execute(f"ALTER TABLE learner_results ADD COLUMN {_column_sql(column)}")
+        for table in self._tables.values():
+            for statement in table.create:
+                db.execute(statement)
+            for name in (table.name, table.pending):
+                present = {row[1] for row in db.execute(f"PRAGMA table_info({name})")}
+                for column in table.dataset.columns:
+                    if column.name not in present:
+                        # A field added to the struct since the database was made; older rows have NULL.
+                        db.execute(f"ALTER TABLE {name} ADD COLUMN {_column_sql(column)}")
+
+    @staticmethod
+    def _pending_tables(db: sqlite3.Connection) -> list[str]:
+        # Every pending table, also of datasets this run does not include: an earlier run's rows.
+        rows = db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND substr(name, 1, ?) = ?",
+            (len(PENDING), PENDING),
+        )
+        return [name for (name,) in rows]
 
     def _resumable(self, db: sqlite3.Connection) -> tuple[int, bytes, int] | None:
         row = db.execute(
@@ -267,9 +345,12 @@ class SqliteSink(SinkBase):
         elif checksum != _checksum(run_id, state, records):
             problem = "its checkpoint row is damaged (its checksum does not match)"
         else:
-            (rows,) = db.execute(
-                "SELECT count(*) FROM learner_results WHERE run_id = ?", (run_id,)
-            ).fetchone()
+            # All pending tables, the run's datasets whichever they were: a rerun with other datasets
+            # still finds the count right, and the exporter names the difference.
+            rows = sum(
+                db.execute(f"SELECT count(*) FROM {_q(name)} WHERE run_id = ?", (run_id,)).fetchone()[0]  # noqa: S608
+                for name in self._pending_tables(db)
+            )
             if rows != records:
                 problem = f"its checkpoint counts {records:,} records but the run has {rows:,} rows"
         if problem is not None:
@@ -289,6 +370,6 @@ def _translated(message: str) -> Iterator[None]:
     except sqlite3.Error as exc:
         raise SinkError(f"{message}: {exc}") from exc
     except OverflowError:
-        # Parsed records are int64 by construction (LearnerResult's constraints); a record built by
+        # Parsed records are int64 by construction (their structs' constraints); a record built by
         # hand with a bigger integer still fails typed.
         raise SinkError(f"{message}: an integer does not fit SQLite's 64 bits") from None
