@@ -38,7 +38,7 @@ from ispring_async._fanout import FanOutOptions, Split
 from ispring_async._models import CompletionStatus, UserStatus
 from ispring_async._paginate import DEFAULT_MAX_PAGES
 from ispring_async._query import DateRange, ResultsQuery, check_instant
-from ispring_async.sinks import FORMATS
+from ispring_async.sinks import DATASETS, FORMATS, select_datasets
 
 __all__ = ["export_main", "export_parser", "main", "resolve_settings"]
 
@@ -50,6 +50,7 @@ ENV_CLIENT_SECRET = "ISPRING_CLIENT_SECRET"  # noqa: S105 - names of variables, 
 ENV_TOKEN = "ISPRING_TOKEN"  # noqa: S105
 ENV_TOKEN_URL = "ISPRING_TOKEN_URL"  # noqa: S105
 ENV_SKIP_UNKNOWN_IDS = "ISPRING_SKIP_UNKNOWN_IDS"
+ENV_INCLUDE = "ISPRING_INCLUDE"
 
 DEFAULT_USER_STATUSES = (UserStatus.ACTIVE, UserStatus.BLOCKED)
 """Exports ask for active *and* blocked users: the API's own default silently drops blocked users."""
@@ -79,6 +80,11 @@ output: written under a temporary name beside PATH and moved into place only whe
   interrupted (Ctrl-C, SIGTERM, SIGKILL, a failure) and gives exactly the output of an uninterrupted
   run; with nothing to resume it starts afresh, so nightly jobs can always pass it. SQLite output
   is upserted by row identity (reruns update rows in place); export_runs records each run.
+
+datasets: --include results,module-results,users,departments exports several in one run with one
+  checkpoint: into SQLite one table each (learner_results, ...); in a file format PATH is a folder
+  (--output out --format jsonl: out/results.jsonl, out/users.jsonl, ...). One dataset and a PATH with
+  an output extension is that one file. Nothing is published before every dataset is complete.
 
 exit status:
   {ExitCode.OK:<4}success
@@ -227,9 +233,14 @@ def export_parser() -> argparse.ArgumentParser:
     )
 
     out = p.add_argument_group("output")
-    out.add_argument("--output", "-o", metavar="PATH", help="output file (.jsonl .csv .parquet .sqlite)")
+    out.add_argument("--output", "-o", metavar="PATH", help="file (.jsonl .csv .parquet .sqlite) or folder")
     out.add_argument("--format", choices=FORMATS, help="output format (default: from the extension)")
     out.add_argument("--resume", action="store_true", help="continue an interrupted export to PATH")
+    out.add_argument(
+        "--include",
+        metavar="DATASETS",
+        help=f"comma-separated: {','.join(d.name for d in DATASETS)} (default results; or ${ENV_INCLUDE})",
+    )
 
     show = p.add_argument_group("display")
     show.add_argument(
@@ -267,6 +278,7 @@ _SCALARS = (
     "output",
     "format",
     "resume",
+    "include",
     "progress",
     "progress_interval",
     "quiet",
@@ -339,6 +351,8 @@ def _env_layer(environ: Mapping[str, str]) -> _Layer:
         values["token"] = environ[ENV_TOKEN]
     if environ.get(ENV_TOKEN_URL):
         values["token_url"] = environ[ENV_TOKEN_URL]
+    if environ.get(ENV_INCLUDE):
+        values["include"] = environ[ENV_INCLUDE]
     skip = environ.get(ENV_SKIP_UNKNOWN_IDS, "").strip().lower()
     if skip:
         values["skip_unknown_ids"] = {"1": True, "true": True, "yes": True, "0": False, "false": False}.get(
@@ -349,6 +363,7 @@ def _env_layer(environ: Mapping[str, str]) -> _Layer:
         "client_id": ENV_CLIENT_ID,
         "token_url": ENV_TOKEN_URL,
         "skip_unknown_ids": ENV_SKIP_UNKNOWN_IDS,
+        "include": ENV_INCLUDE,
     }
     return _Layer("the environment", values, lambda key: "$" + names.get(key, key.upper()))
 
@@ -565,6 +580,12 @@ def resolve_settings(
     if token_url is not None and (not isinstance(token_url, str) or not token_url):
         raise _UsageError(f"{label_t} must be a URL or a path, got {token_url!r}")
     skip_unknown, label_s = get("skip_unknown_ids", False)
+    include, label_in = get("include", "results")
+    try:
+        names = [n for item in _as_list(include, label_in) for n in str(item).split(",")]
+        datasets = tuple(d.name for d in select_datasets(names))
+    except ConfigurationError as exc:
+        raise _UsageError(f"{label_in}: {exc}") from None
     settings = ExportSettings(
         base_url=str(base_url),
         client_id=client_id,
@@ -582,6 +603,7 @@ def resolve_settings(
         output=Path(str(output)).expanduser(),
         format=fmt,
         resume=_as_bool(resume, label_r),
+        include=datasets,
     )
     mode, label = get("progress", ProgressMode.AUTO)
     try:

@@ -1,25 +1,31 @@
-"""The nightly pull: settings → ``Client`` → ``FanOut`` → sink, with a checkpoint after every page.
+"""The nightly pull: settings → ``Client`` → ``FanOut`` (or a page chain) → sink, a checkpoint per page.
 
-Every batch the fan-out yields is written and checkpointed together with ``FanOut.state()`` in one
-worker-thread call, so the sink's durable output and the resume state always describe the same
-records. SIGINT/SIGTERM cancel the fan-out between two such calls (a call in progress finishes
-first), the sink is aborted (its checkpoint stays) and :class:`Interrupted` is raised.
+An export holds one or more datasets (``--include``: results, departments, ...), run one after the
+other in :data:`~ispring_async.sinks.DATASETS` order into one sink. Every batch is written and
+checkpointed together with the run's state in one worker-thread call, so the sink's durable output and
+the resume state always describe the same records. The run's state is one :class:`RunState` for all
+datasets: the datasets done, and the resume point of the one in progress (``FanOut.state()`` for
+results, the next page token for a page chain). SIGINT/SIGTERM cancel the export between two such
+calls (a call in progress finishes first), the sink is aborted (its checkpoint stays) and
+:class:`Interrupted` is raised.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 import anyio.to_thread
+import msgspec
 
 from ispring_async._app.progress import (
     Clock,
@@ -39,12 +45,20 @@ from ispring_async._exceptions import (
     printable,
 )
 from ispring_async._fanout import FanOut, FanOutOptions, PartitionProgress
-from ispring_async._models import LearnerResult
 from ispring_async._paginate import DEFAULT_MAX_PAGES
 from ispring_async._query import ResultsQuery
-from ispring_async.sinks import Sink, SinkError, open_sink
+from ispring_async._transport import RetryEvent
+from ispring_async.sinks import DEPARTMENTS, RESULTS, Dataset, Sink, SinkError, open_sink, select_datasets
 
-__all__ = ["ExitCode", "ExportSettings", "ExportSummary", "Interrupted", "exit_code_for", "run_export"]
+__all__ = [
+    "ExitCode",
+    "ExportSettings",
+    "ExportSummary",
+    "Interrupted",
+    "RunState",
+    "exit_code_for",
+    "run_export",
+]
 
 logger = logging.getLogger("ispring_async.export")
 
@@ -90,6 +104,8 @@ class ExportSettings:
     output: Path
     format: str | None = None
     resume: bool = False
+    include: tuple[str, ...] = ("results",)
+    """Dataset names (``--include``); their order does not matter."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -114,6 +130,8 @@ class ExportSummary:
     complete: bool
     skipped_ids: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     """Ids left out as unknown to the account (``--skip-unknown-ids``), by parameter."""
+    datasets: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Records in the output by dataset (kept ones included), in the order they were exported."""
 
     @property
     def rate(self) -> float:
@@ -132,6 +150,11 @@ class ExportSummary:
             f"partitions {self.partitions_done}/{self.partitions_total})",
             f"  retries:            {render_retries(self.retries_by_cause)}",
             f"  time:               {format_duration(self.elapsed)} ({self.rate:,.0f} records/s)",
+            *(
+                f"  {name + ':':<19} {count:,}"
+                for name, count in self.datasets.items()
+                if len(self.datasets) > 1 or name != RESULTS.name
+            ),
             *(
                 f"  skipped unknown:    {name} {len(ids)}: {', '.join(ids)}"
                 for name, ids in self.skipped_ids.items()
@@ -197,6 +220,28 @@ def describe_error(exc: BaseException) -> str:
     return printable("; ".join(str(part) for part in parts))
 
 
+class RunState(msgspec.Struct, frozen=True, kw_only=True):
+    """What the checkpoint of an export holds: one state for all of its datasets."""
+
+    version: int = 1
+    include: list[str]
+    """The run's datasets, in the order they run: a resume must ask for the same."""
+    done: list[str] = []
+    """Datasets exported whole (their last batch is in the sink)."""
+    current: bytes | None = None
+    """The resume point of the first dataset not done (``None``: it has not started)."""
+
+
+class _ChainState(msgspec.Struct, frozen=True, kw_only=True):
+    # A dataset read as one page chain: the token of the next page, or the chain ended.
+    token: str | None = None
+    ended: bool = False
+
+
+_run_state = msgspec.json.Decoder(RunState)
+_chain_state = msgspec.json.Decoder(_ChainState)
+
+
 class _Run:
     """The state one export shares between its pump, its progress display and its summary."""
 
@@ -207,6 +252,13 @@ class _Run:
         self.clock = Clock()
         self.kept = 0
         self.fanout: FanOut | None = None
+        # Counters of the datasets read as page chains (results' are the fan-out's).
+        self.chain_pages = 0
+        self.chain_duplicates = 0
+        self.chain_retries: dict[str, int] = {}
+
+    def retried(self, event: RetryEvent) -> None:
+        self.chain_retries[event.cause] = self.chain_retries.get(event.cause, 0) + 1
 
     def snapshot(self) -> Snapshot:
         stats = self.fanout.stats if self.fanout is not None else None
@@ -214,31 +266,35 @@ class _Run:
         return Snapshot(
             records=written,
             new_records=written - self.kept,
-            pages=stats.pages if stats else 0,
+            pages=(stats.pages if stats else 0) + self.chain_pages,
             partitions_done=stats.partitions_done if stats else 0,
             partitions_total=stats.partitions_total if stats else 0,
-            retries=sum(stats.retries_by_cause.values()) if stats else 0,
+            retries=(sum(stats.retries_by_cause.values()) if stats else 0) + sum(self.chain_retries.values()),
             elapsed=self.clock(),
         )
 
     def summary(self, *, complete: bool) -> ExportSummary:
         stats = self.fanout.stats if self.fanout is not None else None
         written = self.sink.records_written
+        retries = dict(stats.retries_by_cause) if stats else {}
+        for cause, count in self.chain_retries.items():
+            retries[cause] = retries.get(cause, 0) + count
         return ExportSummary(
             output=self.sink.path,
             format=self.sink.format,
             records=written,
             new_records=written - self.kept,
             kept_records=self.kept,
-            duplicates_removed=stats.duplicates_removed if stats else 0,
-            pages=stats.pages if stats else 0,
-            requests=stats.requests if stats else 0,
+            duplicates_removed=(stats.duplicates_removed if stats else 0) + self.chain_duplicates,
+            pages=(stats.pages if stats else 0) + self.chain_pages,
+            requests=(stats.requests if stats else 0) + self.chain_pages + sum(self.chain_retries.values()),
             partitions_done=stats.partitions_done if stats else 0,
             partitions_total=stats.partitions_total if stats else 0,
-            retries_by_cause=dict(stats.retries_by_cause) if stats else {},
+            retries_by_cause=retries,
             elapsed=self.clock(),
             complete=complete,
             skipped_ids=self.client.skipped_ids,
+            datasets=self.sink.counts(),
         )
 
 
@@ -256,8 +312,9 @@ async def run_export(
     on success; in every other case the sink keeps its last checkpoint for ``resume=True``.
     """
     stream = sys.stderr if stream is None else stream
+    datasets = select_datasets(settings.include)
     # Made before any request: an unknown format or a missing pyarrow fails at once.
-    sink = open_sink(settings.output, format=settings.format)
+    sink = open_sink(settings.output, format=settings.format, datasets=datasets)
     client = Client(
         settings.base_url,
         client_id=settings.client_id,
@@ -276,32 +333,17 @@ async def run_export(
     signals: list[int] = []
     with sink:
         saved = await anyio.to_thread.run_sync(lambda: sink.open(resume=settings.resume))
-        seen: Sequence[str] = ()
+        state = RunState(include=[d.name for d in datasets])
         if saved is not None:
-            seen = await anyio.to_thread.run_sync(lambda: list(sink.identities()))
+            state = _resumed_state(saved, state.include, sink.path)
             run.kept = sink.records_written
             logger.info("resuming the export to %s: %d records kept", sink.path, run.kept)
         elif settings.resume:
             logger.info("nothing to resume for %s: starting a fresh export", sink.path)
         async with client:
-            try:
-                run.fanout = fanout = FanOut(
-                    client,
-                    settings.query,
-                    settings.fanout,
-                    resume_state=saved,
-                    seen=seen,
-                    on_progress=_log_partition,
-                )
-            except ConfigurationError as exc:
-                if saved is None:
-                    raise
-                raise ConfigurationError(
-                    f"cannot resume the export to {sink.path} ({exc}): rerun with the filters of the "
-                    "interrupted export, or without --resume to start afresh"
-                ) from None
             logger.info(
-                "exporting %s/learners/results to %s (%s, split %s, concurrency %d)",
+                "exporting %s from %s to %s (%s, split %s, concurrency %d)",
+                ", ".join(state.include),
                 client.base_url.rstrip("/"),
                 sink.path,
                 sink.format,
@@ -313,7 +355,7 @@ async def run_export(
                     if threading.current_thread() is threading.main_thread():
                         tg.start_soon(_watch_signals, tg.cancel_scope, signals)
                     tg.start_soon(reporter.run)
-                    await _pump(fanout, sink)
+                    await _export_datasets(run, datasets, state)
                     tg.cancel_scope.cancel()
             finally:
                 reporter.clear()
@@ -324,19 +366,123 @@ async def run_export(
     return run.summary(complete=True)
 
 
-async def _pump(fanout: FanOut, sink: Sink) -> None:
+def _resumed_state(saved: bytes, include: list[str], path: Path) -> RunState:
+    """The checkpoint's state, if it is an export of the same datasets (else :exc:`ConfigurationError`)."""
+    try:
+        state = _run_state.decode(saved)
+    except msgspec.DecodeError:
+        raise ConfigurationError(
+            f"cannot resume the export to {path}: its checkpoint was written by an older version; "
+            "rerun without --resume to start afresh"
+        ) from None
+    if state.include != include:
+        kept = ",".join(printable(name) for name in state.include)
+        raise ConfigurationError(
+            f"cannot resume the export to {path}: the interrupted export covers the datasets {kept}, not "
+            f"{','.join(include)}; rerun with --include {kept}, or without --resume to start afresh"
+        )
+    return state
+
+
+async def _export_datasets(run: _Run, datasets: Sequence[Dataset], state: RunState) -> None:
+    """Each dataset not done yet, in order; a checkpoint marks each one done."""
+    for dataset in datasets:
+        if dataset.name in state.done:
+            continue
+        seen: Sequence[str] = ()
+        if state.current is not None:
+            # Rows of this dataset kept from the interrupted run: the duplicate filter starts with them.
+            seen = await anyio.to_thread.run_sync(_identities, run.sink, dataset.name)
+        logger.info("exporting %s", dataset.name)
+        if dataset is RESULTS:
+            await _export_results(run, state, seen)
+        elif dataset is DEPARTMENTS:
+            await _export_chain(
+                run,
+                dataset,
+                state,
+                seen,
+                lambda token: run.client.department_pages(token, on_retry=run.retried),
+                lambda page: page.departments,
+            )
+        else:  # pragma: no cover - every dataset of DATASETS has its branch above
+            raise AssertionError(dataset.name)
+        state = RunState(include=state.include, done=[*state.done, dataset.name])
+        await _commit(run.sink, [], dataset, state)
+
+
+async def _export_results(run: _Run, state: RunState, seen: Sequence[str]) -> None:
+    settings = run.settings
+    try:
+        run.fanout = fanout = FanOut(
+            run.client,
+            settings.query,
+            settings.fanout,
+            resume_state=state.current,
+            seen=seen,
+            on_progress=_log_partition,
+        )
+    except ConfigurationError as exc:
+        if state.current is None:
+            raise
+        raise ConfigurationError(
+            f"cannot resume the export to {run.sink.path} ({exc}): rerun with the filters of the "
+            "interrupted export, or without --resume to start afresh"
+        ) from None
     async with fanout.run() as batches:
         async for batch in batches:
             # The state is taken before anything else can happen: it covers exactly this batch.
-            state = fanout.state()
-            # One thread call for both, so a cancellation lands before or after the pair, never
-            # between a write and the checkpoint that covers it (and never on two sink calls at once).
-            await anyio.to_thread.run_sync(_commit, sink, batch.records, state)
+            current = fanout.state()
+            await _commit(run.sink, batch.records, RESULTS, msgspec.structs.replace(state, current=current))
 
 
-def _commit(sink: Sink, records: list[LearnerResult], state: bytes) -> None:
+async def _export_chain(
+    run: _Run,
+    dataset: Dataset,
+    state: RunState,
+    seen: Sequence[str],
+    pages_after: Callable[[str | None], AsyncGenerator[Any, None]],
+    records_of: Callable[[Any], list[Any]],
+) -> None:
+    """A dataset read as one chain of pages, checkpointed with the next page's token after each page."""
+    chain = _ChainState() if state.current is None else _chain_state.decode(state.current)
+    if chain.ended:
+        return  # the last page is in the sink; only the mark "done" was missing
+    # The API may repeat a record on a later page (rows change while it pages): each goes out once.
+    # A set of identities is enough here: these lists are per account (users, departments), not per
+    # enrollment.
+    identities = set(seen)
+    identity = dataset.identity
+    async with contextlib.aclosing(pages_after(chain.token)) as pages:
+        async for page in pages:
+            run.chain_pages += 1
+            records = []
+            for record in records_of(page):
+                key = identity(record)
+                if key in identities:
+                    run.chain_duplicates += 1
+                    continue
+                identities.add(key)
+                records.append(record)
+            token = page.next_page_token or None
+            current = msgspec.json.encode(_ChainState(token=token, ended=token is None))
+            await _commit(run.sink, records, dataset, msgspec.structs.replace(state, current=current))
+
+
+def _identities(sink: Sink, dataset: str) -> list[str]:
+    return list(sink.identities(dataset))
+
+
+async def _commit(sink: Sink, records: list[Any], dataset: Dataset, state: RunState) -> None:
+    encoded = msgspec.json.encode(state)
+    # One thread call for both, so a cancellation lands before or after the pair, never between a
+    # write and the checkpoint that covers it (and never on two sink calls at once).
+    await anyio.to_thread.run_sync(_write_and_checkpoint, sink, records, dataset.name, encoded)
+
+
+def _write_and_checkpoint(sink: Sink, records: list[Any], dataset: str, state: bytes) -> None:
     if records:
-        sink.write(records)
+        sink.write(records, dataset)
     sink.checkpoint(state)
 
 

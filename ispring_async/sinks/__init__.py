@@ -22,7 +22,15 @@ writes one table each, ``open_sink("out", format="jsonl", datasets=...)`` one fi
 from __future__ import annotations
 
 from ispring_async.sinks._base import COLUMNS, Column, Sink, SinkError, columns_of
-from ispring_async.sinks._datasets import DATASETS, DEPARTMENTS, RESULTS, Dataset, Derived, dataset_named
+from ispring_async.sinks._datasets import (
+    DATASETS,
+    DEPARTMENTS,
+    RESULTS,
+    Dataset,
+    Derived,
+    dataset_named,
+    select_datasets,
+)
 from ispring_async.sinks._open import FORMATS, format_for_path, open_sink
 from ispring_async.sinks.csv import CsvSink
 from ispring_async.sinks.jsonl import JsonlSink
@@ -48,4 +56,5 @@ __all__ = [
     "dataset_named",
     "format_for_path",
     "open_sink",
+    "select_datasets",
 ]

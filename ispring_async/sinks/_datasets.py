@@ -11,7 +11,7 @@ needs no JSON functions; the full structure stays beside them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -20,7 +20,7 @@ from ispring_async._exceptions import ConfigurationError
 from ispring_async._models import Department, LearnerResult
 from ispring_async.sinks._base import Column, columns_of
 
-__all__ = ["DATASETS", "DEPARTMENTS", "RESULTS", "Dataset", "Derived", "dataset_named"]
+__all__ = ["DATASETS", "DEPARTMENTS", "RESULTS", "Dataset", "Derived", "dataset_named", "select_datasets"]
 
 _json = msgspec.json.Encoder()
 
@@ -116,3 +116,12 @@ def dataset_named(name: str) -> Dataset:
             return dataset
     known = ", ".join(d.name for d in DATASETS)
     raise ConfigurationError(f"unknown dataset {name!r}: choose from {known}")
+
+
+def select_datasets(names: Iterable[str]) -> tuple[Dataset, ...]:
+    """The datasets ``names`` call (``"results,users"`` split already), each once, in :data:`DATASETS`
+    order, so that ``users,results`` and ``results,users`` are the same export (and checkpoint)."""
+    wanted = {dataset_named(name.strip()).name for name in names if name.strip()}
+    if not wanted:
+        raise ConfigurationError(f"no dataset to export: choose from {', '.join(d.name for d in DATASETS)}")
+    return tuple(d for d in DATASETS if d.name in wanted)
