@@ -59,6 +59,7 @@ _KINDS: dict[type[msgspec.inspect.Type], ColumnKind] = {
     msgspec.inspect.FloatType: "float",
     msgspec.inspect.BoolType: "bool",
     msgspec.inspect.DateTimeType: "datetime",
+    msgspec.inspect.DateType: "str",  # ISO 8601 text: a calendar date has no instant to convert
 }
 
 
