@@ -6,8 +6,8 @@ part-way yields nothing and the transport simply fetches it again.
 
 One stage per module: ``_envelope`` (the parser protocol and the bounds every body is held to),
 ``_hardening`` (the refusing expat, the HTML sniff), ``_shapes`` (page layouts and struct conversion),
-``_xml`` (one XML page over two routes: ``_fast`` and ``_reference``), ``_json``, ``_errors`` (error
-bodies).
+``_xml`` (one XML page over two routes: ``_fast`` and ``_reference``; ``_nested`` for records that
+nest, such as users), ``_json``, ``_errors`` (error bodies).
 """
 
 from __future__ import annotations
@@ -18,11 +18,27 @@ from typing import Generic, TypeVar
 import msgspec
 
 from ispring_async._config import ResponseFormat
-from ispring_async._models import Department, DepartmentsPage, LearnerResult, ResultsPage
+from ispring_async._models import (
+    Department,
+    DepartmentsPage,
+    LearnerModuleResult,
+    LearnerResult,
+    ModuleResultsPage,
+    ResultsPage,
+    User,
+    UsersPage,
+)
 from ispring_async._parse._envelope import DEFAULT_LIMITS, Bounds, PageParser, ParseLimits
 from ispring_async._parse._errors import parse_error_body
-from ispring_async._parse._json import JsonParser, json_departments, json_results
-from ispring_async._parse._shapes import DEPARTMENTS, RESULTS, Shape
+from ispring_async._parse._json import (
+    JsonParser,
+    json_departments,
+    json_module_results,
+    json_results,
+    json_users,
+)
+from ispring_async._parse._nested import USERS
+from ispring_async._parse._shapes import DEPARTMENTS, MODULE_RESULTS, RESULTS, Shape
 from ispring_async._parse._xml import XmlListParser
 
 __all__ = [
@@ -30,8 +46,10 @@ __all__ = [
     "PageParser",
     "ParseLimits",
     "departments_parser",
+    "module_results_parser",
     "parse_error_body",
     "results_parser",
+    "users_parser",
 ]
 
 S = TypeVar("S", bound=msgspec.Struct)
@@ -54,6 +72,14 @@ class _XmlPage(Generic[S, T_co]):
 
 def _results_page(records: list[LearnerResult], token: str | None) -> ResultsPage:
     return ResultsPage(records=records, next_page_token=token)
+
+
+def _module_results_page(records: list[LearnerModuleResult], token: str | None) -> ModuleResultsPage:
+    return ModuleResultsPage(records=records, next_page_token=token)
+
+
+def _users_page(users: list[User], token: str | None) -> UsersPage:
+    return UsersPage(users=users, next_page_token=token)
 
 
 def _departments_page(departments: list[Department], token: str | None) -> DepartmentsPage:
@@ -81,3 +107,24 @@ def departments_parser(
     if fmt is ResponseFormat.JSON:
         return JsonParser(json_departments, page=page, bounds=bounds)
     return _XmlPage(DEPARTMENTS, _departments_page, page=page, bounds=bounds)
+
+
+def module_results_parser(
+    fmt: ResponseFormat, *, page: str, page_size: int | None = None, limits: ParseLimits = DEFAULT_LIMITS
+) -> PageParser[ModuleResultsPage]:
+    """A parser for one ``/learners/modules/results`` page (``<response><results><result>``, as results)."""
+    bounds = limits.bounds(page_size=page_size, markup_per_record=MODULE_RESULTS.markup_per_record)
+    if fmt is ResponseFormat.JSON:
+        return JsonParser(json_module_results, page=page, bounds=bounds)
+    return _XmlPage(MODULE_RESULTS, _module_results_page, page=page, bounds=bounds)
+
+
+def users_parser(
+    fmt: ResponseFormat, *, page: str, page_size: int | None = None, limits: ParseLimits = DEFAULT_LIMITS
+) -> PageParser[UsersPage]:
+    """A parser for one ``/users/v2`` page (``<response><userProfiles><userProfile>``, records nested:
+    ``<fields><field>``, ``<groups><id>``, ``<userRoles><userRole>``, ``<subordination>``, …)."""
+    bounds = limits.bounds(page_size=page_size, markup_per_record=USERS.markup_per_record)
+    if fmt is ResponseFormat.JSON:
+        return JsonParser(json_users, page=page, bounds=bounds)
+    return _XmlPage(USERS, _users_page, page=page, bounds=bounds)

@@ -40,7 +40,8 @@ class ParseLimits(msgspec.Struct, frozen=True, kw_only=True):
 
     ``None`` derives a bound from the ``pageSize`` the page was asked for: a page may hold at most that
     many records, ``32 KiB`` of body per record (a real record is about half a kilobyte; 32 MiB for a
-    1000-record page) and 96 markup constructs (``<``) per record (a real one has 35 to 50). Set on
+    1000-record page) and 96 markup constructs (``<``) per record (a real one has 35 to 50; 512 for
+    a user, whose real records have 80 to 200). Set on
     ``Client(parse_limits=ParseLimits(...))``.
 
     >>> ParseLimits(max_body_bytes=8 << 20).bounds(page_size=1000).max_records
@@ -78,13 +79,17 @@ class ParseLimits(msgspec.Struct, frozen=True, kw_only=True):
             # Records sit at depth 3 and their fields at 4: a smaller bound would refuse every page.
             raise ValueError(f"ParseLimits.max_depth must be at least 8, got {self.max_depth}")
 
-    def bounds(self, *, page_size: int | None) -> Bounds:
-        """The bounds for one page asked for with ``page_size`` (``None``: the API's largest)."""
+    def bounds(self, *, page_size: int | None, markup_per_record: int = 96) -> Bounds:
+        """The bounds for one page asked for with ``page_size`` (``None``: the API's largest).
+
+        ``markup_per_record``: the ``<`` a record of this endpoint may hold (96 for a flat result; a
+        user, with its profile fields, roles and groups, nests several times that).
+        """
         size = DEFAULT_PAGE_SIZE if page_size is None else max(1, page_size)
         return Bounds(
             max_body_bytes=self.max_body_bytes or (size << 15) + (64 << 10),
             max_records=self.max_records or size,
-            max_markup=self.max_markup or 96 * size + 1024,
+            max_markup=self.max_markup or markup_per_record * size + 1024,
             max_text_bytes=self.max_text_bytes,
             max_depth=self.max_depth,
             max_token_bytes=self.max_token_bytes,

@@ -14,11 +14,20 @@ from typing import Generic, TypeVar
 import msgspec
 
 from ispring_async._exceptions import ParseError, UnexpectedContentError
-from ispring_async._models import Department, DepartmentsPage, LearnerResult, ResultsPage
+from ispring_async._models import (
+    Department,
+    DepartmentsPage,
+    LearnerModuleResult,
+    LearnerResult,
+    ModuleResultsPage,
+    ResultsPage,
+    User,
+    UsersPage,
+)
 from ispring_async._parse._envelope import Bounds, Envelope
 from ispring_async._parse._hardening import looks_like_html
 
-__all__ = ["JsonParser", "json_departments", "json_results"]
+__all__ = ["JsonParser", "json_departments", "json_module_results", "json_results", "json_users"]
 
 T_co = TypeVar("T_co", covariant=True)
 
@@ -33,8 +42,20 @@ class _JsonDepartments(msgspec.Struct):
     nextPageToken: str | None = None
 
 
+class _JsonModuleResults(msgspec.Struct):
+    results: list[LearnerModuleResult]
+    nextPageToken: str | None = None
+
+
+class _JsonUsers(msgspec.Struct):
+    userProfiles: list[User]
+    nextPageToken: str | None = None
+
+
 _JSON_RESULTS = msgspec.json.Decoder(_JsonResults, strict=False)
 _JSON_DEPARTMENTS = msgspec.json.Decoder(_JsonDepartments, strict=False)
+_JSON_MODULE_RESULTS = msgspec.json.Decoder(_JsonModuleResults, strict=False)
+_JSON_USERS = msgspec.json.Decoder(_JsonUsers, strict=False)
 
 
 class JsonParser(Generic[T_co]):
@@ -80,3 +101,17 @@ def json_departments(body: bytearray) -> tuple[DepartmentsPage, int]:
     decoded = _JSON_DEPARTMENTS.decode(body)
     page = DepartmentsPage(departments=decoded.departments, next_page_token=decoded.nextPageToken or None)
     return page, len(decoded.departments)
+
+
+def json_module_results(body: bytearray) -> tuple[ModuleResultsPage, int]:
+    """A module results page from a whole JSON body."""
+    decoded = _JSON_MODULE_RESULTS.decode(body)
+    page = ModuleResultsPage(records=decoded.results, next_page_token=decoded.nextPageToken or None)
+    return page, len(decoded.results)
+
+
+def json_users(body: bytearray) -> tuple[UsersPage, int]:
+    """A users page from a whole JSON body (``fields`` as ``[{"name": …, "value": …}]``)."""
+    decoded = _JSON_USERS.decode(body)
+    page = UsersPage(users=decoded.userProfiles, next_page_token=decoded.nextPageToken or None)
+    return page, len(decoded.userProfiles)

@@ -8,9 +8,18 @@ from typing import Any, Final, Generic, TypeVar
 import msgspec
 
 from ispring_async._exceptions import ParseError
-from ispring_async._models import Department, LearnerResult
+from ispring_async._models import Department, LearnerModuleResult, LearnerResult
 
-__all__ = ["DEPARTMENTS", "RESULTS", "TOP_FIELDS", "DeclinedError", "Shape", "where"]
+__all__ = [
+    "DEPARTMENTS",
+    "MODULE_RESULTS",
+    "RESULTS",
+    "TOP_FIELDS",
+    "DeclinedError",
+    "Shape",
+    "admits_str",
+    "where",
+]
 
 S = TypeVar("S", bound=msgspec.Struct)
 
@@ -26,8 +35,10 @@ class DeclinedError(Exception):
 class Shape(Generic[S]):
     """One kind of list page (results or departments): its element names and its struct."""
 
-    def __init__(self, struct: type[S], *, container: str, item: str) -> None:
+    def __init__(self, struct: type[S], *, container: str, item: str, markup_per_record: int = 96) -> None:
         self.struct = struct
+        self.markup_per_record = markup_per_record
+        """The ``<`` one record may hold before a page counts as hostile (``ParseLimits.max_markup``)."""
         self.container = container
         self.item = item
         self.list_type: Any = list[struct]  # type: ignore[valid-type]
@@ -37,7 +48,7 @@ class Shape(Generic[S]):
         self.fields = frozenset(f.encode_name for f in info.fields)
         # An empty element is "" for a text field but means "absent" for a date or number.
         self.empty_is_absent = frozenset(
-            f.encode_name for f in info.fields if not _admits_str(f.type) and not f.required
+            f.encode_name for f in info.fields if not admits_str(f.type) and not f.required
         )
         head = re.escape(container.encode())
         # Matched against prologs and tails already cleaned of comments, PIs and attributes (_fast.py).
@@ -60,9 +71,10 @@ class Shape(Generic[S]):
         return converted
 
 
-def _admits_str(t: msgspec.inspect.Type) -> bool:
+def admits_str(t: msgspec.inspect.Type) -> bool:
+    """Whether a value of type ``t`` may be a string (an empty element is then ``""``, not absent)."""
     if isinstance(t, msgspec.inspect.UnionType):
-        return any(_admits_str(member) for member in t.types)
+        return any(admits_str(member) for member in t.types)
     return isinstance(t, msgspec.inspect.StrType)
 
 
@@ -77,3 +89,4 @@ def where(exc: msgspec.ValidationError, item: str, first_index: int) -> str | No
 
 RESULTS: Final = Shape(LearnerResult, container="results", item="result")
 DEPARTMENTS: Final = Shape(Department, container="departments", item="department")
+MODULE_RESULTS: Final = Shape(LearnerModuleResult, container="results", item="result")

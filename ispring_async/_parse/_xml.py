@@ -28,6 +28,7 @@ from ispring_async._exceptions import ParseError, UnexpectedContentError
 from ispring_async._parse._envelope import Bounds, Envelope
 from ispring_async._parse._fast import clean, flat_json, header_ok, prepare, split_records, tail_token
 from ispring_async._parse._hardening import hardened_expat, looks_like_html, run_expat
+from ispring_async._parse._nested import NestedReferenceParser, NestedShape, tree_rows
 from ispring_async._parse._reference import ReferenceParser
 from ispring_async._parse._shapes import DeclinedError, Shape
 
@@ -56,6 +57,12 @@ class XmlListParser(Generic[S]):
         self._records: list[S] = []
         self._started = False  # the header (prolog, <response>, <container>) was consumed
         self._reference: ReferenceParser[S] | None = None
+        # Nested records (users) take the tree on every run: a JSON rewrite must know which
+        # elements are lists, and the C tree builder with a walk per record already beats lxml.
+        self._nested = shape if isinstance(shape, NestedShape) else None
+        self._reference_type: type[ReferenceParser[S]] = (
+            NestedReferenceParser if self._nested is not None else ReferenceParser
+        )
         self._sniffed = False
         self._fed = 0
         self._mixed = False  # a run had records that are not flat
@@ -134,9 +141,11 @@ class XmlListParser(Generic[S]):
                 raise DeclinedError
         elif not header_ok(prefix, shape):
             raise DeclinedError
-        region = prepare(chunk[start:])
         first = len(self._records)
-        records = self._run(region, first)
+        if self._nested is not None:
+            records = self._nested_run(chunk[start:], self._nested, first)
+        else:
+            records = self._run(prepare(chunk[start:]), first)
         self._envelope.check_records(first + len(records))
         self._records += records
         self._started = True
@@ -167,6 +176,20 @@ class XmlListParser(Generic[S]):
         for is_flat in split.order:
             ordered.append(next(flat_iter) if is_flat else next(rows_iter))
         return self._assemble(ordered, first)
+
+    def _nested_run(self, region: bytes, shape: NestedShape[S], first: int) -> list[S]:
+        """A run of nested records from one C-built tree (comments, PIs, CDATA and references are
+        the tree builder's to resolve: the bytes already passed the hardened validator)."""
+        if b"xmlns" in region:
+            # A namespace declaration would change names in the tree, not in the reference route.
+            return shape.convert(self._handler_rows(region, first), self._page, first)
+        try:
+            # S314 does not apply: these bytes passed the hardened validator, which refuses DTDs.
+            root = ET.fromstring(b"<r>" + region + b"</r>")  # noqa: S314
+        except ET.ParseError:
+            raise DeclinedError from None  # cut across a nested item: the page goes to the reference route
+        rows = tree_rows(root, shape, page=self._page, bounds=self._bounds, first=first)
+        return shape.convert(rows, self._page, first)
 
     def _assemble(self, ordered: list[S | list[dict[str, str]]], first: int) -> list[S]:
         """Structs in document order from decoded records and groups of tree rows."""
@@ -257,7 +280,7 @@ class XmlListParser(Generic[S]):
         return out
 
     def _handler_rows(self, region: bytes, first: int) -> list[dict[str, str]]:
-        reference = ReferenceParser(
+        reference = self._reference_type(
             self._shape, page=self._page, bounds=self._bounds, first_index=first, fragment=True
         )
         reference.feed(region)
@@ -265,7 +288,7 @@ class XmlListParser(Generic[S]):
 
     def _switch(self) -> None:
         """Hand the unconsumed bytes, and everything after them, to the reference route."""
-        reference = ReferenceParser(
+        reference = self._reference_type(
             self._shape, page=self._page, bounds=self._bounds, first_index=len(self._records)
         )
         if self._started:

@@ -1,0 +1,297 @@
+"""The users and module-results parsers: nested records in XML and JSON, both XML routes, the envelope."""
+
+from __future__ import annotations
+
+import random
+
+import msgspec
+import pytest
+
+from ispring_async import LearnerModuleResult, ParseError, ResponseFormat, UnsafeXMLError, User, UserField
+from ispring_async._parse import ParseLimits, module_results_parser, users_parser
+from ispring_async._parse._nested import USERS, NestedReferenceParser
+from ispring_async._parse._xml import XmlListParser
+from tests._user_pages import (
+    Style,
+    expected_module_result,
+    expected_user,
+    module_result_fields,
+    render_json,
+    render_xml,
+    user_fields,
+)
+
+BOUNDS = ParseLimits().bounds(page_size=None, markup_per_record=USERS.markup_per_record)
+
+
+def _feed(parser: object, body: bytes, rnd: random.Random) -> None:
+    """Feed ``body`` in random-sized chunks, so record and tag boundaries fall anywhere."""
+    pos = 0
+    while pos < len(body):
+        step = rnd.choice([1, 7, 100, 4096, 40000, len(body)])
+        parser.feed(body[pos : pos + step])  # type: ignore[attr-defined]
+        pos += step
+
+
+def _whole(parser: object, body: bytes) -> object:
+    """Feed all of ``body`` and close: the page, or the error either step raises."""
+    parser.feed(body)  # type: ignore[attr-defined]
+    return parser.close()  # type: ignore[attr-defined]
+
+
+def _users(seed: int, count: int) -> list[dict[str, object]]:
+    rnd = random.Random(seed)
+    return [user_fields(rnd) for _ in range(count)]
+
+
+STYLES = [
+    pytest.param(lambda rnd: Style(), id="compact"),
+    pytest.param(lambda rnd: Style(indent="  "), id="indented"),
+    pytest.param(lambda rnd: Style(rnd, indent="\t", noise=0.15), id="noisy"),
+    pytest.param(lambda rnd: Style(rnd, noise=0.6), id="very-noisy"),
+]
+
+
+@pytest.mark.parametrize("make_style", STYLES)
+@pytest.mark.parametrize("seed", [pytest.param(s, id=f"seed{s}") for s in range(4)])
+def test_users_xml_parse_to_the_records_built(make_style: object, seed: int) -> None:
+    """A users page in any spelling parses to exactly the users it was built from, chunked anywhere."""
+    rnd = random.Random(seed)
+    records = _users(seed, 60)
+    body = render_xml(records, container="userProfiles", item="userProfile", style=make_style(rnd))  # type: ignore[operator]
+    parser = users_parser(ResponseFormat.XML, page="users p1")
+    _feed(parser, body, rnd)
+    page = parser.close()
+    assert page.users == [expected_user(r) for r in records]
+    assert page.next_page_token == "dG9rZW4"
+
+
+@pytest.mark.parametrize("make_style", STYLES)
+def test_users_reference_route_agrees(make_style: object) -> None:
+    """The reference (handler) route reads a users page to the same users as the page was built from."""
+    rnd = random.Random(11)
+    records = _users(11, 40)
+    body = render_xml(records, container="userProfiles", item="userProfile", style=make_style(rnd))  # type: ignore[operator]
+    reference = NestedReferenceParser(USERS, page="p", bounds=BOUNDS)
+    _feed(reference, body, rnd)
+    got, token = reference.close()
+    assert got == [expected_user(r) for r in records]
+    assert token == "dG9rZW4"
+
+
+def test_users_compact_page_stays_on_the_fast_route() -> None:
+    """A plain users page is read by the tree route throughout, not handed to the handler parser."""
+    records = _users(3, 200)
+    body = render_xml(records, container="userProfiles", item="userProfile", style=Style(indent="  "))
+    parser = XmlListParser(USERS, page="p", bounds=BOUNDS)
+    for start in range(0, len(body), 16384):
+        parser.feed(body[start : start + 16384])
+    assert parser.fast
+    got, _ = parser.close()
+    assert got == [expected_user(r) for r in records]
+
+
+def test_users_json_parse_to_the_records_built() -> None:
+    """A JSON users page (``fields`` as name/value objects) parses to the users it was built from."""
+    records = _users(5, 50)
+    parser = users_parser(ResponseFormat.JSON, page="p")
+    parser.feed(render_json(records, container="userProfiles", token=None))
+    page = parser.close()
+    assert page.users == [expected_user(r) for r in records]
+    assert page.next_page_token is None
+
+
+def test_user_convenience_properties() -> None:
+    """``login``, ``email``, names read the profile fields whatever their case; absent ones are None."""
+    user = msgspec.convert(
+        {
+            "userId": "u1",
+            "departmentId": "d1",
+            "status": 1,
+            "role": "learner",
+            "roleId": "r1",
+            "addedDate": "2024-01-01T00:00:00Z",
+            "fields": [
+                {"name": "LOGIN", "value": "jdoe"},
+                {"name": "email", "value": "j@example.com"},
+                {"name": "firstName", "value": "Jane"},
+                {"name": "LAST_NAME", "value": ""},
+            ],
+        },
+        User,
+    )
+    assert (user.login, user.email, user.first_name, user.last_name) == ("jdoe", "j@example.com", "Jane", "")
+    assert user.full_name == "Jane"
+    assert user.field("phone") is None
+    assert user.identity == "u1"
+    assert user.groups == () and user.subordination is None
+    assert user.fields[0] == UserField(name="LOGIN", value="jdoe")
+
+
+@pytest.mark.parametrize(
+    ("snippet", "absent"),
+    [
+        pytest.param("<workLeaveStatus/>", "work_leave_status", id="empty-struct-absent"),
+        pytest.param("<workLeaveStatus> </workLeaveStatus>", "work_leave_status", id="blank-struct-absent"),
+        pytest.param("<lastLoginDate></lastLoginDate>", "last_login_date", id="empty-date-absent"),
+        pytest.param("<groups/>", "groups", id="empty-list"),
+    ],
+)
+def test_users_empty_elements(snippet: str, absent: str) -> None:
+    """Empty optional structs and dates are absent, empty lists are empty, alike on both routes."""
+    body = (
+        "<response><userProfiles><userProfile><userId>u</userId><departmentId>d</departmentId>"
+        "<status>1</status><role>learner</role><roleId>r</roleId><addedDate>2024-01-01T00:00:00Z</addedDate>"
+        f"<fields><field><name>LOGIN</name><value/></field></fields>{snippet}"
+        "</userProfile></userProfiles></response>"
+    ).encode()
+    fast = users_parser(ResponseFormat.XML, page="p")
+    fast.feed(body)
+    reference = NestedReferenceParser(USERS, page="p", bounds=BOUNDS)
+    reference.feed(body)
+    users = fast.close().users
+    assert users == reference.close()[0]
+    (user,) = users
+    assert getattr(user, absent) in (None, ())
+    assert user.login == ""
+
+
+def _one_user(inner: str) -> bytes:
+    return (
+        "<response><userProfiles><userProfile><userId>u</userId><departmentId>d</departmentId>"
+        "<status>1</status><role>learner</role><roleId>r</roleId><addedDate>2024-01-01T00:00:00Z</addedDate>"
+        f"<fields><field><name>LOGIN</name><value>x</value></field></fields>{inner}"
+        "</userProfile></userProfiles></response>"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(_one_user("<groups><id>a<b/></id></groups>"), "inside <id>", id="element-in-list-leaf"),
+        pytest.param(
+            _one_user("<subordination><subordinationType>x<y/></subordinationType></subordination>"),
+            "inside <subordinationType>",
+            id="element-in-struct-leaf",
+        ),
+        pytest.param(
+            _one_user("<subordination><x/></subordination>"), "subordinationType", id="struct-missing-field"
+        ),
+        pytest.param(_one_user("<status>active</status>"), "status", id="bad-int"),
+        pytest.param(
+            _one_user(
+                "<workLeaveStatus><workLeaveReason>a</workLeaveReason><startDate>no</startDate></workLeaveStatus>"
+            ),
+            "startDate",
+            id="bad-date",
+        ),
+        pytest.param(
+            _one_user("<userRoles><userRole><roleType>x</roleType></userRole></userRoles>"),
+            "roleId",
+            id="role-missing-id",
+        ),
+    ],
+)
+def test_users_bad_records_are_typed_errors_naming_the_record(body: bytes, message: str) -> None:
+    """A bad nested value is a ``ParseError`` naming the field, on the hybrid and the reference route."""
+    parser = users_parser(ResponseFormat.XML, page="users p7")
+    with pytest.raises(ParseError, match=message) as caught:
+        _whole(parser, body)
+    assert "users p7" in str(caught.value)
+    reference = NestedReferenceParser(USERS, page="p", bounds=BOUNDS)
+    with pytest.raises(ParseError, match=message):
+        _whole(reference, body)
+
+
+def test_users_more_records_than_asked_for_is_refused() -> None:
+    """A users page holding more users than its ``pageSize`` is a ``ParseError``."""
+    body = render_xml(_users(1, 11), container="userProfiles", item="userProfile")
+    parser = users_parser(ResponseFormat.XML, page="p", page_size=10)
+    with pytest.raises(ParseError, match="more than 10 records"):
+        _whole(parser, body)
+    parser_json = users_parser(ResponseFormat.JSON, page="p", page_size=10)
+    parser_json.feed(render_json(_users(1, 11), container="userProfiles"))
+    with pytest.raises(ParseError, match="more than 10 records"):
+        parser_json.close()
+
+
+def test_users_markup_bound_scales_with_the_shape() -> None:
+    """Real users (many fields) pass the markup bound; a record padded with thousands of tags does not."""
+    rnd = random.Random(2)
+    heavy = [user_fields(rnd, extra_fields=20) for _ in range(100)]
+    parser = users_parser(ResponseFormat.XML, page="p", page_size=100)
+    parser.feed(render_xml(heavy, container="userProfiles", item="userProfile", style=Style(indent=" ")))
+    assert len(parser.close().users) == 100
+    padded = _one_user("<pad>" + "<x/>" * 60_000 + "</pad>")
+    parser = users_parser(ResponseFormat.XML, page="p", page_size=100)
+    with pytest.raises(ParseError, match="markup"):
+        parser.feed(padded)
+
+
+def test_users_deep_unknown_element_is_bounded() -> None:
+    """An unknown element nested past ``max_depth`` inside a user is refused on both routes."""
+    body = _one_user(
+        "<subordination><subordinationType>m</subordinationType>"
+        + "<a>" * 80
+        + "</a>" * 80
+        + "</subordination>"
+    )
+    parser = users_parser(ResponseFormat.XML, page="p")
+    with pytest.raises(ParseError, match="nested deeper"):
+        _whole(parser, body)
+
+
+def test_users_dtd_refused() -> None:
+    """A users page with a DTD is refused as unsafe before any record is read."""
+    body = b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY a "b">]>' + _one_user("")
+    parser = users_parser(ResponseFormat.XML, page="p")
+    with pytest.raises(UnsafeXMLError):
+        _whole(parser, body)
+
+
+@pytest.mark.parametrize(
+    "fmt", [pytest.param(ResponseFormat.XML, id="xml"), pytest.param(ResponseFormat.JSON, id="json")]
+)
+def test_module_results_parse_to_the_records_built(fmt: ResponseFormat) -> None:
+    """A module results page parses to exactly the records it was built from, in XML and JSON."""
+    rnd = random.Random(9)
+    records = [module_result_fields(rnd) for _ in range(300)]
+    if fmt is ResponseFormat.XML:
+        body = render_xml(
+            records, container="results", item="result", style=Style(rnd, indent="  ", noise=0.05)
+        )
+    else:
+        body = render_json(records, container="results")
+    parser = module_results_parser(fmt, page="p")
+    _feed(parser, body, rnd)
+    page = parser.close()
+    assert page.records == [expected_module_result(r) for r in records]
+    assert page.next_page_token == "dG9rZW4"
+
+
+def test_module_result_identity_separates_course_items() -> None:
+    """Two course items of one enrollment are two rows; without an enrollment the user/course pair is used."""
+    base = {
+        "userId": "u",
+        "courseId": "c",
+        "moduleId": "m",
+        "moduleTitle": "t",
+        "accessDate": "2024-01-01T00:00:00Z",
+        "completionStatus": "passed",
+        "isOverdue": False,
+    }
+    a = msgspec.convert({**base, "courseItemId": "i1", "enrollmentId": "e"}, LearnerModuleResult)
+    b = msgspec.convert({**base, "courseItemId": "i2", "enrollmentId": "e"}, LearnerModuleResult)
+    c = msgspec.convert({**base, "courseItemId": "i1"}, LearnerModuleResult)
+    assert (a.identity, b.identity, c.identity) == ("e/i1", "e/i2", "u/c/i1")
+
+
+def test_module_results_missing_required_field_names_record() -> None:
+    """A module result without ``courseItemId`` is a ``ParseError`` naming the record and the field."""
+    rnd = random.Random(4)
+    records = [module_result_fields(rnd) for _ in range(5)]
+    del records[3]["courseItemId"]
+    parser = module_results_parser(ResponseFormat.XML, page="p")
+    with pytest.raises(ParseError, match=r"<result> #4 of the page") as caught:
+        _whole(parser, render_xml(records, container="results", item="result"))
+    assert "courseItemId" in str(caught.value)
