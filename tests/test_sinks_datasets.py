@@ -21,8 +21,11 @@ import msgspec
 import pytest
 
 from ispring_async._exceptions import ConfigurationError
+from ispring_async.emulator import EmulatorConfig, serve_in_thread
 from ispring_async.sinks import (
+    MODULE_RESULTS,
     RESULTS,
+    USERS,
     Column,
     Dataset,
     Derived,
@@ -367,3 +370,31 @@ def test_a_folder_checkpoint_of_other_datasets_is_refused_and_kept(tmp_path: Pat
         assert sink.open(resume=True) == b"state"
         sink.finish()
     assert read_dataset(path, fmt, PEOPLE) == make_people(20)
+
+
+@pytest.mark.parametrize("fmt", [*FILE_FORMATS, "sqlite"])
+def test_the_apis_users_and_module_results_round_trip_through_every_format(tmp_path: Path, fmt: str) -> None:
+    """The emulator's users (nested fields, roles, leave dates) and module results read back exactly."""
+    with serve_in_thread(EmulatorConfig(results=300, seed=4)) as emulator:
+        users, modules = emulator.expected_users(), emulator.expected_module_results()
+    assert users
+    assert modules
+    assert any(u.user_roles for u in users)
+    path = output_path(tmp_path, fmt)
+    with open_sink(path, format=fmt, datasets=[USERS, MODULE_RESULTS]) as sink:
+        sink.open(resume=False)
+        sink.write(users, "users")
+        sink.write(modules, "module-results")
+        sink.checkpoint(b"")
+        assert set(sink.identities("users")) == {u.user_id for u in users}
+        assert set(sink.identities("module-results")) == {m.identity for m in modules}
+        sink.finish()
+    assert read_dataset(path, fmt, USERS) == users
+    assert read_dataset(path, fmt, MODULE_RESULTS) == modules
+    if fmt == "sqlite":
+        db = sqlite3.connect(path)
+        try:
+            names = db.execute('SELECT "userId", login, email, "firstName", "lastName" FROM users').fetchall()
+        finally:
+            db.close()
+        assert names == [(u.user_id, u.login, u.email, u.first_name, u.last_name) for u in users]

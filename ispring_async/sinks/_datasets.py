@@ -17,10 +17,20 @@ from typing import Any
 import msgspec
 
 from ispring_async._exceptions import ConfigurationError
-from ispring_async._models import Department, LearnerResult
+from ispring_async._models import Department, LearnerModuleResult, LearnerResult, User
 from ispring_async.sinks._base import Column, columns_of
 
-__all__ = ["DATASETS", "DEPARTMENTS", "RESULTS", "Dataset", "Derived", "dataset_named", "select_datasets"]
+__all__ = [
+    "DATASETS",
+    "DEPARTMENTS",
+    "MODULE_RESULTS",
+    "RESULTS",
+    "USERS",
+    "Dataset",
+    "Derived",
+    "dataset_named",
+    "select_datasets",
+]
 
 _json = msgspec.json.Encoder()
 
@@ -105,7 +115,43 @@ DEPARTMENTS = Dataset(
 )
 """``GET /departments``: the account's department tree (``parentDepartmentId``)."""
 
-DATASETS: tuple[Dataset, ...] = (DEPARTMENTS, RESULTS)
+
+def _module_row_identity(row: Mapping[str, Any]) -> str:
+    # As LearnerModuleResult.identity: the enrollment's identity, then the course item.
+    return f"{_result_row_identity(row)}/{row['courseItemId']}"
+
+
+MODULE_RESULTS = Dataset(
+    name="module-results",
+    table="learner_module_results",
+    type=LearnerModuleResult,
+    identity=lambda record: record.identity,
+    row_identity=_module_row_identity,
+)
+"""``GET /learners/modules/results``: one row per enrollment and course item (module)."""
+
+
+def _text(column: str, value: Callable[[User], str | None]) -> Derived:
+    return Derived(Column(column, "str", nullable=True), value)
+
+
+USERS = Dataset(
+    name="users",
+    table="users",
+    type=User,
+    identity=lambda record: record.identity,
+    row_identity=lambda row: str(row["userId"]),
+    # The profile fields a report joins on, out of the name/value pairs; ``fields`` keeps them all.
+    derived=(
+        _text("login", lambda user: user.login),
+        _text("email", lambda user: user.email),
+        _text("firstName", lambda user: user.first_name),
+        _text("lastName", lambda user: user.last_name),
+    ),
+)
+"""``GET /users/v2``: one row per user; nested fields as JSON, login/email/names also as columns."""
+
+DATASETS: tuple[Dataset, ...] = (DEPARTMENTS, USERS, RESULTS, MODULE_RESULTS)
 """Every dataset, in the order an export runs them (the small reference lists first)."""
 
 
