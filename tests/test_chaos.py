@@ -7,27 +7,32 @@
 
 from __future__ import annotations
 
+import base64
 import collections
 import dataclasses
 import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import msgspec
 import pytest
 
 from ispring_async import FanOutOptions, ResponseFormat, ResultsQuery, RetryPolicy, Split, UserStatus
-from ispring_async._app.export import ExitCode, ExportSettings, run_export
+from ispring_async._app.export import ExitCode, ExportSettings, RunState, run_export
 from ispring_async._app.progress import ProgressMode
 from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, serve_in_thread
+from ispring_async.sinks import DEPARTMENTS, Dataset
+from ispring_async.sinks import RESULTS as RESULTS_DATASET
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = int(os.environ.get("ISPRING_CHAOS_RESULTS", "2500"))
@@ -298,3 +303,146 @@ def test_secret_never_in_the_arguments_of_the_export_process(slow_emu: Emulator,
         process.communicate()
     assert b"export" in cmdline
     assert SECRET.encode() not in cmdline
+
+
+# -- several datasets in one run ---------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(600 if FULL else 60)
+def test_chaos_multi_dataset_export_equals_ground_truth(chaos_emu: Emulator, tmp_path: Path) -> None:
+    """Departments and results in one SQLite export through the chaos faults: each table is exact."""
+    output = tmp_path / "nightly.sqlite"
+    settings = ExportSettings(
+        base_url=chaos_emu.base_url,
+        client_id=chaos_emu.client_id,
+        client_secret=SECRET,
+        query=ResultsQuery(user_statuses=EVERYONE),
+        fanout=FanOutOptions(concurrency=8),
+        page_size=PAGE_SIZE,
+        retry=RetryPolicy(attempts=12, max_retry_after=2.0, wait_scale=1.0 if FULL else 0.0),
+        output=output,
+        include=("results", "departments"),
+    )
+    summary = anyio.run(lambda: run_export(settings, progress=ProgressMode.OFF))
+    assert summary.datasets == {
+        "departments": len(chaos_emu.departments()),
+        "results": len(chaos_emu.expected_results(WIRE_EVERYONE)),
+    }
+    assert_exactly(read_table(output, RESULTS_DATASET), chaos_emu.expected_results(WIRE_EVERYONE))
+    assert_dataset(DEPARTMENTS, read_table(output, DEPARTMENTS), chaos_emu.departments())
+
+
+def read_table(output: Path, dataset: Dataset) -> list[Any]:
+    """Every row of a dataset's table in an SQLite output, as the dataset's structs."""
+    from tests.test_export_datasets import read_dataset
+
+    return read_dataset(output, "sqlite", dataset)
+
+
+def assert_dataset(dataset: Dataset, records: list[Any], expected: list[Any]) -> None:
+    """The same records of ``dataset``, each exactly once."""
+    identities = [dataset.identity(r) for r in records]
+    assert len(identities) == len(set(identities)), f"duplicated {dataset.name}"
+    assert {dataset.identity(r): r for r in records} == {dataset.identity(r): r for r in expected}
+
+
+def run_progress(output: Path, fmt: str) -> tuple[RunState | None, int, bool]:
+    """The output's checkpoint now: its RunState, the records it covers, and whether it is publishing."""
+    if fmt == "sqlite":
+        try:
+            db = sqlite3.connect(f"file:{output}?mode=ro", uri=True, timeout=1.0)
+        except sqlite3.OperationalError:
+            return None, 0, False
+        try:
+            row = db.execute("SELECT state, records FROM export_checkpoint").fetchone()
+        except sqlite3.OperationalError:  # not created yet
+            row = None
+        finally:
+            db.close()
+        if row is None:
+            return None, 0, False
+        return msgspec.json.decode(row[0], type=RunState), int(row[1]), False
+    try:
+        saved = json.loads((output / ".export.checkpoint").read_bytes())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None, 0, False
+    state = msgspec.json.decode(base64.b64decode(saved["state"]), type=RunState)
+    return state, int(saved["records"]), bool(saved["publishing"])
+
+
+def stop_when(
+    process: subprocess.Popen[str], output: Path, fmt: str, ready: Callable[[RunState, int, bool], bool]
+) -> tuple[int, str, tuple[RunState | None, int, bool]]:
+    """SIGKILL the export once its checkpoint satisfies ``ready`` (polled); what it had reached, too."""
+    seen: tuple[RunState | None, int, bool] = (None, 0, False)
+    while process.poll() is None:
+        seen = run_progress(output, fmt)
+        state, records, publishing = seen
+        if state is not None and ready(state, records, publishing):
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.002)
+    _, err = process.communicate(timeout=60)
+    return process.returncode, err, seen
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        pytest.param("sqlite", id="sqlite"),
+        # JSON Lines shares the file sinks' code with Parquet's spool: at full size only.
+        pytest.param(
+            "jsonl", id="jsonl-folder", marks=pytest.mark.skipif(not FULL, reason="make chaos only")
+        ),
+        pytest.param("parquet", id="parquet-folder"),
+    ],
+)
+def test_multi_dataset_export_killed_in_every_phase_resumes_to_ground_truth(
+    slow_emu: Emulator, tmp_path: Path, fmt: str
+) -> None:
+    """SIGKILLed mid-departments, between datasets, twice mid-results and while publishing: exact."""
+    output = tmp_path / ("nightly.sqlite" if fmt == "sqlite" else "out")
+    options = ["--include", "departments,results", "--page-size", "15"]
+    if fmt != "sqlite":
+        options += ["--format", fmt]
+    expected = slow_emu.expected_results(WIRE_EVERYONE)
+    departments = slow_emu.departments()
+    rnd = random.Random(f"multi-{fmt}")
+    first, second = sorted(
+        rnd.sample(range(len(departments) + 100, len(departments) + len(expected) - 300), 2)
+    )
+    phases: list[tuple[str, Callable[[RunState, int, bool], bool]]] = [
+        ("mid-departments", lambda s, n, p: not s.done and s.current is not None),
+        ("between datasets", lambda s, n, p: s.done == ["departments"] and s.current is None),
+        ("mid-results", lambda s, n, p: s.current is not None and s.done == ["departments"] and n >= first),
+        ("mid-results again", lambda s, n, p: s.done == ["departments"] and n >= second),
+        # Files only: the run marked itself publishing and was killed before it removed the checkpoint.
+        ("publishing", lambda s, n, p: p),
+    ]
+    reached = []
+    for number, (phase, ready) in enumerate(phases):
+        process = spawn(slow_emu, output, *options, *(["--resume"] if number else []))
+        status, err, seen = stop_when(process, output, fmt, ready)
+        assert SECRET not in err
+        if status == 0:
+            break  # it finished before this phase came (SQLite never publishes in steps)
+        assert status == -signal.SIGKILL, err
+        reached.append(phase)
+        if fmt == "sqlite":
+            assert read_table(output, RESULTS_DATASET) == []  # nothing of an unfinished run is visible
+        elif not seen[2]:
+            assert not (output / f"results.{fmt}").exists(), "an interrupted export published its output"
+    assert reached[:4] == [phase for phase, _ in phases[:4]]
+    process = spawn(slow_emu, output, *options, "--resume")
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == ExitCode.OK, err
+    if fmt == "sqlite":
+        assert_exactly(read_table(output, RESULTS_DATASET), expected)
+        assert_dataset(DEPARTMENTS, read_table(output, DEPARTMENTS), departments)
+        return
+    from tests.test_export_datasets import read_dataset
+
+    assert_exactly(read_dataset(output, fmt, RESULTS_DATASET), expected)
+    assert_dataset(DEPARTMENTS, read_dataset(output, fmt, DEPARTMENTS), departments)
+    assert sorted(p.name for p in output.iterdir()) == sorted([f"departments.{fmt}", f"results.{fmt}"])
