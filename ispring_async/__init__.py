@@ -2,8 +2,9 @@
 
 >>> async with Client(base_url, client_id=..., client_secret=...) as client:
 ...     query = ResultsQuery(user_statuses=[UserStatus.ACTIVE, UserStatus.BLOCKED])
-...     async for result in client.learner_results(query, concurrency=8):
-...         ...
+...     async with client.learner_results(query, concurrency=8) as results:
+...         async for result in results:
+...             ...
 """
 
 from ispring_async._client import Client, ResultStream

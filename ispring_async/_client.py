@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib.metadata
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable
 from types import TracebackType
 from typing import Self, TypeVar, cast
 
@@ -30,6 +30,7 @@ from ispring_async._paginate import DEFAULT_MAX_PAGES, follow_pages
 from ispring_async._parse import DEFAULT_LIMITS as DEFAULT_PARSE_LIMITS
 from ispring_async._parse import PageParser, ParseLimits, departments_parser, results_parser
 from ispring_async._query import ResultsQuery
+from ispring_async._stream import Batches, Stream, pages_as_batches
 from ispring_async._transport import OnRetry, Transport
 from ispring_async._unknown_ids import UnknownIds, id_lists
 
@@ -61,8 +62,9 @@ class Client:
 
         async with Client("https://api-learn.ispringlearn.com", client_id=..., client_secret=...) as client:
             query = ResultsQuery(user_statuses=[UserStatus.ACTIVE, UserStatus.BLOCKED])
-            async for result in client.learner_results(query):
-                ...
+            async with client.learner_results(query) as results:
+                async for result in results:
+                    ...
 
     ``page_size`` is the default for queries that set none. ``parse_limits`` bounds each body (bytes,
     records, markup; see ``ParseLimits``: by default derived from the page size).
@@ -232,21 +234,29 @@ class Client:
         ``"none"``: one chain, records in the API's order). ``rate_limit`` caps requests per second
         across all chains. Records of different chains interleave; duplicates are removed by identity.
 
-        Iterate it directly, or, if you may stop early, inside ``async with`` so the requests still in
-        flight are cancelled at once rather than when the iterator is garbage-collected::
+        The stream is iterated inside its ``async with`` block, as httpx's ``stream()`` is; leaving
+        the block (at the end, by ``break`` or an error) cancels the requests in flight at once::
 
             async with client.learner_results(query) as results:
                 async for result in results:
                     ...
+
+        Iterating it outside the block raises ``RuntimeError`` before any request is sent: the chains
+        run in a task group whose cancel scope must be the caller's, around the caller's code (PEP 789).
         """
         self._check_open()
         # FanOutOptions validates the values and turns a split name into a Split.
         options = FanOutOptions(split=cast(Split, split), concurrency=concurrency, rate_limit=rate_limit)
+        batches: Callable[[], Batches[LearnerResult]]
         if options.split is Split.NONE and rate_limit is None:
-            batches = _batches(self.result_pages(query), lambda page: page.records)
+
+            def batches() -> Batches[LearnerResult]:
+                # The chain is made when the block is entered: a stream never entered holds nothing.
+                return pages_as_batches(self.result_pages(query), _records_of)
+
         else:
-            batches = fan_out_batches(self, query, options)
-        return ResultStream(batches, skipped=lambda: self.skipped_ids)
+            batches = functools.partial(fan_out_batches, self, query, options)
+        return ResultStream(batches, what="client.learner_results(...)", skipped=lambda: self.skipped_ids)
 
     def department_pages(
         self, page_token: str | None = None, *, on_retry: OnRetry | None = None
@@ -307,60 +317,13 @@ class Client:
         return _records(self.department_pages(), lambda page: page.departments)
 
 
-class ResultStream(AsyncIterator[LearnerResult]):
-    """The records of ``Client.learner_results``: an async iterator, and an async context manager that
-    closes it (cancelling requests in flight) when the block is left."""
-
-    def __init__(
-        self,
-        batches: AsyncGenerator[list[LearnerResult], None],
-        *,
-        skipped: Callable[[], dict[str, tuple[str, ...]]] = dict,
-    ) -> None:
-        # Records are served from the current batch without another async generator in between:
-        # one hop per record instead of two halves the iteration's cost (about 0.2 µs per record).
-        self._batches = batches
-        self._current: Iterator[LearnerResult] = iter(())
-        self._skipped = skipped
-
-    @property
-    def skipped_ids(self) -> dict[str, tuple[str, ...]]:
-        """Ids left out as unknown to the account so far (``Client(skip_unknown_ids=True)``), by
-        parameter; the client's, so they include those of its other streams."""
-        return self._skipped()
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> LearnerResult:
-        for record in self._current:
-            return record
-        while True:
-            self._current = iter(await self._batches.__anext__())
-            for record in self._current:
-                return record
-
-    async def aclose(self) -> None:
-        """Stop early: cancel whatever is in flight and release its connections."""
-        self._current = iter(())
-        await self._batches.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
+class ResultStream(Stream[LearnerResult]):
+    """The records of ``Client.learner_results``: an async context manager, iterated inside its block
+    (see ``ispring_async._stream``); leaving the block cancels the requests in flight."""
 
 
-async def _batches(
-    pages: AsyncGenerator[P, None], items: Callable[[P], list[R]]
-) -> AsyncGenerator[list[R], None]:
-    # aclosing: a caller that stops early closes the page chain at once, not at garbage collection.
-    async with contextlib.aclosing(pages):
-        async for page in pages:
-            yield items(page)
+def _records_of(page: ResultsPage) -> list[LearnerResult]:
+    return page.records
 
 
 def _fingerprint(page: ResultsPage | DepartmentsPage) -> tuple[int, str, str] | None:
