@@ -3,11 +3,12 @@
 Starts ``ispring-async emulator`` in a child process on a free 127.0.0.1 port (a realistic dataset,
 and a realistic latency: lognormal per request, median 100 ms, 99th percentile 1 s, since the real
 API is remote and uneven and integrations set 120-300 s timeouts), runs the real
-``ispring-async export`` into an SQLite file with the live display, then prints a summary queried
-from that database. Rerunning it updates the same rows in place (the SQLite sink upserts by
-identity)::
+``ispring-async export`` of every dataset (departments, users, results, module results) into one
+SQLite file with the live display, then prints the report a person wants from it, queried by
+joining the tables: completion by department *name*, and the ten most overdue learners by *name*.
+Rerunning it updates the same rows in place (the SQLite sink upserts by identity)::
 
-    python -m ispring_async._app.demo [--results 200000] [--output out/results.sqlite]
+    python -m ispring_async._app.demo [--results 200000] [--output out/nightly.sqlite]
 """
 
 from __future__ import annotations
@@ -19,48 +20,144 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ispring_async._app.cli import main as cli_main
+from ispring_async._exceptions import printable
 from ispring_async.emulator import serve_in_process
+from ispring_async.sinks import DATASETS
 
-__all__ = ["main"]
+__all__ = ["COMPLETION_BY_DEPARTMENT", "MOST_OVERDUE", "Report", "main", "report", "summarize"]
+
+DONE_STATUSES = ("complete", "passed", "accepted")
+"""Completion statuses that count as done (the others are still to do, or failed)."""
+
+# Each dataset's rows of the latest complete run only: rows the API no longer returns stay in the
+# tables (an export does not delete), and must not count. Readers never see an unfinished run (it
+# waits in the pending_ tables), so this is the whole of the last night.
+_LATEST = "run_id = (SELECT max(run_id) FROM export_runs WHERE status = 'complete')"
+
+COMPLETION_BY_DEPARTMENT = f"""
+WITH users_now AS (SELECT "userId", "departmentId" FROM users WHERE {_LATEST}),
+     by_department AS (
+         SELECT u."departmentId" AS department_id,
+                count(DISTINCT r."userId") AS learners,
+                count(*) AS enrollments,
+                sum(r."completionStatus" IN ('complete', 'passed', 'accepted')) AS completed,
+                sum(r."isOverdue") AS overdue
+         FROM learner_results r LEFT JOIN users_now u ON u."userId" = r."userId"
+         WHERE r.{_LATEST}
+         GROUP BY u."departmentId"
+     ),
+     modules_by_department AS (
+         SELECT u."departmentId" AS department_id,
+                count(*) AS modules,
+                sum(m."completionStatus" IN ('complete', 'passed', 'accepted')) AS modules_done
+         FROM learner_module_results m LEFT JOIN users_now u ON u."userId" = m."userId"
+         WHERE m.{_LATEST}
+         GROUP BY u."departmentId"
+     )
+SELECT coalesce(d.name, '(no department)') AS department,
+       b.learners, b.enrollments, b.completed, b.overdue,
+       coalesce(m.modules, 0) AS modules, coalesce(m.modules_done, 0) AS modules_done
+FROM by_department b
+LEFT JOIN modules_by_department m ON m.department_id IS b.department_id
+LEFT JOIN departments d ON d."departmentId" = b.department_id AND d.{_LATEST}
+ORDER BY 1.0 * b.completed / b.enrollments, department
+"""  # noqa: S608 - constants only
+"""Completion by department name: learners, enrollments, completed and overdue ones, and modules."""
+
+MOST_OVERDUE = f"""
+SELECT coalesce(nullif(trim(coalesce(u."firstName", '') || ' ' || coalesce(u."lastName", '')), ''),
+                u.login, r."userId") AS learner,
+       u.email AS email,
+       coalesce(d.name, '(no department)') AS department,
+       count(*) AS overdue_courses,
+       date(min(julianday(r."dueDate"))) AS oldest_due
+FROM learner_results r
+LEFT JOIN users u ON u."userId" = r."userId" AND u.{_LATEST}
+LEFT JOIN departments d ON d."departmentId" = u."departmentId" AND d.{_LATEST}
+WHERE r.{_LATEST} AND r."isOverdue"
+GROUP BY r."userId"
+ORDER BY overdue_courses DESC, min(julianday(r."dueDate")), learner
+LIMIT 10
+"""  # noqa: S608 - constants only
+"""The ten learners with the most overdue courses (ties: the longest overdue first), by name."""
+
+
+class Report:
+    """What :func:`report` found: the run, and the rows of both queries."""
+
+    def __init__(
+        self, run: tuple[Any, ...], counts: dict[str, int], departments: list[Any], overdue: list[Any]
+    ) -> None:
+        self.run_id, self.started, self.finished, self.records = run
+        self.counts = counts
+        self.departments = departments
+        self.overdue = overdue
+
+
+def report(db: sqlite3.Connection) -> Report | None:
+    """Run the report's queries on an export database; ``None`` if it holds no complete run."""
+    run = db.execute(
+        "SELECT run_id, started_at, finished_at, records FROM export_runs "
+        "WHERE status = 'complete' ORDER BY run_id DESC LIMIT 1"
+    ).fetchone()
+    if run is None:
+        return None
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    missing = sorted({d.table for d in DATASETS} - tables)
+    if missing:
+        raise sqlite3.OperationalError(
+            f"the report needs every dataset; missing tables: {', '.join(missing)}"
+        )
+    counts = {
+        d.name: db.execute(f"SELECT count(*) FROM {d.table} WHERE {_LATEST}").fetchone()[0]  # noqa: S608
+        for d in DATASETS
+    }
+    return Report(
+        run, counts, db.execute(COMPLETION_BY_DEPARTMENT).fetchall(), db.execute(MOST_OVERDUE).fetchall()
+    )
 
 
 def summarize(path: Path) -> list[str]:
-    """The lines describing the latest complete export in the SQLite file ``path``."""
+    """The report's lines for the SQLite export ``path``."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        run = db.execute(
-            "SELECT run_id, started_at, finished_at, records FROM export_runs "
-            "WHERE status = 'complete' ORDER BY run_id DESC LIMIT 1"
-        ).fetchone()
-        if run is None:
-            return [f"{path}: no complete export"]
-        run_id, started, finished, records = run
-        total = db.execute("SELECT count(*) FROM learner_results").fetchone()[0]
-        by_status = db.execute(
-            'SELECT "completionStatus", count(*) FROM learner_results WHERE run_id = ? '
-            "GROUP BY 1 ORDER BY 2 DESC",
-            (run_id,),
-        ).fetchall()
-        overdue, users, courses = db.execute(
-            'SELECT sum("isOverdue"), count(DISTINCT "userId"), count(DISTINCT "courseId") '
-            "FROM learner_results WHERE run_id = ?",
-            (run_id,),
-        ).fetchone()
-        runs = db.execute("SELECT count(*) FROM export_runs WHERE status = 'complete'").fetchone()[0]
+        found = report(db)
     finally:
         db.close()
+    if found is None:
+        return [f"{path}: no complete export"]
     lines = [
-        f"{path}: run {run_id} complete ({started} .. {finished}), {records:,} records; "
-        f"{total:,} rows in learner_results after {runs} complete run(s)",
-        f"  {users:,} learners, {courses:,} courses, {overdue or 0:,} overdue",
-        "  results by completion status:",
+        f"{path}: run {found.run_id} complete ({found.started} .. {found.finished}), "
+        f"{found.records:,} records",
+        "  " + ", ".join(f"{count:,} {name}" for name, count in found.counts.items()),
+        "",
+        "Completion by department (least complete first):",
     ]
-    width = max((len(status) for status, _ in by_status), default=0)
-    lines += [
-        f"    {status:<{width}}  {count:>9,}  {count / max(records, 1):6.1%}" for status, count in by_status
+    # Names come from the server: shown with control characters escaped, never obeyed by the terminal.
+    departments = [(printable(row[0]), *row[1:]) for row in found.departments]
+    overdue = [
+        (printable(row[0]), printable(row[1] or "-"), printable(row[2]), *row[3:]) for row in found.overdue
     ]
+    width = max((len(row[0]) for row in departments), default=10)
+    lines.append(
+        f"  {'department':<{width}}  {'learners':>8}  {'enrolled':>8}  {'completed':>9}  {'overdue':>7}"
+        f"  {'modules done':>12}"
+    )
+    for name, learners, enrollments, completed, late, modules, modules_done in departments:
+        share = f"{(modules_done or 0) / modules:.0%}" if modules else "-"
+        lines.append(
+            f"  {name:<{width}}  {learners:>8,}  {enrollments:>8,}  {completed / enrollments:>9.1%}"
+            f"  {late:>7,}  {share:>12}"
+        )
+    lines += ["", "The ten most overdue learners:"]
+    width = max((len(row[0]) for row in overdue), default=10)
+    for learner, email, department, courses, oldest in overdue:
+        lines.append(f"  {learner:<{width}}  {courses:>3} overdue since {oldest}  {department}  <{email}>")
+    if not overdue:
+        lines.append("  nobody is overdue")
     return lines
 
 
@@ -70,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--results", type=int, default=200_000, help="rows in the emulated account")
     p.add_argument("--latency-median", type=float, default=0.1, help="median seconds per request")
     p.add_argument("--latency-p99", type=float, default=1.0, help="99th percentile seconds per request")
-    p.add_argument("--output", type=Path, default=Path("out/results.sqlite"))
+    p.add_argument("--output", type=Path, default=Path("out/nightly.sqlite"))
     p.add_argument("--concurrency", type=int, default=8)
     args = p.parse_args(argv)
     # A throwaway secret for the throwaway server: nothing to configure, nothing to leak.
@@ -83,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ["ISPRING_CLIENT_SECRET"] = secret
         command = [
             "export", "--base-url", base_url, "--output", str(args.output),
+            "--include", ",".join(d.name for d in DATASETS),
             "--concurrency", str(args.concurrency), "--resume",
         ]  # fmt: skip
         print(f"$ ispring-async {' '.join(command)}", file=sys.stderr, flush=True)
