@@ -46,7 +46,8 @@ from ispring_async._models import (
     WorkLeaveStatus,
 )
 from ispring_async._parse import ParseLimits
-from ispring_async._query import DateRange, ResultsQuery
+from ispring_async._query import DateRange, ModuleResultsQuery, ResultsQuery, UsersQuery
+from ispring_async._stream import Stream
 from ispring_async._transport import RetryEvent
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "LearnerResult",
     "Limits",
     "ModuleResultsPage",
+    "ModuleResultsQuery",
     "NotFoundError",
     "PaginationError",
     "ParseError",
@@ -86,6 +88,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "Split",
+    "Stream",
     "Timeouts",
     "TransportError",
     "UnexpectedContentError",
@@ -96,5 +99,6 @@ __all__ = [
     "UserStatus",
     "UserSubordination",
     "UsersPage",
+    "UsersQuery",
     "WorkLeaveStatus",
 ]

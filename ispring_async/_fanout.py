@@ -102,6 +102,15 @@ class PageSource(Protocol):
         ...
 
 
+ChainPages = Callable[..., AsyncGenerator[ResultsPage, None]]
+"""``pages(query, page_token, *, on_retry=...)``: one chain's pages, ``PageSource.result_pages``'s shape.
+
+Another endpoint's chains (``/learners/modules/results``, ``/users/v2``) come through this: their
+pages have ``records`` and ``next_page_token``, and their records an ``identity`` (and, for date
+splits, an ``accessDate``), which is all the fan-out reads of a page.
+"""
+
+
 def _department_id(value: str) -> str:
     # The ids become departmentIds[] filters, which take UUIDs only: another shape is the server's
     # malformed data (exit 4), not the caller's usage, so it must not surface as a ConfigurationError.
@@ -177,8 +186,11 @@ class FanOut:
         resume_state: bytes | None = None,
         seen: Iterable[str] | None = None,
         on_progress: Callable[[PartitionProgress], None] | None = None,
+        pages: ChainPages | None = None,
     ) -> None:
         self._source = source
+        # Where each chain's pages come from: results by default, another endpoint's when given.
+        self._chain_pages: ChainPages = pages if pages is not None else source.result_pages
         self._query = query if query is not None else ResultsQuery()
         self._options = options
         self._on_progress = on_progress
@@ -460,7 +472,7 @@ class FanOut:
         fresh = chain.token is None and self._planner.split is Split.ADAPTIVE
         query = self._planner.query_for(chain.partition)
         on_retry = functools.partial(self._retried, chain)
-        pages = self._source.result_pages(query, chain.token, on_retry=on_retry)
+        pages = self._chain_pages(query, chain.token, on_retry=on_retry)
         async with contextlib.aclosing(pages):
             while True:
                 page = await self._request(pages, limiter, rate)
@@ -637,10 +649,17 @@ async def fan_out_batches(
     source: PageSource,
     query: ResultsQuery | None = None,
     options: FanOutOptions = DEFAULT_OPTIONS,
+    *,
+    pages: ChainPages | None = None,
+    seen: Iterable[str] | None = None,
 ) -> AsyncGenerator[AsyncIterator[list[LearnerResult]], None]:
     """The new records of each delivered page, as lists, while the block lasts (what
-    ``Client.learner_results`` opens)."""
-    async with FanOut(source, query, options).run() as batches:
+    ``Client.learner_results`` opens).
+
+    ``pages`` runs another endpoint's chains (see ``ChainPages``); ``seen`` are identities already
+    delivered, left out wherever they come again.
+    """
+    async with FanOut(source, query, options, pages=pages, seen=seen).run() as batches:
         yield each(batches, _records_of)
 
 

@@ -397,8 +397,8 @@ async def test_emulator_scripted_401_and_html() -> None:
 async def test_emulator_departments_across_pages() -> None:
     """departments() walks every page of /departments and returns the emulator's departments."""
     async with running_emulator(EmulatorConfig(results=10, departments=40)) as emu:
-        async with emulator_client(emu, page_size=7) as client:
-            departments = [d async for d in client.departments()]
+        async with emulator_client(emu, page_size=7) as client, client.departments() as stream:
+            departments = [d async for d in stream]
         assert departments == emu.departments()
         assert emu.stats.requests["departments"] == 6
 
