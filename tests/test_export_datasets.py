@@ -21,7 +21,7 @@ import pytest
 from ispring_async._app.cli import main
 from ispring_async._app.export import ExitCode, RunState
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, serve_in_thread
-from ispring_async.sinks import DEPARTMENTS, RESULTS, Dataset
+from ispring_async.sinks import DATASETS, DEPARTMENTS, RESULTS, Dataset
 
 SECRET = "distinctive-Secret-81c0e5d7-DO-NOT-LEAK"
 ACTIVE_AND_BLOCKED = [("userStatuses[]", "1"), ("userStatuses[]", "3")]
@@ -97,7 +97,15 @@ def assert_exactly(dataset: Dataset, records: list[Any], expected: list[Any]) ->
 
 def truth(emu: Emulator) -> dict[str, list[Any]]:
     """The emulator's ground truth of each dataset an export of active and blocked users holds."""
-    return {"results": emu.expected_results(ACTIVE_AND_BLOCKED), "departments": emu.departments()}
+    return {
+        "departments": emu.departments(),
+        "users": emu.expected_users(),  # every user: the endpoint has no status filter
+        "results": emu.expected_results(ACTIVE_AND_BLOCKED),
+        "module-results": emu.expected_module_results(ACTIVE_AND_BLOCKED),
+    }
+
+
+ALL = "results,module-results,users,departments"
 
 
 def run_state(output: Path, fmt: str) -> RunState | None:
@@ -133,23 +141,23 @@ def run_state(output: Path, fmt: str) -> RunState | None:
 def test_each_format_holds_every_dataset_exactly(
     emu: Emulator, creds: None, tmp_path: Path, fmt: str, extra: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """--include results,departments: each dataset in each format is exactly the emulator's ground truth."""
+    """--include of all four datasets: each one in each format is exactly the emulator's ground truth."""
     output, options = output_for(tmp_path, fmt)
-    assert export(emu.base_url, output, "--include", "results,departments", *options, *extra) == ExitCode.OK
+    assert export(emu.base_url, output, "--include", ALL, *options, *extra) == ExitCode.OK
     expected = truth(emu)
-    for dataset in (RESULTS, DEPARTMENTS):
+    for dataset in DATASETS:
         assert_exactly(dataset, read_dataset(output, fmt, dataset), expected[dataset.name])
     if fmt == "sqlite":
         assert sorted(p.name for p in tmp_path.iterdir()) == [output.name]
     else:
         # One file per dataset and nothing else: no partial file, checkpoint or lock left anywhere.
-        assert sorted(p.name for p in output.iterdir()) == sorted([f"departments.{fmt}", f"results.{fmt}"])
+        assert sorted(p.name for p in output.iterdir()) == sorted(f"{d.name}.{fmt}" for d in DATASETS)
         assert sorted(p.name for p in tmp_path.iterdir()) == [output.name]
     out = capsys.readouterr().out
     total = sum(len(v) for v in expected.values())
     assert f"export complete: {total:,} records" in out
-    assert f"departments:        {len(expected['departments']):,}" in out
-    assert f"results:            {len(expected['results']):,}" in out
+    for name, records in expected.items():
+        assert f"  {name + ':':<19} {len(records):,}\n" in out
 
 
 def test_sqlite_tables_hold_only_complete_runs_while_a_run_fails_and_resumes(

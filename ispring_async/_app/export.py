@@ -46,9 +46,19 @@ from ispring_async._exceptions import (
 )
 from ispring_async._fanout import FanOut, FanOutOptions, PartitionProgress
 from ispring_async._paginate import DEFAULT_MAX_PAGES
-from ispring_async._query import ResultsQuery
+from ispring_async._query import ModuleResultsQuery, ResultsQuery, UsersQuery
 from ispring_async._transport import RetryEvent
-from ispring_async.sinks import DEPARTMENTS, RESULTS, Dataset, Sink, SinkError, open_sink, select_datasets
+from ispring_async.sinks import (
+    DEPARTMENTS,
+    MODULE_RESULTS,
+    RESULTS,
+    USERS,
+    Dataset,
+    Sink,
+    SinkError,
+    open_sink,
+    select_datasets,
+)
 
 __all__ = [
     "ExitCode",
@@ -251,7 +261,8 @@ class _Run:
         self.client = client
         self.clock = Clock()
         self.kept = 0
-        self.fanout: FanOut | None = None
+        self.fanouts: list[FanOut] = []
+        """The fan-outs of this run so far (results, module results), for their counters."""
         # Counters of the datasets read as page chains (results' are the fan-out's).
         self.chain_pages = 0
         self.chain_duplicates = 0
@@ -260,37 +271,58 @@ class _Run:
     def retried(self, event: RetryEvent) -> None:
         self.chain_retries[event.cause] = self.chain_retries.get(event.cause, 0) + 1
 
+    def _totals(self) -> dict[str, int]:
+        totals = {
+            "pages": self.chain_pages,
+            "requests": self.chain_pages,
+            "duplicates": self.chain_duplicates,
+        }
+        totals.update(done=0, total=0)
+        totals["requests"] += sum(self.chain_retries.values())
+        for fanout in self.fanouts:
+            stats = fanout.stats
+            totals["pages"] += stats.pages
+            totals["requests"] += stats.requests
+            totals["duplicates"] += stats.duplicates_removed
+            totals["done"] += stats.partitions_done
+            totals["total"] += stats.partitions_total
+        return totals
+
+    def retries(self) -> dict[str, int]:
+        retries = dict(self.chain_retries)
+        for fanout in self.fanouts:
+            for cause, count in fanout.stats.retries_by_cause.items():
+                retries[cause] = retries.get(cause, 0) + count
+        return retries
+
     def snapshot(self) -> Snapshot:
-        stats = self.fanout.stats if self.fanout is not None else None
+        totals = self._totals()
         written = self.sink.records_written
         return Snapshot(
             records=written,
             new_records=written - self.kept,
-            pages=(stats.pages if stats else 0) + self.chain_pages,
-            partitions_done=stats.partitions_done if stats else 0,
-            partitions_total=stats.partitions_total if stats else 0,
-            retries=(sum(stats.retries_by_cause.values()) if stats else 0) + sum(self.chain_retries.values()),
+            pages=totals["pages"],
+            partitions_done=totals["done"],
+            partitions_total=totals["total"],
+            retries=sum(self.retries().values()),
             elapsed=self.clock(),
         )
 
     def summary(self, *, complete: bool) -> ExportSummary:
-        stats = self.fanout.stats if self.fanout is not None else None
+        totals = self._totals()
         written = self.sink.records_written
-        retries = dict(stats.retries_by_cause) if stats else {}
-        for cause, count in self.chain_retries.items():
-            retries[cause] = retries.get(cause, 0) + count
         return ExportSummary(
             output=self.sink.path,
             format=self.sink.format,
             records=written,
             new_records=written - self.kept,
             kept_records=self.kept,
-            duplicates_removed=(stats.duplicates_removed if stats else 0) + self.chain_duplicates,
-            pages=(stats.pages if stats else 0) + self.chain_pages,
-            requests=(stats.requests if stats else 0) + self.chain_pages + sum(self.chain_retries.values()),
-            partitions_done=stats.partitions_done if stats else 0,
-            partitions_total=stats.partitions_total if stats else 0,
-            retries_by_cause=retries,
+            duplicates_removed=totals["duplicates"],
+            pages=totals["pages"],
+            requests=totals["requests"],
+            partitions_done=totals["done"],
+            partitions_total=totals["total"],
+            retries_by_cause=self.retries(),
             elapsed=self.clock(),
             complete=complete,
             skipped_ids=self.client.skipped_ids,
@@ -395,7 +427,23 @@ async def _export_datasets(run: _Run, datasets: Sequence[Dataset], state: RunSta
             seen = await anyio.to_thread.run_sync(_identities, run.sink, dataset.name)
         logger.info("exporting %s", dataset.name)
         if dataset is RESULTS:
-            await _export_results(run, state, seen)
+            await _export_fanout(run, dataset, state, seen, run.settings.query, run.client.result_pages)
+        elif dataset is MODULE_RESULTS:
+            # The results' filters, on each module result's own status and dates; split the same way.
+            query = ModuleResultsQuery(**_fields(run.settings.query))
+            await _export_fanout(run, dataset, state, seen, query, run.client.module_result_pages)
+        elif dataset is USERS:
+            # Reference data for joins: every user of the account (the endpoint has no status filter),
+            # as one chain checkpointed by page token. (Client.users' department fan-out has no resume
+            # state; a users list is short next to results, a page of 1000 users per request.)
+            await _export_chain(
+                run,
+                dataset,
+                state,
+                seen,
+                lambda token: run.client.user_pages(UsersQuery(), token, on_retry=run.retried),
+                lambda page: page.users,
+            )
         elif dataset is DEPARTMENTS:
             await _export_chain(
                 run,
@@ -405,23 +453,34 @@ async def _export_datasets(run: _Run, datasets: Sequence[Dataset], state: RunSta
                 lambda token: run.client.department_pages(token, on_retry=run.retried),
                 lambda page: page.departments,
             )
-        else:
-            # Until the client reads /learners/modules/results and /users/v2 (issue 14, client part).
-            raise ConfigurationError(f"exporting {dataset.name} needs a client that reads it")
+        else:  # pragma: no cover - every dataset of DATASETS has its branch above
+            raise AssertionError(dataset.name)
         state = RunState(include=state.include, done=[*state.done, dataset.name])
         await _commit(run.sink, [], dataset, state)
 
 
-async def _export_results(run: _Run, state: RunState, seen: Sequence[str]) -> None:
-    settings = run.settings
+def _fields(query: ResultsQuery) -> dict[str, Any]:
+    return {field.name: getattr(query, field.name) for field in dataclasses.fields(ResultsQuery)}
+
+
+async def _export_fanout(
+    run: _Run,
+    dataset: Dataset,
+    state: RunState,
+    seen: Sequence[str],
+    query: ResultsQuery,
+    pages: Callable[..., AsyncGenerator[Any, None]],
+) -> None:
+    """A dataset read by the fan-out (results, module results), checkpointed with its state per batch."""
     try:
-        run.fanout = fanout = FanOut(
+        fanout = FanOut(
             run.client,
-            settings.query,
-            settings.fanout,
+            query,
+            run.settings.fanout,
             resume_state=state.current,
             seen=seen,
             on_progress=_log_partition,
+            pages=pages,
         )
     except ConfigurationError as exc:
         if state.current is None:
@@ -430,11 +489,12 @@ async def _export_results(run: _Run, state: RunState, seen: Sequence[str]) -> No
             f"cannot resume the export to {run.sink.path} ({exc}): rerun with the filters of the "
             "interrupted export, or without --resume to start afresh"
         ) from None
+    run.fanouts.append(fanout)
     async with fanout.run() as batches:
         async for batch in batches:
             # The state is taken before anything else can happen: it covers exactly this batch.
             current = fanout.state()
-            await _commit(run.sink, batch.records, RESULTS, msgspec.structs.replace(state, current=current))
+            await _commit(run.sink, batch.records, dataset, msgspec.structs.replace(state, current=current))
 
 
 async def _export_chain(
