@@ -31,7 +31,7 @@ from ispring_async._app.export import ExitCode, ExportSettings, RunState, run_ex
 from ispring_async._app.progress import ProgressMode
 from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, serve_in_thread
-from ispring_async.sinks import DEPARTMENTS, Dataset
+from ispring_async.sinks import DATASETS, Dataset
 from ispring_async.sinks import RESULTS as RESULTS_DATASET
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -308,9 +308,19 @@ def test_secret_never_in_the_arguments_of_the_export_process(slow_emu: Emulator,
 # -- several datasets in one run ---------------------------------------------------------------------------
 
 
-@pytest.mark.timeout(600 if FULL else 60)
+def truth_of(emu: Emulator) -> dict[str, list[Any]]:
+    """The emulator's ground truth of every dataset an export of active and blocked users holds."""
+    return {
+        "departments": emu.departments(),
+        "users": emu.expected_users(),
+        "results": emu.expected_results(WIRE_EVERYONE),
+        "module-results": emu.expected_module_results(WIRE_EVERYONE),
+    }
+
+
+@pytest.mark.timeout(900 if FULL else 90)
 def test_chaos_multi_dataset_export_equals_ground_truth(chaos_emu: Emulator, tmp_path: Path) -> None:
-    """Departments and results in one SQLite export through the chaos faults: each table is exact."""
+    """Every dataset in one SQLite export through the chaos faults: each table is exactly its truth."""
     output = tmp_path / "nightly.sqlite"
     settings = ExportSettings(
         base_url=chaos_emu.base_url,
@@ -321,15 +331,13 @@ def test_chaos_multi_dataset_export_equals_ground_truth(chaos_emu: Emulator, tmp
         page_size=PAGE_SIZE,
         retry=RetryPolicy(attempts=12, max_retry_after=2.0, wait_scale=1.0 if FULL else 0.0),
         output=output,
-        include=("results", "departments"),
+        include=tuple(d.name for d in DATASETS),
     )
     summary = anyio.run(lambda: run_export(settings, progress=ProgressMode.OFF))
-    assert summary.datasets == {
-        "departments": len(chaos_emu.departments()),
-        "results": len(chaos_emu.expected_results(WIRE_EVERYONE)),
-    }
-    assert_exactly(read_table(output, RESULTS_DATASET), chaos_emu.expected_results(WIRE_EVERYONE))
-    assert_dataset(DEPARTMENTS, read_table(output, DEPARTMENTS), chaos_emu.departments())
+    truth = truth_of(chaos_emu)
+    assert summary.datasets == {name: len(records) for name, records in truth.items()}
+    for dataset in DATASETS:
+        assert_dataset(dataset, read_table(output, dataset), truth[dataset.name])
 
 
 def read_table(output: Path, dataset: Dataset) -> list[Any]:
@@ -401,22 +409,25 @@ def stop_when(
 def test_multi_dataset_export_killed_in_every_phase_resumes_to_ground_truth(
     slow_emu: Emulator, tmp_path: Path, fmt: str
 ) -> None:
-    """SIGKILLed mid-departments, between datasets, twice mid-results and while publishing: exact."""
+    """SIGKILLed mid-users, between datasets, mid-results, mid-module-results and while publishing:
+    every dataset of the resumed export is exactly its ground truth."""
     output = tmp_path / ("nightly.sqlite" if fmt == "sqlite" else "out")
-    options = ["--include", "departments,results", "--page-size", "15"]
+    options = ["--include", ",".join(d.name for d in DATASETS), "--page-size", "40"]
     if fmt != "sqlite":
         options += ["--format", fmt]
-    expected = slow_emu.expected_results(WIRE_EVERYONE)
-    departments = slow_emu.departments()
+    truth = truth_of(slow_emu)
+    before_results = len(truth["departments"]) + len(truth["users"])
+    before_modules = before_results + len(truth["results"])
+    total = before_modules + len(truth["module-results"])
     rnd = random.Random(f"multi-{fmt}")
-    first, second = sorted(
-        rnd.sample(range(len(departments) + 100, len(departments) + len(expected) - 300), 2)
-    )
+    in_results = rnd.randrange(before_results + 100, before_modules - 200)
+    in_modules = rnd.randrange(before_modules + 100, total - 300)
+    reference = ["departments", "users"]
     phases: list[tuple[str, Callable[[RunState, int, bool], bool]]] = [
-        ("mid-departments", lambda s, n, p: not s.done and s.current is not None),
-        ("between datasets", lambda s, n, p: s.done == ["departments"] and s.current is None),
-        ("mid-results", lambda s, n, p: s.current is not None and s.done == ["departments"] and n >= first),
-        ("mid-results again", lambda s, n, p: s.done == ["departments"] and n >= second),
+        ("mid-users", lambda s, n, p: s.done == ["departments"] and s.current is not None),
+        ("between datasets", lambda s, n, p: s.done == reference and s.current is None),
+        ("mid-results", lambda s, n, p: s.done == reference and n >= in_results),
+        ("mid-module-results", lambda s, n, p: s.done == [*reference, "results"] and n >= in_modules),
         # Files only: the run marked itself publishing and was killed before it removed the checkpoint.
         ("publishing", lambda s, n, p: p),
     ]
@@ -432,17 +443,14 @@ def test_multi_dataset_export_killed_in_every_phase_resumes_to_ground_truth(
         if fmt == "sqlite":
             assert read_table(output, RESULTS_DATASET) == []  # nothing of an unfinished run is visible
         elif not seen[2]:
-            assert not (output / f"results.{fmt}").exists(), "an interrupted export published its output"
+            assert not any(output.glob(f"*.{fmt}")), "an interrupted export published its output"
     assert reached[:4] == [phase for phase, _ in phases[:4]]
     process = spawn(slow_emu, output, *options, "--resume")
     _, err = process.communicate(timeout=120)
     assert process.returncode == ExitCode.OK, err
-    if fmt == "sqlite":
-        assert_exactly(read_table(output, RESULTS_DATASET), expected)
-        assert_dataset(DEPARTMENTS, read_table(output, DEPARTMENTS), departments)
-        return
     from tests.test_export_datasets import read_dataset
 
-    assert_exactly(read_dataset(output, fmt, RESULTS_DATASET), expected)
-    assert_dataset(DEPARTMENTS, read_dataset(output, fmt, DEPARTMENTS), departments)
-    assert sorted(p.name for p in output.iterdir()) == sorted([f"departments.{fmt}", f"results.{fmt}"])
+    for dataset in DATASETS:
+        assert_dataset(dataset, read_dataset(output, fmt, dataset), truth[dataset.name])
+    if fmt != "sqlite":
+        assert sorted(p.name for p in output.iterdir()) == sorted(f"{d.name}.{fmt}" for d in DATASETS)
