@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from ispring_async._app.demo import DONE_STATUSES, report, summarize
+from ispring_async._app.demo import DONE_STATUSES, MOST_OVERDUE, report, summarize
 from ispring_async.emulator import Emulator, EmulatorConfig, serve_in_thread
 from ispring_async.sinks import DATASETS, open_sink
 
@@ -170,3 +170,9 @@ def test_names_from_the_server_cannot_drive_the_terminal(emu: Emulator, tmp_path
     assert not any("\x1b" in line or "\x07" in line or "\n" in line for line in lines)
     assert "forged line" not in lines
     assert any("\\x1b[2J" in line for line in lines)
+
+
+def test_the_readme_shows_the_query_make_run_runs() -> None:
+    """The README's example query is, character for character, the one the report runs."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"```sql\n{MOST_OVERDUE.strip()}\n```" in readme

@@ -37,24 +37,25 @@ DONE_STATUSES = ("complete", "passed", "accepted")
 # waits in the pending_ tables), so this is the whole of the last night.
 _LATEST = "run_id = (SELECT max(run_id) FROM export_runs WHERE status = 'complete')"
 
-COMPLETION_BY_DEPARTMENT = f"""
-WITH users_now AS (SELECT "userId", "departmentId" FROM users WHERE {_LATEST}),
+COMPLETION_BY_DEPARTMENT = """
+WITH latest AS (SELECT max(run_id) AS run FROM export_runs WHERE status = 'complete'),
+     users_now AS (SELECT "userId", "departmentId" FROM users JOIN latest ON run_id = latest.run),
      by_department AS (
          SELECT u."departmentId" AS department_id,
                 count(DISTINCT r."userId") AS learners,
                 count(*) AS enrollments,
                 sum(r."completionStatus" IN ('complete', 'passed', 'accepted')) AS completed,
                 sum(r."isOverdue") AS overdue
-         FROM learner_results r LEFT JOIN users_now u ON u."userId" = r."userId"
-         WHERE r.{_LATEST}
+         FROM learner_results r JOIN latest ON r.run_id = latest.run
+         LEFT JOIN users_now u ON u."userId" = r."userId"
          GROUP BY u."departmentId"
      ),
      modules_by_department AS (
          SELECT u."departmentId" AS department_id,
                 count(*) AS modules,
                 sum(m."completionStatus" IN ('complete', 'passed', 'accepted')) AS modules_done
-         FROM learner_module_results m LEFT JOIN users_now u ON u."userId" = m."userId"
-         WHERE m.{_LATEST}
+         FROM learner_module_results m JOIN latest ON m.run_id = latest.run
+         LEFT JOIN users_now u ON u."userId" = m."userId"
          GROUP BY u."departmentId"
      )
 SELECT coalesce(d.name, '(no department)') AS department,
@@ -62,26 +63,29 @@ SELECT coalesce(d.name, '(no department)') AS department,
        coalesce(m.modules, 0) AS modules, coalesce(m.modules_done, 0) AS modules_done
 FROM by_department b
 LEFT JOIN modules_by_department m ON m.department_id IS b.department_id
-LEFT JOIN departments d ON d."departmentId" = b.department_id AND d.{_LATEST}
+LEFT JOIN departments d ON d."departmentId" = b.department_id
+    AND d.run_id = (SELECT run FROM latest)
 ORDER BY 1.0 * b.completed / b.enrollments, department
-"""  # noqa: S608 - constants only
+"""
 """Completion by department name: learners, enrollments, completed and overdue ones, and modules."""
 
-MOST_OVERDUE = f"""
+MOST_OVERDUE = """
+WITH latest AS (SELECT max(run_id) AS run FROM export_runs WHERE status = 'complete')
 SELECT coalesce(nullif(trim(coalesce(u."firstName", '') || ' ' || coalesce(u."lastName", '')), ''),
                 u.login, r."userId") AS learner,
-       u.email AS email,
+       u.email,
        coalesce(d.name, '(no department)') AS department,
        count(*) AS overdue_courses,
        date(min(julianday(r."dueDate"))) AS oldest_due
 FROM learner_results r
-LEFT JOIN users u ON u."userId" = r."userId" AND u.{_LATEST}
-LEFT JOIN departments d ON d."departmentId" = u."departmentId" AND d.{_LATEST}
-WHERE r.{_LATEST} AND r."isOverdue"
+JOIN latest ON r.run_id = latest.run
+LEFT JOIN users u ON u."userId" = r."userId" AND u.run_id = latest.run
+LEFT JOIN departments d ON d."departmentId" = u."departmentId" AND d.run_id = latest.run
+WHERE r."isOverdue"
 GROUP BY r."userId"
 ORDER BY overdue_courses DESC, min(julianday(r."dueDate")), learner
 LIMIT 10
-"""  # noqa: S608 - constants only
+"""
 """The ten learners with the most overdue courses (ties: the longest overdue first), by name."""
 
 
