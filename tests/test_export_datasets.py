@@ -297,3 +297,27 @@ def test_a_folder_needs_a_format(
     """A folder output without --format says which formats there are (exit 2)."""
     assert export(emu.base_url, tmp_path / "out", "--include", "results,departments") == ExitCode.USAGE
     assert "cannot tell the output format" in capsys.readouterr().err
+
+
+def test_an_sqlite_checkpoint_of_the_version_before_datasets_starts_afresh(
+    emu: Emulator, creds: None, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unfinished run whose state is a bare fan-out state (before datasets): logged, fresh, exact."""
+    from ispring_async.sinks import open_sink
+    from tests.test_sinks import make_records
+
+    output = tmp_path / "nightly.sqlite"
+    with open_sink(output) as sink:  # what the previous version left: rows and a FanOut state
+        sink.open(resume=False)
+        sink.write(make_records(30))
+        sink.checkpoint(b'{"version":3,"query":[],"planner":{},"chains":[]}')
+    with caplog.at_level("WARNING", logger="ispring_async"):
+        assert export(emu.base_url, output, "--resume") == ExitCode.OK
+    assert "written by an older version; starting afresh" in caplog.text
+    assert_exactly(RESULTS, read_dataset(output, "sqlite", RESULTS), truth(emu)["results"])
+    db = sqlite3.connect(output)
+    try:
+        runs = db.execute("SELECT status FROM export_runs ORDER BY run_id").fetchall()
+    finally:
+        db.close()
+    assert runs == [("failed",), ("complete",)]

@@ -398,3 +398,27 @@ def test_the_apis_users_and_module_results_round_trip_through_every_format(tmp_p
         finally:
             db.close()
         assert names == [(u.user_id, u.login, u.email, u.first_name, u.last_name) for u in users]
+
+
+@pytest.mark.parametrize("fmt", FILE_FORMATS)
+def test_a_folder_and_one_of_its_files_are_one_output_to_the_lock(tmp_path: Path, fmt: str) -> None:
+    """An export into out/ and another into out/results.<ext> exclude each other, in either order."""
+    folder, alone = tmp_path / "out", tmp_path / "out" / f"results.{fmt}"
+    with open_sink(folder, format=fmt, datasets=[PEOPLE, RESULTS]) as sink:
+        sink.open(resume=False)
+        with pytest.raises(SinkError, match="another export"), open_sink(alone) as other:
+            other.open(resume=False)
+        sink.write(make_records(2))
+        sink.checkpoint(b"")
+        sink.finish()
+    with open_sink(alone) as sink:
+        sink.open(resume=False)
+        with (
+            pytest.raises(SinkError, match="another export"),
+            open_sink(folder, format=fmt, datasets=[RESULTS]) as other,
+        ):
+            other.open(resume=False)
+        sink.write(make_records(3))
+        sink.finish()
+    assert read_dataset(alone, fmt, RESULTS) == make_records(3)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([f"people.{fmt}", f"results.{fmt}"])

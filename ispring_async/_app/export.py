@@ -363,9 +363,22 @@ async def run_export(
     run = _Run(settings, sink, client)
     reporter = ProgressReporter(run.snapshot, mode=progress, stream=stream, interval=progress_interval)
     signals: list[int] = []
-    with sink:
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(sink)
         saved = await anyio.to_thread.run_sync(lambda: sink.open(resume=settings.resume))
         state = RunState(include=[d.name for d in datasets])
+        if saved is not None and _older(saved):
+            # A checkpoint of a version before datasets (an SQLite run interrupted across an upgrade):
+            # starting afresh is always correct, as for any checkpoint that cannot be resumed.
+            logger.warning(
+                "cannot resume the export to %s: its checkpoint was written by an older version; "
+                "starting afresh",
+                sink.path,
+            )
+            sink.abort()
+            run.sink = sink = open_sink(settings.output, format=settings.format, datasets=datasets)
+            stack.enter_context(sink)
+            saved = await anyio.to_thread.run_sync(lambda: sink.open(resume=False))
         if saved is not None:
             state = _resumed_state(saved, state.include, sink.path)
             run.kept = sink.records_written
@@ -398,15 +411,17 @@ async def run_export(
     return run.summary(complete=True)
 
 
+def _older(saved: bytes) -> bool:
+    try:
+        _run_state.decode(saved)
+    except msgspec.DecodeError:
+        return True
+    return False
+
+
 def _resumed_state(saved: bytes, include: list[str], path: Path) -> RunState:
     """The checkpoint's state, if it is an export of the same datasets (else :exc:`ConfigurationError`)."""
-    try:
-        state = _run_state.decode(saved)
-    except msgspec.DecodeError:
-        raise ConfigurationError(
-            f"cannot resume the export to {path}: its checkpoint was written by an older version; "
-            "rerun without --resume to start afresh"
-        ) from None
+    state = _run_state.decode(saved)
     if state.include != include:
         kept = ",".join(printable(name) for name in state.include)
         raise ConfigurationError(

@@ -36,12 +36,13 @@ import os
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import BinaryIO
 
 import msgspec
 
 from ispring_async._exceptions import ConfigurationError, printable
-from ispring_async.sinks._base import SinkBase, SinkError, logger
+from ispring_async.sinks._base import OutputLock, SinkBase, SinkError, State, logger
 from ispring_async.sinks._datasets import RESULTS, Dataset
 
 __all__ = ["FileSink", "iter_line_blocks"]
@@ -127,6 +128,9 @@ class FileSink(SinkBase):
             self._parts = [Part(datasets[0], self._path, directory / f".{name}.partial")]
             self._checkpoint_path = directory / f".{name}.checkpoint"
         self._checkpoint_temporary = self._checkpoint_path.with_name(self._checkpoint_path.name + ".tmp")
+        # A folder's files are outputs too: an export of one of them alone (``--output out/users.jsonl``)
+        # meets the same lock as the folder's export, so the two never write one file at once.
+        self._part_locks = [OutputLock(part.output) for part in self._parts] if folder else []
         self._by_name = {part.dataset.name: part for part in self._parts}
         self._saved_state = b""
         self._publishing = False
@@ -163,6 +167,32 @@ class FileSink(SinkBase):
     def _publish(self, part: Part) -> None:
         os.replace(part.partial, part.output)
 
+    # -- the locks: the output's, and in a folder each file's -------------------------------------------
+
+    def _begin(self) -> None:
+        super()._begin()
+        try:
+            for lock in self._part_locks:
+                lock.acquire()
+        except BaseException:
+            self._release_part_locks()
+            self._lock.release()
+            raise
+
+    def _release_part_locks(self) -> None:
+        for lock in self._part_locks:
+            lock.release()
+
+    def _end(self, state: State) -> None:
+        self._release_part_locks()
+        super()._end(state)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        super().__exit__(exc_type, exc, tb)
+        self._release_part_locks()  # also when open() itself failed
+
     # -- the protocol -------------------------------------------------------------------------------
 
     def open(self, *, resume: bool) -> bytes | None:
@@ -180,6 +210,7 @@ class FileSink(SinkBase):
                 self._open_part(part, None if saved is None else saved.parts[index], saved)
         except BaseException:
             self._close_files()
+            self._release_part_locks()
             self._lock.release()
             raise
         self._state = "open"
