@@ -6,7 +6,7 @@ Tables (created on first use; columns of fields added to a struct later are adde
     learner_module_results  ("userId", ...; datetimes as RFC 3339 text, booleans 0/1, nested values
     users                   as JSON text, a user's derived login/email/names), run_id: the last run
     departments             that wrote the row
-    pending_<table>         the same columns: the rows of the run in progress, not yet published
+    pending_<table>         the same columns, no key: the rows of the run in progress, not yet published
     export_runs             run_id, started_at, finished_at, status ('running'|'complete'|'failed'), records
     export_checkpoint       run_id, state, records, saved_at, checksum: the resume point of the unfinished run
 
@@ -89,19 +89,19 @@ class _Table:
         self.pending = _q(PENDING + dataset.table)
         columns = dataset.columns
         body = ", ".join(_column_sql(c) + ("" if c.nullable else " NOT NULL") for c in columns)
+        # The pending table has no key: the exporter hands each identity over once per run (its
+        # duplicate filter, rebuilt from identities() on resume), so appending is enough, and cheaper
+        # than keeping an index the publishing upsert does not need (a repeat would still be upserted).
         self.create = [
-            f"CREATE TABLE IF NOT EXISTS {table} (identity TEXT PRIMARY KEY, {body}, "
+            f"CREATE TABLE IF NOT EXISTS {table} (identity TEXT {key}, {body}, "
             "run_id INTEGER NOT NULL REFERENCES export_runs (run_id))"
-            for table in (self.name, self.pending)
+            for table, key in ((self.name, "PRIMARY KEY"), (self.pending, "NOT NULL"))
         ]
         names = ", ".join(_q(c.name) for c in columns)
         placeholders = ", ".join("?" * (len(columns) + 2))
         updates = ", ".join(f"{_q(c.name)} = excluded.{_q(c.name)}" for c in columns)
         conflict = f"ON CONFLICT (identity) DO UPDATE SET {updates}, run_id = excluded.run_id"
-        self.upsert = (
-            f"INSERT INTO {self.pending} (identity, {names}, run_id) "  # noqa: S608
-            f"VALUES ({placeholders}) {conflict}"
-        )
+        self.append = f"INSERT INTO {self.pending} (identity, {names}, run_id) VALUES ({placeholders})"  # noqa: S608
         # "WHERE true" lets SQLite's parser tell the upsert clause from a join; rowid order keeps the
         # order the records came in for rows that are new.
         self.publish = (
@@ -211,7 +211,7 @@ class SqliteSink(SinkBase):
         return (identity for (identity,) in cursor)
 
     def write(self, records: Sequence[object], dataset: str = RESULTS.name) -> None:
-        """Upsert a batch into the dataset's pending table, in the transaction the next checkpoint commits."""
+        """Append a batch to the dataset's pending table, in the transaction the next checkpoint commits."""
         self._require_open()
         if not records:
             return
@@ -225,7 +225,7 @@ class SqliteSink(SinkBase):
             assert self._db is not None
             if not self._db.in_transaction:
                 self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany(table.upsert, rows)
+            self._db.executemany(table.append, rows)
         self.records_written += len(records)
         self._counts[dataset] += len(records)
 
