@@ -348,3 +348,40 @@ async def test_wrong_query_types_are_refused() -> None:
             client.users(ResultsQuery())  # type: ignore[arg-type]
         with pytest.raises(ConfigurationError, match="no dates"):
             client.users(split="window")
+
+
+@pytest.mark.parametrize(
+    ("fresh_token", "message"),
+    [
+        pytest.param(True, "pages in a row were empty or repeated", id="same-page-new-tokens"),
+        pytest.param(False, "already followed", id="same-token-again"),
+    ],
+)
+async def test_users_chain_stops_on_a_server_that_pages_forever(fresh_token: bool, message: str) -> None:
+    """A users server repeating one page (with fresh tokens, or the same token) ends in PaginationError
+    within MAX_STALE_PAGES requests: the stale-page guards read users pages too."""
+    from aiohttp import web
+
+    from ispring_async import PaginationError
+    from ispring_async.emulator._render import Renderer
+    from tests._servers import serve
+
+    emu = Emulator(EmulatorConfig(results=40, seed=2))
+    renderer = Renderer(emu.dataset, overdue_words=False)
+    calls = 0
+
+    async def users(request: web.Request) -> web.StreamResponse:
+        nonlocal calls
+        calls += 1
+        token = f"t{calls}" if fresh_token else "same"
+        body = b"".join(renderer.users("json", emu.directory, [0, 1, 2], token))
+        return web.Response(body=body, content_type="application/json")
+
+    async with (
+        serve({"/users/v2": users}) as server,
+        Client(server.base_url, token="static", retry=NO_WAIT, response_format="json") as client,
+    ):
+        with pytest.raises(PaginationError, match=message):
+            await drain(client.users(split="none"))
+    # Stopped in bounded time: the guard trips by the MAX_STALE_PAGES-th repeat, not at the page cap.
+    assert calls <= 21
