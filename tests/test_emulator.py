@@ -748,10 +748,12 @@ def test_expected_results_rejects_invalid_parameters(dataset: Dataset) -> None:
 
 
 def test_cli_prints_base_url_and_serves_until_sigterm(tmp_path: Path) -> None:
-    """``python -m ispring_async.emulator`` prints URL and credentials, writes truth, stops on SIGTERM."""
-    truth = tmp_path / "truth.jsonl"
+    """``python -m ispring_async.emulator`` prints URL and credentials, writes the three ground truths,
+    stops on SIGTERM."""
+    truth, modules, users = (tmp_path / f"{name}.jsonl" for name in ("truth", "modules", "users"))
     env = {**os.environ, "ISPRING_CLIENT_SECRET": "from-the-environment"}
     command = [sys.executable, "-m", "ispring_async.emulator", "--port", "0", "--results", "120"]
+    command += ["--ground-truth-modules", str(modules), "--ground-truth-users", str(users)]
     process = subprocess.Popen(
         [*command, "--ground-truth", str(truth)], stdout=subprocess.PIPE, text=True, env=env
     )
@@ -781,6 +783,9 @@ def test_cli_prints_base_url_and_serves_until_sigterm(tmp_path: Path) -> None:
         ) as reply:
             assert json.load(reply)["token_type"] == "bearer"
         assert len(truth.read_bytes().splitlines()) == 120
+        same = Emulator(EmulatorConfig(results=120))
+        assert len(modules.read_bytes().splitlines()) == len(same.expected_module_results(EVERY_STATUS))
+        assert len(users.read_bytes().splitlines()) == len(same.expected_users())
     finally:
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=10)

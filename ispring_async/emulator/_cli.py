@@ -90,6 +90,12 @@ def parser() -> argparse.ArgumentParser:
         f"default {EmulatorConfig.row_cache_rows})",
     )
     data.add_argument("--ground-truth", metavar="PATH", help="write every row (all user statuses) as JSONL")
+    data.add_argument(
+        "--ground-truth-modules",
+        metavar="PATH",
+        help="write every module result (all user statuses) as JSONL",
+    )
+    data.add_argument("--ground-truth-users", metavar="PATH", help="write every user profile as JSONL")
     auth = p.add_argument_group("credentials")
     auth.add_argument("--client-id", default="emulator-client")
     auth.add_argument(
@@ -291,6 +297,13 @@ def main(argv: Sequence[str]) -> int:
         every_status = [("userStatuses[]", "1"), ("userStatuses[]", "3"), ("userStatuses[]", "5")]
         count = emulator.write_expected_results(every_status, args.ground_truth)
         print(f"ground truth: {count} rows written to {args.ground_truth}", flush=True)
+    if args.ground_truth_modules:
+        every_status = [("userStatuses[]", "1"), ("userStatuses[]", "3"), ("userStatuses[]", "5")]
+        count = emulator.write_expected_module_results(every_status, args.ground_truth_modules)
+        print(f"ground truth: {count} module results written to {args.ground_truth_modules}", flush=True)
+    if args.ground_truth_users:
+        count = emulator.write_expected_users([], args.ground_truth_users)
+        print(f"ground truth: {count} users written to {args.ground_truth_users}", flush=True)
     from_env = args.client_secret is None and _SECRET_ENV in os.environ
     secret_shown = f"(from ${_SECRET_ENV})" if from_env else config.client_secret
     if args.uvloop:
