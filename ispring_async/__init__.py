@@ -1,7 +1,7 @@
 """ispring_async: a high-throughput asyncio export client for iSpring Learn learner results.
 
 >>> async with Client(base_url, client_id=..., client_secret=...) as client:
-...     query = ResultsQuery(user_statuses=[UserStatus.ACTIVE, UserStatus.BLOCKED])
+...     query = ResultsQuery()  # active and blocked users
 ...     async with client.learner_results(query, concurrency=8) as results:
 ...         async for result in results:
 ...             ...

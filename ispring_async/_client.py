@@ -13,7 +13,7 @@ import aiohttp
 
 from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_token_url
 from ispring_async._config import (
-    DEFAULT_LIMITS,
+    DEFAULT_CONNECTION_LIMITS,
     DEFAULT_PAGE_SIZE,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUTS,
@@ -61,7 +61,7 @@ class Client:
     as needed) or a ready ``token``. Use it as an async context manager::
 
         async with Client("https://api-learn.ispringlearn.com", client_id=..., client_secret=...) as client:
-            query = ResultsQuery(user_statuses=[UserStatus.ACTIVE, UserStatus.BLOCKED])
+            query = ResultsQuery()  # active and blocked users
             async with client.learner_results(query) as results:
                 async for result in results:
                     ...
@@ -91,7 +91,7 @@ class Client:
         client_secret: str | None = None,
         token: str | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
-        limits: Limits = DEFAULT_LIMITS,
+        limits: Limits = DEFAULT_CONNECTION_LIMITS,
         retry: RetryPolicy = DEFAULT_RETRY,
         page_size: int = DEFAULT_PAGE_SIZE,
         response_format: ResponseFormat | str = ResponseFormat.XML,

@@ -25,7 +25,7 @@ from ispring_async import (
 )
 from ispring_async._app.cli import _UsageError, resolve_settings
 from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_token_url
-from ispring_async._config import DEFAULT_LIMITS
+from ispring_async._config import DEFAULT_CONNECTION_LIMITS
 from ispring_async._transport import _MAX_REFRESHES, Transport
 from ispring_async.emulator import EmulatorConfig, running_emulator
 from tests._helpers import drain
@@ -85,7 +85,7 @@ async def setup(
         transport = Transport(
             server.base_url,
             timeouts=Timeouts(),
-            limits=DEFAULT_LIMITS,
+            limits=DEFAULT_CONNECTION_LIMITS,
             retry=RetryPolicy(attempts=3, wait_scale=0),
             user_agent="tests",
         )
@@ -200,7 +200,11 @@ async def test_refused_credentials_raise_authentication_error_without_the_secret
 
     async with serve({TOKEN: refuse}) as server:
         transport = Transport(
-            server.base_url, timeouts=Timeouts(), limits=DEFAULT_LIMITS, retry=RetryPolicy(), user_agent="t"
+            server.base_url,
+            timeouts=Timeouts(),
+            limits=DEFAULT_CONNECTION_LIMITS,
+            retry=RetryPolicy(),
+            user_agent="t",
         )
         await transport.open()
         auth = ClientCredentialsAuth(transport, client_id="the-id", client_secret=SECRET)
@@ -224,7 +228,11 @@ async def test_malformed_token_reply_is_a_parse_error_without_the_token() -> Non
 
     async with serve({TOKEN: odd}) as server:
         transport = Transport(
-            server.base_url, timeouts=Timeouts(), limits=DEFAULT_LIMITS, retry=RetryPolicy(), user_agent="t"
+            server.base_url,
+            timeouts=Timeouts(),
+            limits=DEFAULT_CONNECTION_LIMITS,
+            retry=RetryPolicy(),
+            user_agent="t",
         )
         await transport.open()
         auth = ClientCredentialsAuth(transport, client_id="the-id", client_secret=SECRET)

@@ -34,7 +34,7 @@ from ispring_async import (
 )
 from ispring_async._app.progress import PrintableFormatter
 from ispring_async._auth import MIN_TOKEN_LIFETIME, REFRESH_FRACTION, ClientCredentialsAuth, StaticTokenAuth
-from ispring_async._config import DEFAULT_LIMITS, Timeouts
+from ispring_async._config import DEFAULT_CONNECTION_LIMITS, Timeouts
 from ispring_async._exceptions import printable
 from ispring_async._transport import Transport, parse_retry_after
 from tests._servers import Handler, PagedResults, Server, TokenEndpoint, api_error, raw_server, serve
@@ -192,7 +192,11 @@ def test_retry_after_dates_beyond_the_calendar_are_no_hint(value: str) -> None:
 async def transport_for(server: Server, retry: RetryPolicy = NO_WAIT) -> AsyncIterator[Transport]:
     """An open transport to ``server``."""
     transport = Transport(
-        server.base_url, timeouts=Timeouts(), limits=DEFAULT_LIMITS, retry=retry, user_agent="tests"
+        server.base_url,
+        timeouts=Timeouts(),
+        limits=DEFAULT_CONNECTION_LIMITS,
+        retry=retry,
+        user_agent="tests",
     )
     await transport.open()
     try:

@@ -16,6 +16,7 @@ from ispring_async import (
     ResultsQuery,
     UserStatus,
 )
+from ispring_async._query import DEFAULT_USER_STATUSES
 
 U1 = "85077abc-2639-11ea-8e3f-0a580af40c09"
 U2 = "114dba08-a75e-11eb-b4e5-0242ac13002a"
@@ -112,8 +113,15 @@ def test_seed_sample_request_parameters() -> None:
     ],
 )
 def test_each_filter_encoding(kwargs: dict[str, Any], expected: list[tuple[str, str]]) -> None:
-    """Every filter becomes exactly its PHP-style wire parameters."""
-    assert ResultsQuery(**kwargs).to_params() == expected
+    """Every filter becomes exactly its PHP-style wire parameters (the statuses' default left out)."""
+    assert ResultsQuery(**{"user_statuses": None, **kwargs}).to_params() == expected
+
+
+def test_default_user_statuses_are_active_and_blocked() -> None:
+    """Without ``user_statuses`` a query asks for active and blocked users; None sends no filter."""
+    assert ResultsQuery().to_params() == [("userStatuses[]", "1"), ("userStatuses[]", "3")]
+    assert ResultsQuery().user_statuses == DEFAULT_USER_STATUSES == (UserStatus.ACTIVE, UserStatus.BLOCKED)
+    assert ResultsQuery(user_statuses=None).to_params() == []
 
 
 def test_offsets_are_sent_as_utc_z() -> None:
@@ -195,7 +203,7 @@ def test_invalid_query_raises_value_error(build: Any, message: str) -> None:
 def test_query_is_immutable_and_hashable() -> None:
     """Lists are frozen into tuples: a query can be shared between tasks and used as a key."""
     ids = [U1]
-    query = ResultsQuery(user_ids=ids)
+    query = ResultsQuery(user_ids=ids, user_statuses=None)
     ids.append(U2)
     assert query.to_params() == [("userIds[]", U1)]
-    assert hash(query) == hash(ResultsQuery(user_ids=[U1]))
+    assert hash(query) == hash(ResultsQuery(user_ids=[U1], user_statuses=None))

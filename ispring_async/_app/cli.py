@@ -51,7 +51,6 @@ ENV_TOKEN = "ISPRING_TOKEN"  # noqa: S105
 ENV_TOKEN_URL = "ISPRING_TOKEN_URL"  # noqa: S105
 ENV_SKIP_UNKNOWN_IDS = "ISPRING_SKIP_UNKNOWN_IDS"
 
-DEFAULT_USER_STATUSES = (UserStatus.ACTIVE, UserStatus.BLOCKED)
 """Exports ask for active *and* blocked users: the API's own default silently drops blocked users."""
 
 _ARGV_REFUSAL = (
@@ -510,9 +509,8 @@ def resolve_settings(
     if statuses is not None:
         query_args["completion_statuses"] = [str(s) for s in _as_list(statuses, label)]
     statuses, label = get("user_statuses")
-    if statuses is None:
-        query_args["user_statuses"] = DEFAULT_USER_STATUSES
-    else:
+    # Without the option, ResultsQuery's own default (active and blocked users) decides, as in the library.
+    if statuses is not None:
         query_args["user_statuses"] = [_as_user_status(s, label) for s in _as_list(statuses, label)]
     for field in _DATE_FIELDS:
         start, start_label = get(f"{field}_from")
