@@ -38,6 +38,7 @@ from ispring_async._models import (
     UserStatus,
 )
 from ispring_async._parse import ParseLimits
+from ispring_async._public import publish
 from ispring_async._query import DateRange, ResultsQuery
 from ispring_async._transport import RetryEvent
 
@@ -82,3 +83,6 @@ __all__ = [
     "UnsafeXMLError",
     "UserStatus",
 ]
+
+publish(globals(), __all__, __name__)
+del publish
