@@ -13,6 +13,7 @@ import aiohttp
 
 from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_token_url
 from ispring_async._config import (
+    DEFAULT_CONCURRENCY,
     DEFAULT_CONNECTION_LIMITS,
     DEFAULT_PAGE_SIZE,
     DEFAULT_RETRY,
@@ -224,7 +225,7 @@ class Client:
         query: ResultsQuery | None = None,
         *,
         split: Split | str = Split.ADAPTIVE,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_CONCURRENCY,
         rate_limit: float | None = None,
     ) -> ResultStream:
         """Every record of ``query``, each exactly once, fetched by up to ``concurrency`` chains at once.

@@ -8,6 +8,7 @@ import enum
 from ispring_async._exceptions import ConfigurationError
 
 __all__ = [
+    "DEFAULT_CONCURRENCY",
     "DEFAULT_CONNECTION_LIMITS",
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_RETRY",
@@ -21,6 +22,8 @@ __all__ = [
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 1000
+#: Requests in flight of a fan-out unless told otherwise (about 8 hide 50 ms of latency).
+DEFAULT_CONCURRENCY = 8
 
 
 def _number(owner: str, name: str, value: object) -> float:

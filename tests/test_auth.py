@@ -383,7 +383,7 @@ async def test_emulator_path_prefix_and_token_path_round_trip() -> None:
             emu.base_url, client_id=emu.client_id, client_secret=emu.client_secret, token_url=emu.token_url
         ) as client:
             records = await drain(client.learner_results(ResultsQuery(), split="none"))
-    assert len(records) == len(emu.expected_results())
+    assert len(records) == len(emu.expected_results(ResultsQuery().to_params()))
     assert emu.stats.requests["token"] == 1
 
 
