@@ -6,19 +6,29 @@ import asyncio
 import csv
 import json
 import os
+import random
 import sqlite3
 import subprocess
 import sys
+import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import msgspec
 import pytest
 
+from ispring_async import DateRange, ISpringError, ResultsQuery, UserStatus
 from ispring_async._models import CompletionStatus, LearnerResult
+from ispring_async._parse import DEFAULT_LIMITS
+from ispring_async._parse._reference import ReferenceParser
+from ispring_async._parse._shapes import RESULTS
+from ispring_async._parse._xml import XmlListParser
+from ispring_async.emulator import Emulator
 
 T = TypeVar("T")
 
@@ -202,3 +212,129 @@ def make_records(n: int, *, start: int = 0, revision: int = 0) -> list[LearnerRe
             )
         )
     return records
+
+
+U1 = "85077abc-2639-11ea-8e3f-0a580af40c09"
+
+
+U2 = "114dba08-a75e-11eb-b4e5-0242ac13002a"
+
+
+C1 = "f0e7400a-ca31-11e9-b6fc-0a580af40a22"
+
+
+D1 = "f0b2d3c0-aded-11e9-bfe6-0a580af40906"
+
+
+E1 = "b9b41af0-f062-11eb-a99d-0242ac190033"
+
+
+SEED_TOKEN = "MmEzZTBiMjAtYmNmYi0xMWU5LTk2ODUtMGE1ODBhZjQwOTVj"
+
+
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, us: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, us, tzinfo=UTC)
+
+
+def seed_query() -> ResultsQuery:
+    """The ResultsQuery that corresponds to the seed's sample request."""
+    return ResultsQuery(
+        user_ids=[U1],
+        course_ids=[C1],
+        access_date=DateRange(start=utc(2019, 12, 24, 21), end=utc(2020, 12, 30, 3)),
+        due_date=DateRange(start=utc(2019, 8, 30, 3), end=utc(2019, 12, 30, 3)),
+        completion_date=DateRange(start=utc(2019, 8, 30, 3), end=utc(2019, 12, 30, 3)),
+        completion_statuses=[CompletionStatus.FAILED],
+        department_ids=[D1],
+        user_statuses=[UserStatus.ACTIVE],
+        page_size=33,
+    )
+
+
+def seed_params() -> Counter[tuple[str, str]]:
+    """The seed's parameters, with ``completionStatus`` spelled as the parameter table says."""
+    params = [
+        ("completionStatuses[]", value) if name == "completionStatus" else (name, value)
+        for name, value in parse_qsl(SEED_QUERY, keep_blank_values=True)
+        if name != "pageToken"
+    ]
+    return Counter(params)
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Raw:
+    """A parser that returns the body as bytes."""
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def close(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def both_routes(body: bytes, chunk: int) -> tuple[object, object, bool]:
+    """The hybrid parser's and the reference route's outcome, and whether the fast route held."""
+    hybrid = XmlListParser(RESULTS, page="p", bounds=BOUNDS)
+
+    def run_hybrid() -> object:
+        for start in range(0, len(body), chunk):
+            hybrid.feed(body[start : start + chunk])
+        return hybrid.close()
+
+    def run_reference() -> object:
+        reference = ReferenceParser(RESULTS, page="p", bounds=BOUNDS)
+        reference.feed(body)
+        return reference.close()
+
+    return outcome(run_hybrid), outcome(run_reference), hybrid.fast
+
+
+def strangers(count: int, seed: int) -> list[str]:
+    """``count`` random UUIDs no dataset holds (drawn from ``seed``)."""
+    rng = random.Random(seed)
+    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
+
+
+def known_params(emu: Emulator, query: ResultsQuery) -> list[tuple[str, str]]:
+    """The query's parameters without the ids the account does not know (the rows it really holds)."""
+    ds = emu.dataset
+    index = {
+        "userIds[]": ds.user_index,
+        "courseIds[]": ds.course_index,
+        "departmentIds[]": ds.department_index,
+    }
+    return [(n, v) for n, v in query.to_params() if n not in index or v in index[n]]
+
+
+SEED_QUERY = (
+    "userIds[]=85077abc-2639-11ea-8e3f-0a580af40c09&courseIds[]=f0e7400a-ca31-11e9-b6fc-0a580af40a22"
+    "&accessDate[startDate]=2019-12-24T21:00:00Z&accessDate[endDate]=2020-12-30T03:00:00Z"
+    "&dueDate[startDate]=2019-08-30T03:00:00Z&dueDate[endDate]=2019-12-30T03:00:00Z"
+    "&completionDate[startDate]=2019-08-30T03:00:00Z&completionDate[endDate]=2019-12-30T03:00:00Z"
+    "&completionStatus=failed&departmentIds[]=f0b2d3c0-aded-11e9-bfe6-0a580af40906&userStatuses[]=1"
+    "&pageSize=33&pageToken=MmEzZTBiMjAtYmNmYi0xMWU5LTk2ODUtMGE1ODBhZjQwOTVj"
+)
+
+
+BOUNDS = DEFAULT_LIMITS.bounds(page_size=None)
+
+
+def outcome(run: object) -> object:
+    try:
+        return run()  # type: ignore[operator]
+    except ISpringError as exc:
+        return type(exc)

@@ -28,35 +28,12 @@ from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_
 from ispring_async._config import DEFAULT_CONNECTION_LIMITS
 from ispring_async._transport import _MAX_REFRESHES, Transport
 from ispring_async.emulator import EmulatorConfig, running_emulator
-from tests._helpers import drain
+from tests._helpers import FakeClock, Raw, drain
 from tests._servers import Handler, PagedResults, Server, TokenEndpoint, api_error, serve
 
 TOKEN = "/api/v3/token"
 DATA = "/data"
 SECRET = "s3cr3t-VALUE"
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Raw:
-    """A parser that returns the body as bytes."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def feed(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def close(self) -> bytes:
-        return b"".join(self.chunks)
 
 
 def data_handler(endpoint: TokenEndpoint, *, accept: str = "latest") -> Handler:

@@ -33,9 +33,8 @@ from ispring_async import (
     UserStatus,
 )
 from ispring_async.emulator import EmulatorConfig, Fault, Faults, running_emulator
-from tests._helpers import client_tasks, drain
+from tests._helpers import C1, D1, E1, SEED_TOKEN, U1, U2, client_tasks, drain, seed_params, seed_query, utc
 from tests._servers import PagedResults, Server, partial_then, results_body, serve
-from tests.test_query import C1, D1, E1, SEED_TOKEN, U1, U2, seed_params, seed_query, utc
 
 PATH = "/learners/results"
 NO_WAIT = RetryPolicy(attempts=6, wait_scale=0)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qsl
 
 import pytest
 
@@ -17,54 +16,9 @@ from ispring_async import (
     UserStatus,
 )
 from ispring_async._query import DEFAULT_USER_STATUSES
-
-U1 = "85077abc-2639-11ea-8e3f-0a580af40c09"
-U2 = "114dba08-a75e-11eb-b4e5-0242ac13002a"
-C1 = "f0e7400a-ca31-11e9-b6fc-0a580af40a22"
-D1 = "f0b2d3c0-aded-11e9-bfe6-0a580af40906"
-E1 = "b9b41af0-f062-11eb-a99d-0242ac190033"
+from tests._helpers import C1, D1, E1, U1, U2, seed_params, seed_query, utc
 
 # The seed document's sample request, verbatim (its pageToken is added by pagination, not the query).
-SEED_QUERY = (
-    "userIds[]=85077abc-2639-11ea-8e3f-0a580af40c09&courseIds[]=f0e7400a-ca31-11e9-b6fc-0a580af40a22"
-    "&accessDate[startDate]=2019-12-24T21:00:00Z&accessDate[endDate]=2020-12-30T03:00:00Z"
-    "&dueDate[startDate]=2019-08-30T03:00:00Z&dueDate[endDate]=2019-12-30T03:00:00Z"
-    "&completionDate[startDate]=2019-08-30T03:00:00Z&completionDate[endDate]=2019-12-30T03:00:00Z"
-    "&completionStatus=failed&departmentIds[]=f0b2d3c0-aded-11e9-bfe6-0a580af40906&userStatuses[]=1"
-    "&pageSize=33&pageToken=MmEzZTBiMjAtYmNmYi0xMWU5LTk2ODUtMGE1ODBhZjQwOTVj"
-)
-SEED_TOKEN = "MmEzZTBiMjAtYmNmYi0xMWU5LTk2ODUtMGE1ODBhZjQwOTVj"
-
-
-def utc(
-    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, us: int = 0
-) -> datetime:
-    return datetime(year, month, day, hour, minute, second, us, tzinfo=UTC)
-
-
-def seed_query() -> ResultsQuery:
-    """The ResultsQuery that corresponds to the seed's sample request."""
-    return ResultsQuery(
-        user_ids=[U1],
-        course_ids=[C1],
-        access_date=DateRange(start=utc(2019, 12, 24, 21), end=utc(2020, 12, 30, 3)),
-        due_date=DateRange(start=utc(2019, 8, 30, 3), end=utc(2019, 12, 30, 3)),
-        completion_date=DateRange(start=utc(2019, 8, 30, 3), end=utc(2019, 12, 30, 3)),
-        completion_statuses=[CompletionStatus.FAILED],
-        department_ids=[D1],
-        user_statuses=[UserStatus.ACTIVE],
-        page_size=33,
-    )
-
-
-def seed_params() -> Counter[tuple[str, str]]:
-    """The seed's parameters, with ``completionStatus`` spelled as the parameter table says."""
-    params = [
-        ("completionStatuses[]", value) if name == "completionStatus" else (name, value)
-        for name, value in parse_qsl(SEED_QUERY, keep_blank_values=True)
-        if name != "pageToken"
-    ]
-    return Counter(params)
 
 
 def test_seed_sample_request_parameters() -> None:

@@ -10,7 +10,6 @@ import contextlib
 import logging
 import math
 import random
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -21,26 +20,9 @@ from ispring_async._app.cli import main as cli_main
 from ispring_async._app.export import ExitCode
 from ispring_async._exceptions import PartitionError
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator, serve_in_thread
-from tests._helpers import assert_exactly_once, drain, read_records
+from tests._helpers import assert_exactly_once, drain, known_params, read_records, strangers
 
 STATUSES = [1, 3]
-
-
-def strangers(count: int, seed: int) -> list[str]:
-    """``count`` random UUIDs no dataset holds (drawn from ``seed``)."""
-    rng = random.Random(seed)
-    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
-
-
-def known_params(emu: Emulator, query: ResultsQuery) -> list[tuple[str, str]]:
-    """The query's parameters without the ids the account does not know (the rows it really holds)."""
-    ds = emu.dataset
-    index = {
-        "userIds[]": ds.user_index,
-        "courseIds[]": ds.course_index,
-        "departmentIds[]": ds.department_index,
-    }
-    return [(n, v) for n, v in query.to_params() if n not in index or v in index[n]]
 
 
 @contextlib.asynccontextmanager

@@ -33,8 +33,7 @@ from ispring_async._app.export import ExitCode
 from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, serve_in_thread
 from ispring_async.emulator._config import XML_LAYOUTS
-from tests._helpers import assert_exactly_once, drain, read_records
-from tests.test_unknown_ids import known_params, strangers
+from tests._helpers import assert_exactly_once, drain, known_params, read_records, strangers
 
 SECRET = "variants-secret-3b7e"
 STATUSES = [1, 3]
