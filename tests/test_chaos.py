@@ -264,10 +264,12 @@ def test_secret_never_in_the_arguments_of_the_export_process(slow_emu: Emulator,
     output = tmp_path / "results.jsonl"
     process = spawn(slow_emu, output)
     try:
-        # Right after fork the child still shows pytest's argv; wait until it has exec'd the command.
-        cmdline = b""
-        while b"export" not in cmdline and process.poll() is None:
-            cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        # An event, not a poll: the export's first log line ("exporting ... to ...") is written once the
+        # command runs, so its argv is in place (right after Popen returns, exec may not have set it up).
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        assert "exporting" in first, first
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
     finally:
         process.kill()
         process.communicate()

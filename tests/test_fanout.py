@@ -42,7 +42,6 @@ from ispring_async._fanout import (
     fan_out_results,
 )
 from ispring_async._plan import Partition, epoch_seconds
-from ispring_async._ratelimit import RateLimiter
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator
 from tests._helpers import assert_exactly_once, client_tasks
 from tests._memory import MemorySource, Row, make_rows
@@ -539,25 +538,6 @@ async def test_rate_limit_spaces_requests() -> None:
         assert_exactly_once(got, truth(emu, query))
     assert fanout.stats.requests >= 8
     assert elapsed >= (fanout.stats.requests - 1) / 100.0
-
-
-@pytest.mark.anyio
-async def test_rate_limiter_books_slots_in_order() -> None:
-    """Callers arriving together are given slots 1/rate apart, first come first served."""
-    now = 10.0
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    limiter = RateLimiter(4.0, clock=lambda: now, sleep=sleep)
-    for _ in range(4):
-        await limiter.acquire()
-    assert slept == [0.25, 0.5, 0.75]
-    now = 20.0
-    await limiter.acquire()  # idle long enough: no wait, and no burst credit saved up
-    await limiter.acquire()
-    assert slept[3:] == [0.25]
 
 
 @pytest.mark.anyio
