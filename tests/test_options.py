@@ -14,6 +14,7 @@ from ispring_async._app.options import FIELDS, ExportOptions
 from ispring_async._config import DEFAULT_CONCURRENCY, DEFAULT_PAGE_SIZE
 
 SECRET = "opt-s3cret-0b1f"
+SECRET_NUMBER = 918273645546372819
 BASE = ["--base-url", "http://127.0.0.1:9", "--output", "out.jsonl"]
 CREDS = {"ISPRING_CLIENT_ID": "id", "ISPRING_CLIENT_SECRET": SECRET}
 
@@ -112,3 +113,24 @@ def test_credentials_come_whole_from_one_layer(tmp_path: Path) -> None:
     assert (settings.client_id, settings.client_secret, settings.token) == ("id", SECRET, None)
     settings = resolve_settings(namespace, {})[0]
     assert (settings.client_secret, settings.token) == (None, "config-token")
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        pytest.param(f"client_secret = {SECRET_NUMBER}\n", id="secret"),
+        pytest.param(f"token = [{SECRET_NUMBER}]\n", id="token"),
+    ],
+)
+def test_a_malformed_secret_in_the_config_is_refused_without_repeating_it(
+    tmp_path: Path, toml: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A secret of the wrong type is a usage error that names the key and never the value."""
+    path = config(tmp_path, 'client_id = "i"\n' + toml)
+    assert (
+        main(["export", *BASE, "--output", str(tmp_path / "o.jsonl"), "--config", str(path)])
+        == ExitCode.USAGE
+    )
+    err = capsys.readouterr().err
+    assert "in the config file" in err and "must be a string" in err
+    assert str(SECRET_NUMBER) not in err

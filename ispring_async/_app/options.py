@@ -531,6 +531,9 @@ def _explain(exc: msgspec.ValidationError, values: Mapping[str, Any], source: Ma
     if field is None or name not in source:
         return text
     label = source[name].label(name)
+    if not field.cli.argv:
+        # A secret (client_secret, token) is never repeated, not even a malformed one.
+        return f"{label} must be a string"
     value = values[name]
     kind, bounds = field.kind, field.bounds
     if kind is Bound or "date-time" in reason:
