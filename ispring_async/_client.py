@@ -14,7 +14,8 @@ import aiohttp
 
 from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_token_url
 from ispring_async._config import (
-    DEFAULT_LIMITS,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_CONNECTION_LIMITS,
     DEFAULT_PAGE_SIZE,
     DEFAULT_RETRY,
     DEFAULT_TIMEOUTS,
@@ -86,7 +87,7 @@ class Client:
     as needed) or a ready ``token``. Use it as an async context manager::
 
         async with Client("https://api-learn.ispringlearn.com", client_id=..., client_secret=...) as client:
-            query = ResultsQuery(user_statuses=[UserStatus.ACTIVE, UserStatus.BLOCKED])
+            query = ResultsQuery()  # active and blocked users
             async with client.learner_results(query) as results:
                 async for result in results:
                     ...
@@ -116,7 +117,7 @@ class Client:
         client_secret: str | None = None,
         token: str | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
-        limits: Limits = DEFAULT_LIMITS,
+        limits: Limits = DEFAULT_CONNECTION_LIMITS,
         retry: RetryPolicy = DEFAULT_RETRY,
         page_size: int = DEFAULT_PAGE_SIZE,
         response_format: ResponseFormat | str = ResponseFormat.XML,
@@ -249,7 +250,7 @@ class Client:
         query: ResultsQuery | None = None,
         *,
         split: Split | str = Split.ADAPTIVE,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_CONCURRENCY,
         rate_limit: float | None = None,
     ) -> ResultStream:
         """Every record of ``query``, each exactly once, fetched by up to ``concurrency`` chains at once.

@@ -17,6 +17,7 @@ output an uninterrupted one gives, and the output path never holds an incomplete
 
 from __future__ import annotations
 
+from ispring_async._public import publish
 from ispring_async.sinks._base import COLUMNS, Column, Sink, SinkError
 from ispring_async.sinks._open import FORMATS, format_for_path, open_sink
 from ispring_async.sinks.csv import CsvSink
@@ -37,3 +38,6 @@ __all__ = [
     "format_for_path",
     "open_sink",
 ]
+
+publish(globals(), __all__, __name__)
+del publish
