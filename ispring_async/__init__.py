@@ -1,7 +1,7 @@
 """ispring_async: a high-throughput asyncio export client for iSpring Learn learner results.
 
 >>> async with Client(base_url, client_id=..., client_secret=...) as client:
-...     query = ResultsQuery(user_statuses=[UserStatus.ACTIVE, UserStatus.BLOCKED])
+...     query = ResultsQuery()  # active and blocked users
 ...     async with client.learner_results(query, concurrency=8) as results:
 ...         async for result in results:
 ...             ...
@@ -46,6 +46,7 @@ from ispring_async._models import (
     WorkLeaveStatus,
 )
 from ispring_async._parse import ParseLimits
+from ispring_async._public import publish
 from ispring_async._query import DateRange, ModuleResultsQuery, ResultsQuery, UsersQuery
 from ispring_async._stream import Stream
 from ispring_async._transport import RetryEvent
@@ -102,3 +103,6 @@ __all__ = [
     "UsersQuery",
     "WorkLeaveStatus",
 ]
+
+publish(globals(), __all__, __name__)
+del publish

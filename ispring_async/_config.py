@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import enum
 
+from ispring_async._exceptions import ConfigurationError
+
 __all__ = [
-    "DEFAULT_LIMITS",
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_CONNECTION_LIMITS",
     "DEFAULT_PAGE_SIZE",
     "DEFAULT_RETRY",
     "DEFAULT_TIMEOUTS",
@@ -19,6 +22,21 @@ __all__ = [
 
 DEFAULT_PAGE_SIZE = 1000
 MAX_PAGE_SIZE = 1000
+#: Requests in flight of a fan-out unless told otherwise (about 8 hide 50 ms of latency).
+DEFAULT_CONCURRENCY = 8
+
+
+def _number(owner: str, name: str, value: object) -> float:
+    """``value`` as a float, or ConfigurationError naming the field (a bool or a string is no number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:  # NaN != NaN
+        raise ConfigurationError(f"{owner}.{name} must be a number, got {value!r}")
+    return float(value)
+
+
+def _whole(owner: str, name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{owner}.{name} must be a whole number, got {value!r}")
+    return value
 
 
 class ResponseFormat(enum.StrEnum):
@@ -42,8 +60,8 @@ class Timeouts:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            if getattr(self, field.name) <= 0:
-                raise ValueError(f"Timeouts.{field.name} must be > 0 seconds")
+            if _number("Timeouts", field.name, getattr(self, field.name)) <= 0:
+                raise ConfigurationError(f"Timeouts.{field.name} must be > 0 seconds")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -54,8 +72,10 @@ class Limits:
     keepalive_expiry: float = 30.0
 
     def __post_init__(self) -> None:
-        if self.max_connections < 1:
-            raise ValueError("Limits.max_connections must be >= 1")
+        if _whole("Limits", "max_connections", self.max_connections) < 1:
+            raise ConfigurationError("Limits.max_connections must be >= 1")
+        if _number("Limits", "keepalive_expiry", self.keepalive_expiry) < 0:
+            raise ConfigurationError("Limits.keepalive_expiry must be >= 0 seconds")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -81,11 +101,11 @@ class RetryPolicy:
     wait_scale: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.attempts < 1:
-            raise ValueError("RetryPolicy.attempts must be >= 1")
-        durations = (self.initial, self.maximum, self.total, self.max_retry_after, self.min_retry_after)
-        if any(not value >= 0 for value in (*durations, self.wait_scale)):  # NaN fails too
-            raise ValueError("RetryPolicy durations must be >= 0")
+        if _whole("RetryPolicy", "attempts", self.attempts) < 1:
+            raise ConfigurationError("RetryPolicy.attempts must be >= 1")
+        for name in ("initial", "maximum", "total", "max_retry_after", "min_retry_after", "wait_scale"):
+            if _number("RetryPolicy", name, getattr(self, name)) < 0:
+                raise ConfigurationError(f"RetryPolicy.{name} must be >= 0")
 
     def backoff(self, retry: int, jitter: float) -> float:
         """Seconds to wait before retry number ``retry`` (1-based); ``jitter`` is uniform in [0, 1)."""
@@ -93,5 +113,5 @@ class RetryPolicy:
 
 
 DEFAULT_TIMEOUTS = Timeouts()
-DEFAULT_LIMITS = Limits()
+DEFAULT_CONNECTION_LIMITS = Limits()
 DEFAULT_RETRY = RetryPolicy()

@@ -15,8 +15,10 @@
     │   ├── UnexpectedContentError  HTML or another content type where XML/JSON was asked for
     │   ├── ParseError              malformed XML/JSON or wrong field types (page, where)
     │   │   └── UnsafeXMLError      DTDs, entity declarations, external references
-    │   └── PaginationError         a page chain that would never end (repeated token, no new pages)
-    └── PartitionError              a fan-out partition failed (partition, __cause__)
+    │   ├── PaginationError         a page chain that would never end (repeated token, no new pages)
+    │   └── WindowError             a row outside the accessDate window its partition asked for
+    ├── PartitionError              a fan-out partition failed (partition, __cause__)
+    └── SinkError                   the output cannot be written, or is in use (ispring_async.sinks)
 
 aiohttp, expat and msgspec exceptions are translated where they are caught and never reach callers
 untranslated. No message ever contains a secret or a token, and no error is chained (``__cause__``,
@@ -27,6 +29,7 @@ it becomes part of a message or a log line, so it cannot drive the terminal that
 
 from __future__ import annotations
 
+import functools
 import re
 
 __all__ = [
@@ -188,3 +191,8 @@ class PartitionError(ISpringError):
     def __init__(self, message: str, *, partition: str) -> None:
         super().__init__(message)
         self.partition = partition
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # The keyword-only argument would be lost by BaseException's reduce (args only): unpickling,
+        # say in another process, would fail with a TypeError instead of giving the error back.
+        return functools.partial(type(self), partition=self.partition), self.args, self.__dict__

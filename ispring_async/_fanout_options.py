@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 
+from ispring_async._config import DEFAULT_CONCURRENCY
 from ispring_async._exceptions import ConfigurationError
 from ispring_async._models import LearnerResult
 from ispring_async._plan import Split
@@ -36,7 +37,7 @@ class FanOutOptions:
 
     split: Split = Split.ADAPTIVE
     """How the query is split (``Split`` or its value)."""
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
     """At most this many requests in flight across all chains (about 8 hide 50 ms of latency)."""
     rate_limit: float | None = None
     """At most this many requests per second across all chains (``None``: no client-side limit)."""

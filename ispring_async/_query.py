@@ -166,18 +166,28 @@ def _check_page_size(size: object, owner: str) -> None:
         raise ConfigurationError(f"{owner}.page_size must be 1..{MAX_PAGE_SIZE}, got {size!r}")
 
 
+#: What a query (the library's and the export command's) asks for unless told otherwise: see ResultsQuery.
+DEFAULT_USER_STATUSES: tuple[UserStatus, ...] = (UserStatus.ACTIVE, UserStatus.BLOCKED)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ResultsQuery:
     """Every filter of ``GET /learners/results``; all optional, combined with AND (OR within a list).
 
     Ids must be UUIDs, statuses members (or values) of ``CompletionStatus`` / ``UserStatus``, dates
     timezone-aware; anything else raises ``ConfigurationError`` (a ``ValueError``) here, before any
-    request. ``user_statuses=None`` keeps the API's default, which is **active users only**: a full
-    export asks for ``[UserStatus.ACTIVE, UserStatus.BLOCKED]`` explicitly. ``page_size=None`` uses
-    the client's ``page_size``.
+    request. ``page_size=None`` uses the client's ``page_size``.
+
+    ``user_statuses`` defaults to ``DEFAULT_USER_STATUSES``, active **and blocked** users, the same
+    decision the export command takes, made here once for both: the API's own default (no
+    ``userStatuses``) is active users only and silently drops blocked users' results, and a default
+    that drops rows without a word is the wrong default for an export client. A required argument
+    (stamina's way) would make every caller spell out the same two statuses; terminated users (5) are
+    left to be asked for, as on the command line. ``user_statuses=None`` sends no filter, i.e. the
+    API's default, for a caller who wants exactly that.
 
     >>> ResultsQuery(completion_statuses=["failed"], page_size=33).to_params()
-    [('completionStatuses[]', 'failed'), ('pageSize', '33')]
+    [('completionStatuses[]', 'failed'), ('userStatuses[]', '1'), ('userStatuses[]', '3'), ('pageSize', '33')]
     """
 
     enrollment_ids: Iterable[str] | None = None
@@ -185,7 +195,7 @@ class ResultsQuery:
     course_ids: Iterable[str] | None = None
     department_ids: Iterable[str] | None = None
     completion_statuses: Iterable[CompletionStatus | str] | None = None
-    user_statuses: Iterable[UserStatus | int] | None = None
+    user_statuses: Iterable[UserStatus | int] | None = DEFAULT_USER_STATUSES
     access_date: DateRange | None = None
     due_date: DateRange | None = None
     completion_date: DateRange | None = None
@@ -245,8 +255,8 @@ class ModuleResultsQuery(ResultsQuery):
     module result's own status and dates (a module's ``accessDate`` is when the learner first opened
     it), so date windows split it as they split results.
 
-    >>> ModuleResultsQuery(module_ids=["0c6a62f4-2f52-11ea-8e3f-0a580af40c09"]).to_params()
-    [('moduleIds[]', '0c6a62f4-2f52-11ea-8e3f-0a580af40c09')]
+    >>> ModuleResultsQuery(module_ids=["0c6a62f4-2f52-11ea-8e3f-0a580af40c09"]).to_params()[-1]
+    ('moduleIds[]', '0c6a62f4-2f52-11ea-8e3f-0a580af40c09')
     """
 
     module_ids: Iterable[str] | None = None

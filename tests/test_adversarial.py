@@ -15,9 +15,9 @@ from aiohttp import web
 from ispring_async import Client, ISpringError, PaginationError
 from ispring_async._paginate import MAX_STALE_PAGES
 from ispring_async.sinks import SinkError, open_sink
+from tests._helpers import EXTENSIONS, FORMATS, make_records, read_output
+from tests._hostile import MALFORMED, SECRET, TOKEN, _token_reply, client_for, reachable
 from tests._servers import ident, raw_server, results_body, serve
-from tests.test_hostile_server import MALFORMED, SECRET, TOKEN, _token_reply, client_for, reachable
-from tests.test_sinks import EXTENSIONS, FORMATS, make_records, read_output
 
 
 def frame_locals_shown(exc: BaseException) -> str:

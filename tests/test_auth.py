@@ -25,38 +25,15 @@ from ispring_async import (
 )
 from ispring_async._app.cli import _UsageError, resolve_settings
 from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_token_url
-from ispring_async._config import DEFAULT_LIMITS
+from ispring_async._config import DEFAULT_CONNECTION_LIMITS
 from ispring_async._transport import _MAX_REFRESHES, Transport
 from ispring_async.emulator import EmulatorConfig, running_emulator
-from tests._helpers import drain
+from tests._helpers import FakeClock, Raw, drain
 from tests._servers import Handler, PagedResults, Server, TokenEndpoint, api_error, serve
 
 TOKEN = "/api/v3/token"
 DATA = "/data"
 SECRET = "s3cr3t-VALUE"
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class Raw:
-    """A parser that returns the body as bytes."""
-
-    def __init__(self) -> None:
-        self.chunks: list[bytes] = []
-
-    def feed(self, data: bytes) -> None:
-        self.chunks.append(data)
-
-    def close(self) -> bytes:
-        return b"".join(self.chunks)
 
 
 def data_handler(endpoint: TokenEndpoint, *, accept: str = "latest") -> Handler:
@@ -85,7 +62,7 @@ async def setup(
         transport = Transport(
             server.base_url,
             timeouts=Timeouts(),
-            limits=DEFAULT_LIMITS,
+            limits=DEFAULT_CONNECTION_LIMITS,
             retry=RetryPolicy(attempts=3, wait_scale=0),
             user_agent="tests",
         )
@@ -200,7 +177,11 @@ async def test_refused_credentials_raise_authentication_error_without_the_secret
 
     async with serve({TOKEN: refuse}) as server:
         transport = Transport(
-            server.base_url, timeouts=Timeouts(), limits=DEFAULT_LIMITS, retry=RetryPolicy(), user_agent="t"
+            server.base_url,
+            timeouts=Timeouts(),
+            limits=DEFAULT_CONNECTION_LIMITS,
+            retry=RetryPolicy(),
+            user_agent="t",
         )
         await transport.open()
         auth = ClientCredentialsAuth(transport, client_id="the-id", client_secret=SECRET)
@@ -224,7 +205,11 @@ async def test_malformed_token_reply_is_a_parse_error_without_the_token() -> Non
 
     async with serve({TOKEN: odd}) as server:
         transport = Transport(
-            server.base_url, timeouts=Timeouts(), limits=DEFAULT_LIMITS, retry=RetryPolicy(), user_agent="t"
+            server.base_url,
+            timeouts=Timeouts(),
+            limits=DEFAULT_CONNECTION_LIMITS,
+            retry=RetryPolicy(),
+            user_agent="t",
         )
         await transport.open()
         auth = ClientCredentialsAuth(transport, client_id="the-id", client_secret=SECRET)
@@ -375,7 +360,7 @@ async def test_emulator_path_prefix_and_token_path_round_trip() -> None:
             emu.base_url, client_id=emu.client_id, client_secret=emu.client_secret, token_url=emu.token_url
         ) as client:
             records = await drain(client.learner_results(ResultsQuery(), split="none"))
-    assert len(records) == len(emu.expected_results())
+    assert len(records) == len(emu.expected_results(ResultsQuery().to_params()))
     assert emu.stats.requests["token"] == 1
 
 

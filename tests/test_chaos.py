@@ -16,7 +16,6 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +32,9 @@ from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, serve_in_thread
 from ispring_async.sinks import DATASETS, Dataset
 from ispring_async.sinks import RESULTS as RESULTS_DATASET
+from tests import _helpers as helpers
+from tests._datasets import read_dataset
+from tests._helpers import assert_exactly_once, checkpointed
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = int(os.environ.get("ISPRING_CHAOS_RESULTS", "2500"))
@@ -146,18 +148,6 @@ def read_jsonl(path: Path) -> list[LearnerResult]:
     return [decoder.decode(line) for line in path.read_bytes().splitlines()]
 
 
-def assert_exactly(records: list[LearnerResult], expected: list[LearnerResult]) -> None:
-    """The same records, each exactly once (values included, not just identities)."""
-    identities = [r.identity for r in records]
-    assert len(identities) == len(set(identities)), "duplicated records"
-    by_identity = {r.identity: r for r in records}
-    want = {r.identity: r for r in expected}
-    assert by_identity.keys() == want.keys(), (
-        f"{len(want.keys() - by_identity.keys())} lost, {len(by_identity.keys() - want.keys())} unexpected"
-    )
-    assert by_identity == want
-
-
 @pytest.mark.timeout(600 if FULL else 60)
 @pytest.mark.parametrize("fmt", [ResponseFormat.XML, ResponseFormat.JSON], ids=["xml", "json"])
 @pytest.mark.parametrize("split", list(Split), ids=[s.value for s in Split])
@@ -184,7 +174,7 @@ def test_chaos_export_equals_ground_truth(
     summary = anyio.run(lambda: run_export(settings, progress=ProgressMode.OFF))
     seconds = time.monotonic() - started
 
-    assert_exactly(read_jsonl(output), chaos_emu.expected_results(WIRE_EVERYONE))
+    assert_exactly_once(read_jsonl(output), chaos_emu.expected_results(WIRE_EVERYONE))
     faults = collections.Counter(chaos_emu.stats.faults)
     faults.subtract(before_faults)
     requests = chaos_emu.stats.requests["results"] - before_requests
@@ -219,23 +209,10 @@ def slow_emu() -> Iterator[Emulator]:
 
 def spawn(emu: Emulator, output: Path, *extra: str) -> subprocess.Popen[str]:
     """The export command as a child process; the secret travels in its environment, never argv."""
-    env = {**os.environ, "ISPRING_CLIENT_ID": emu.client_id, "ISPRING_CLIENT_SECRET": SECRET}
-    env.pop("ISPRING_TOKEN", None)
-    command = [
-        sys.executable, "-m", "ispring_async", "export", "--base-url", emu.base_url, "--output", str(output),
-        "--page-size", "50", "--concurrency", "3", "--retry-max-wait", "0", "--progress", "log", *extra,
-    ]  # fmt: skip
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-
-
-def checkpointed(output: Path) -> int:
-    """Records covered by the output's checkpoint so far."""
-    try:
-        return int(json.loads((output.parent / f".{output.name}.checkpoint").read_bytes())["records"])
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return 0
+    return helpers.spawn(
+        emu.base_url, output, "--concurrency", "3", "--retry-max-wait", "0", *extra,
+        client_id=emu.client_id, secret=SECRET,
+    )  # fmt: skip
 
 
 def stop_after(process: subprocess.Popen[str], output: Path, records: int, signum: int) -> tuple[int, str]:
@@ -286,7 +263,7 @@ def test_stopped_five_times_and_resumed_equals_ground_truth(
     process = spawn(slow_emu, output, "--resume")
     _, err = process.communicate(timeout=120)
     assert process.returncode == ExitCode.OK, err
-    assert_exactly(read_jsonl(output), expected)
+    assert_exactly_once(read_jsonl(output), expected)
 
 
 def test_secret_never_in_the_arguments_of_the_export_process(slow_emu: Emulator, tmp_path: Path) -> None:
@@ -294,10 +271,12 @@ def test_secret_never_in_the_arguments_of_the_export_process(slow_emu: Emulator,
     output = tmp_path / "results.jsonl"
     process = spawn(slow_emu, output)
     try:
-        # Right after fork the child still shows pytest's argv; wait until it has exec'd the command.
-        cmdline = b""
-        while b"export" not in cmdline and process.poll() is None:
-            cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+        # An event, not a poll: the export's first log line ("exporting ... to ...") is written once the
+        # command runs, so its argv is in place (right after Popen returns, exec may not have set it up).
+        assert process.stderr is not None
+        first = process.stderr.readline()
+        assert "exporting" in first, first
+        cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
     finally:
         process.kill()
         process.communicate()
@@ -342,8 +321,6 @@ def test_chaos_multi_dataset_export_equals_ground_truth(chaos_emu: Emulator, tmp
 
 def read_table(output: Path, dataset: Dataset) -> list[Any]:
     """Every row of a dataset's table in an SQLite output, as the dataset's structs."""
-    from tests.test_export_datasets import read_dataset
-
     return read_dataset(output, "sqlite", dataset)
 
 
@@ -448,8 +425,6 @@ def test_multi_dataset_export_killed_in_every_phase_resumes_to_ground_truth(
     process = spawn(slow_emu, output, *options, "--resume")
     _, err = process.communicate(timeout=120)
     assert process.returncode == ExitCode.OK, err
-    from tests.test_export_datasets import read_dataset
-
     for dataset in DATASETS:
         assert_dataset(dataset, read_dataset(output, fmt, dataset), truth[dataset.name])
     if fmt != "sqlite":

@@ -33,9 +33,8 @@ from ispring_async import (
     UserStatus,
 )
 from ispring_async.emulator import EmulatorConfig, Fault, Faults, running_emulator
-from tests._helpers import client_tasks, drain
+from tests._helpers import C1, D1, E1, SEED_TOKEN, U1, U2, client_tasks, drain, seed_params, seed_query, utc
 from tests._servers import PagedResults, Server, partial_then, results_body, serve
-from tests.test_query import C1, D1, E1, SEED_TOKEN, U1, U2, seed_params, seed_query, utc
 
 PATH = "/learners/results"
 NO_WAIT = RetryPolicy(attempts=6, wait_scale=0)
@@ -447,3 +446,24 @@ async def test_a_small_on_demand_query_costs_one_request() -> None:
         assert sorted(r.identity for r in got) == sorted(r.identity for r in expected)
         assert len(expected) > 0
         assert emu.stats.requests["results"] == 1
+
+
+@pytest.mark.anyio
+async def test_the_library_asks_for_the_same_users_as_the_export_command() -> None:
+    """With no query the library exports active and blocked users' rows, as the CLI does, none others."""
+    from ispring_async._app.cli import export_parser, resolve_settings
+
+    namespace = export_parser().parse_args(["--base-url", "http://127.0.0.1:9", "--output", "o.jsonl"])
+    settings = resolve_settings(vars(namespace), {"ISPRING_TOKEN": "t"})[0]
+    assert settings.query.user_statuses == ResultsQuery().user_statuses
+    async with running_emulator(
+        EmulatorConfig(results=800, seed=31, blocked_user_share=0.3, terminated_user_share=0.2)
+    ) as emu:
+        async with Client(emu.base_url, client_id=emu.client_id, client_secret=emu.client_secret) as client:
+            got = await drain(client.learner_results(concurrency=3))
+        statuses = {u: emu.dataset.user_status[i] for i, u in enumerate(emu.dataset.user_ids)}
+        expected = emu.expected_results([("userStatuses[]", "1"), ("userStatuses[]", "3")])
+        everyone = emu.expected_results([("userStatuses[]", s) for s in ("1", "3", "5")])
+    assert sorted(r.identity for r in got) == sorted(r.identity for r in expected)
+    assert {statuses[r.user_id] for r in got} == {1, 3}
+    assert len(everyone) > len(got)

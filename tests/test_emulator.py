@@ -8,14 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
 
 import aiohttp
-import jsonschema
 import msgspec
 import pytest
 from defusedxml import ElementTree as SafeET
@@ -29,10 +26,20 @@ from ispring_async.emulator import (
     encode_page_token,
     running_emulator,
 )
+from tests._emulator_http import (
+    EVERY_STATUS,
+    Params,
+    export,
+    fetch_token,
+    get,
+    parse_xml_page,
+    query,
+    record_from_fields,
+    schema,
+    token_form,
+    validate,
+)
 
-SCHEMAS = Path(__file__).parent / "schemas"
-Params = list[tuple[str, str]]
-EVERY_STATUS: Params = [("userStatuses[]", "1"), ("userStatuses[]", "3"), ("userStatuses[]", "5")]
 # The seed's field order; sessionId is documented by the seed but absent from the OpenAPI schema.
 FIELD_ORDER = [
     *("userId", "courseId", "courseTitle", "sessionId", "enrollmentId", "accessDate", "dueDate"),
@@ -47,111 +54,6 @@ SAMPLE_URL = (
     "Ids[]=f0b2d3c0-aded-11e9-bfe6-0a580af40906&userStatuses[]=1&pageSize=33&pageToken=MmEzZTBiMjAtYmNmYi0x"
     "MWU5LTk2ODUtMGE1ODBhZjQwOTVj"
 )
-
-
-def schema(name: str) -> dict[str, Any]:
-    """A JSON schema copied from the vendor's OpenAPI into tests/schemas."""
-    loaded: dict[str, Any] = json.loads((SCHEMAS / name).read_text(encoding="utf-8"))
-    return loaded
-
-
-def validate(instance: object, name: str) -> None:
-    """Validate against a copied schema, formats (uuid) included."""
-    jsonschema.validate(instance, schema(name), format_checker=jsonschema.FormatChecker())
-
-
-def record_from_fields(fields: dict[str, Any]) -> LearnerResult:
-    """A record as a client decodes it (strings converted leniently, as XML carries only text)."""
-    return msgspec.convert(fields, LearnerResult, strict=False)
-
-
-class Page(msgspec.Struct):
-    """One parsed page: records' fields in document order, and the token as sent."""
-
-    fields: list[dict[str, str]]
-    token: str | None
-    token_present: bool
-
-
-def parse_xml_page(body: bytes) -> Page:
-    """Parse an XML results page; the token must come after the results."""
-    root = SafeET.fromstring(body)
-    assert root.tag == "response"
-    children = [child.tag for child in root]
-    assert children[0] == "results"
-    assert children in (["results"], ["results", "nextPageToken"])
-    records = [{field.tag: field.text or "" for field in result} for result in root.find("results") or []]
-    token_element = root.find("nextPageToken")
-    token = None if token_element is None else (token_element.text or "")
-    return Page(fields=records, token=token, token_present=token_element is not None)
-
-
-def token_form(emu: Emulator) -> dict[str, str]:
-    """The client-credentials form for the emulator's configured client."""
-    return {
-        "client_id": emu.client_id,
-        "client_secret": emu.client_secret,
-        "grant_type": "client_credentials",
-    }
-
-
-async def fetch_token(session: aiohttp.ClientSession, emu: Emulator) -> str:
-    """A token from the token endpoint, with the configured credentials."""
-    async with session.post(emu.base_url + "/api/v3/token", data=token_form(emu)) as response:
-        assert response.status == 200
-        token: str = (await response.json())["access_token"]
-        return token
-
-
-async def get(
-    session: aiohttp.ClientSession,
-    emu: Emulator,
-    path_and_query: str,
-    *,
-    token: str | None = None,
-    fmt: str = "xml",
-    bare: bool = False,
-) -> tuple[int, dict[str, str], bytes]:
-    """GET a path (query string as given) and return status, headers and body."""
-    headers = {} if fmt == "xml" else {"Accept": "application/json"}
-    token = token if token is not None else emu.issue_token()
-    headers["Authorization"] = token if bare else f"Bearer {token}"
-    async with session.get(emu.base_url + path_and_query, headers=headers) as response:
-        return response.status, dict(response.headers), await response.read()
-
-
-def query(params: Sequence[tuple[str, str]]) -> str:
-    """A query string with PHP-style names left readable and values encoded (``+`` as %2B)."""
-    return "&".join(f"{quote(name, safe='[]')}={quote(value, safe='')}" for name, value in params)
-
-
-async def export(
-    session: aiohttp.ClientSession, emu: Emulator, params: Params, *, page_size: int, fmt: str = "xml"
-) -> list[LearnerResult]:
-    """Page through /learners/results like a client would and return every record."""
-    records: list[LearnerResult] = []
-    token: str | None = None
-    seen_tokens: set[str] = set()
-    while True:
-        page_params = [*params, ("pageSize", str(page_size))]
-        if token:
-            page_params.append(("pageToken", token))
-        status, headers, body = await get(session, emu, "/learners/results?" + query(page_params), fmt=fmt)
-        assert status == 200, body
-        if fmt == "json":
-            document = json.loads(body)
-            validate(document, "learners-results-response.json")
-            records += [record_from_fields(item) for item in document["results"]]
-            token = document.get("nextPageToken")
-        else:
-            assert headers["Content-Type"].startswith("application/xml")
-            page = parse_xml_page(body)
-            records += [record_from_fields(fields) for fields in page.fields]
-            token = page.token
-        if not token:
-            return records
-        assert token not in seen_tokens
-        seen_tokens.add(token)
 
 
 @pytest.fixture
@@ -748,10 +650,12 @@ def test_expected_results_rejects_invalid_parameters(dataset: Dataset) -> None:
 
 
 def test_cli_prints_base_url_and_serves_until_sigterm(tmp_path: Path) -> None:
-    """``python -m ispring_async.emulator`` prints URL and credentials, writes truth, stops on SIGTERM."""
-    truth = tmp_path / "truth.jsonl"
+    """``python -m ispring_async.emulator`` prints URL and credentials, writes the three ground truths,
+    stops on SIGTERM."""
+    truth, modules, users = (tmp_path / f"{name}.jsonl" for name in ("truth", "modules", "users"))
     env = {**os.environ, "ISPRING_CLIENT_SECRET": "from-the-environment"}
     command = [sys.executable, "-m", "ispring_async.emulator", "--port", "0", "--results", "120"]
+    command += ["--ground-truth-modules", str(modules), "--ground-truth-users", str(users)]
     process = subprocess.Popen(
         [*command, "--ground-truth", str(truth)], stdout=subprocess.PIPE, text=True, env=env
     )
@@ -781,6 +685,9 @@ def test_cli_prints_base_url_and_serves_until_sigterm(tmp_path: Path) -> None:
         ) as reply:
             assert json.load(reply)["token_type"] == "bearer"
         assert len(truth.read_bytes().splitlines()) == 120
+        same = Emulator(EmulatorConfig(results=120))
+        assert len(modules.read_bytes().splitlines()) == len(same.expected_module_results(EVERY_STATUS))
+        assert len(users.read_bytes().splitlines()) == len(same.expected_users())
     finally:
         process.send_signal(signal.SIGTERM)
         returncode = process.wait(timeout=10)

@@ -16,7 +16,7 @@ import pytest
 from defusedxml import ElementTree as SafeET
 
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator
-from tests.test_emulator import EVERY_STATUS, export, fetch_token, get, parse_xml_page
+from tests._emulator_http import EVERY_STATUS, export, fetch_token, get, parse_xml_page
 
 PAGE = "/learners/results?pageSize=200"
 

@@ -18,7 +18,7 @@ from ispring_async.emulator import Dataset, EmulatorConfig, running_emulator
 from ispring_async.emulator._dataset import DATE_COLUMNS, REFERENCE_NOW
 from ispring_async.emulator._index import DateIndex
 from ispring_async.emulator._query import ResultsFilter, parse_results, select_all, select_page
-from tests.test_emulator import export
+from tests._emulator_http import export
 
 Params = list[tuple[str, str]]
 BLOCK = 64

@@ -23,7 +23,7 @@ from ispring_async.emulator import (
     serve_in_process,
 )
 from ispring_async.emulator._cli import build_config, parser
-from tests.test_emulator import EVERY_STATUS, export, get, token_form, validate
+from tests._emulator_http import EVERY_STATUS, export, get, token_form, validate
 
 STRANGER = str(uuid.UUID(int=7, version=4))
 

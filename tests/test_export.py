@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import json
 import logging
-import os
 import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import msgspec
-import pyarrow.parquet as pq
 import pytest
 from aiohttp import web
 
@@ -34,7 +28,8 @@ from ispring_async._app.export import ExitCode
 from ispring_async._models import LearnerResult
 from ispring_async._query import EARLIEST_INSTANT, LATEST_INSTANT
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, serve_in_thread
-from tests._helpers import drain
+from tests import _helpers as helpers
+from tests._helpers import checkpointed, drain, read_records
 from tests._servers import (
     Handler,
     PagedResults,
@@ -72,32 +67,6 @@ def creds(monkeypatch: pytest.MonkeyPatch) -> None:
 def export(base_url: str, output: Path, *extra: str) -> int:
     """Run ``ispring-async export`` in-process; returns the exit status."""
     return main(["export", "--base-url", base_url, "--output", str(output), *FAST, *extra])
-
-
-def read_records(path: Path, fmt: str) -> list[LearnerResult]:
-    """Every record of a published output, read back with the format's own tools."""
-    if fmt == "jsonl":
-        return [msgspec.json.decode(line, type=LearnerResult) for line in path.read_bytes().splitlines()]
-    if fmt == "csv":
-        with path.open(newline="", encoding="utf-8") as file:
-            rows = [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
-        return [msgspec.convert(row, LearnerResult, strict=False) for row in rows]
-    if fmt == "parquet":
-        rows = pq.read_table(path).to_pylist()
-        return [msgspec.convert(_present(row), LearnerResult) for row in rows]
-    db = sqlite3.connect(path)
-    try:
-        cursor = db.execute("SELECT * FROM learner_results")
-        names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor]
-    finally:
-        db.close()
-    fields = [n for n in names if n not in {"identity", "run_id"}]
-    return [msgspec.convert(_present({k: r[k] for k in fields}), LearnerResult, strict=False) for r in rows]
-
-
-def _present(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if v is not None}
 
 
 def assert_ground_truth(records: list[LearnerResult], expected: list[LearnerResult]) -> None:
@@ -371,41 +340,16 @@ def slow_emu() -> Iterator[Emulator]:
 
 
 def spawn(base_url: str, output: Path, *extra: str) -> subprocess.Popen[str]:
-    """``python -m ispring_async export`` as a child process with the secret in its environment."""
-    env = {**os.environ, "ISPRING_CLIENT_ID": "emulator-client", "ISPRING_CLIENT_SECRET": SECRET}
-    env.pop("ISPRING_TOKEN", None)
-    command = [
-        sys.executable, "-m", "ispring_async", "export", "--base-url", base_url, "--output", str(output),
-        "--page-size", "50", "--concurrency", "2", "--progress", "log", *extra,
-    ]  # fmt: skip
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    """The export command as a child process (2 requests in flight) with the secret in its environment."""
+    return helpers.spawn(
+        base_url, output, "--concurrency", "2", *extra, client_id="emulator-client", secret=SECRET
     )
-
-
-def checkpointed_records(output: Path) -> int:
-    """Records the output's last checkpoint covers (0 before the first)."""
-    if output.suffix == ".sqlite":
-        if not output.exists():
-            return 0
-        db = sqlite3.connect(output, timeout=5)
-        try:
-            row = db.execute("SELECT max(records) FROM export_checkpoint").fetchone()
-        except sqlite3.OperationalError:  # the schema is not there yet
-            return 0
-        finally:
-            db.close()
-        return row[0] or 0
-    try:
-        return int(json.loads((output.parent / f".{output.name}.checkpoint").read_bytes())["records"])
-    except (FileNotFoundError, json.JSONDecodeError):
-        return 0
 
 
 def wait_for_checkpoint(process: subprocess.Popen[str], output: Path, records: int) -> None:
     """Poll until the child's checkpoint covers at least ``records`` (it must still be running)."""
     deadline = time.monotonic() + 30
-    while checkpointed_records(output) < records:
+    while checkpointed(output) < records:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the export made no progress"
         time.sleep(0.002)
@@ -452,7 +396,7 @@ def test_sigterm_and_sigint_stop_cleanly_and_print_how_to_resume(
     assert err.rstrip().endswith("--resume")
     assert "export stopped" in err
     assert not output.exists()
-    assert checkpointed_records(output) > 0
+    assert checkpointed(output) > 0
     assert SECRET not in out + err
     assert export(slow_emu.base_url, output, "--page-size", "50", "--resume") == ExitCode.OK
     assert_ground_truth(read_records(output, "parquet"), slow_emu.expected_results(ACTIVE_AND_BLOCKED))
@@ -499,7 +443,7 @@ def test_a_second_export_into_an_output_in_use_is_refused_at_once(
             assert "another export is writing" in err
             assert f"process {first.pid}" in err
             assert first.poll() is None  # refused while the first still runs: it did not wait
-            assert checkpointed_records(output) == 50  # the first run's checkpoint is untouched
+            assert checkpointed(output) == 50  # the first run's checkpoint is untouched
             if fmt == "sqlite":
                 assert [status for _, status, _ in sqlite_runs(output)] == ["running"]
         finally:

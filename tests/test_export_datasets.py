@@ -7,26 +7,23 @@ with the emulator's ground truth.
 from __future__ import annotations
 
 import base64
-import csv
-import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import pyarrow.parquet as pq
 import pytest
 
 from ispring_async._app.cli import main
 from ispring_async._app.export import ExitCode, RunState
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, serve_in_thread
 from ispring_async.sinks import DATASETS, DEPARTMENTS, RESULTS, Dataset
+from tests._datasets import read_dataset
 
 SECRET = "distinctive-Secret-81c0e5d7-DO-NOT-LEAK"
 ACTIVE_AND_BLOCKED = [("userStatuses[]", "1"), ("userStatuses[]", "3")]
 FAST = ["--page-size", "100", "--retry-attempts", "3", "--retry-max-wait", "0", "--progress", "off"]
-EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "sqlite": "sqlite"}
 
 
 @pytest.fixture(scope="module")
@@ -55,37 +52,6 @@ def output_for(tmp_path: Path, fmt: str) -> tuple[Path, list[str]]:
     if fmt == "sqlite":
         return tmp_path / "nightly.sqlite", []
     return tmp_path / "out", ["--format", fmt]
-
-
-def to_record(dataset: Dataset, row: dict[str, Any]) -> Any:
-    """A flat row of any format (strings, JSON text, ``None``) back to the dataset's struct."""
-    fields = {c.name: c for c in dataset.columns[: len(dataset.columns) - len(dataset.derived)]}
-    values = {}
-    for name, value in row.items():
-        if name not in fields or value is None or value == "":
-            continue  # identity, run_id, derived columns; absent values
-        values[name] = json.loads(value) if fields[name].kind == "json" else value
-    return msgspec.convert(values, dataset.type, strict=False)
-
-
-def read_dataset(output: Path, fmt: str, dataset: Dataset, *, table: str | None = None) -> list[Any]:
-    """Every record of one dataset of a published output, read back with the format's own tools."""
-    if fmt == "sqlite":
-        db = sqlite3.connect(output)
-        try:
-            cursor = db.execute(f'SELECT * FROM "{table or dataset.table}"')
-            names = [d[0] for d in cursor.description]
-            rows = [dict(zip(names, row, strict=True)) for row in cursor]
-        finally:
-            db.close()
-        return [to_record(dataset, row) for row in rows]
-    path = output / f"{dataset.name}.{EXTENSIONS[fmt]}" if output.is_dir() else output
-    if fmt == "jsonl":
-        return [msgspec.json.decode(line, type=dataset.type) for line in path.read_bytes().splitlines()]
-    if fmt == "csv":
-        with path.open(newline="", encoding="utf-8") as file:
-            return [to_record(dataset, row) for row in csv.DictReader(file)]
-    return [to_record(dataset, row) for row in pq.read_table(path).to_pylist()]
 
 
 def assert_exactly(dataset: Dataset, records: list[Any], expected: list[Any]) -> None:
@@ -304,7 +270,7 @@ def test_an_sqlite_checkpoint_of_the_version_before_datasets_starts_afresh(
 ) -> None:
     """An unfinished run whose state is a bare fan-out state (before datasets): logged, fresh, exact."""
     from ispring_async.sinks import open_sink
-    from tests.test_sinks import make_records
+    from tests._helpers import make_records
 
     output = tmp_path / "nightly.sqlite"
     with open_sink(output) as sink:  # what the previous version left: rows and a FanOut state

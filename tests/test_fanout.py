@@ -42,9 +42,8 @@ from ispring_async._fanout import (
     fan_out_results,
 )
 from ispring_async._plan import Partition, epoch_seconds
-from ispring_async._ratelimit import RateLimiter
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator
-from tests._helpers import client_tasks
+from tests._helpers import assert_exactly_once, client_tasks
 from tests._memory import MemorySource, Row, make_rows
 
 NO_WAIT = RetryPolicy(attempts=12, wait_scale=0)
@@ -92,12 +91,6 @@ async def collect(fanout: FanOut, *, stop_after: int | None = None) -> list[str]
 def truth(emu: Emulator, query: ResultsQuery) -> set[str]:
     """The emulator's ground truth for a query, as identities."""
     return {record.identity for record in emu.expected_results(query.to_params())}
-
-
-def assert_exactly(got: list[str], expected: set[str]) -> None:
-    """``got`` is ``expected`` with no identity twice."""
-    assert len(got) == len(set(got)), "a record was yielded twice"
-    assert set(got) == expected
 
 
 # -- in memory --------------------------------------------------------------------------------------
@@ -151,7 +144,7 @@ async def test_adaptive_plan_is_exact_for_every_server_behaviour(
     before, after, first, _ = await stop_and_resume(
         source, ResultsQuery(), FanOutOptions(concurrency=4, min_window=1), stop
     )
-    assert_exactly(before + after, source.truth())
+    assert_exactly_once(before + after, source.truth())
     assert first.stats.splits >= 1
 
 
@@ -161,7 +154,7 @@ async def test_requests_stay_near_the_unsplit_chain() -> None:
     source = MemorySource(rows, page_size=100)
     fanout = FanOut(source, ResultsQuery(), FanOutOptions(concurrency=8))
     got = await collect(fanout)
-    assert_exactly(got, source.truth())
+    assert_exactly_once(got, source.truth())
     unsplit = -(-len(rows) // 100)
     assert fanout.stats.requests == source.requests <= 1.1 * unsplit
     assert fanout.stats.partitions_total >= 16  # more windows than chains: a short tail
@@ -173,7 +166,7 @@ async def test_a_bulk_instant_bigger_than_a_page_costs_one_split() -> None:
     rows = [Row(key=key, when=T_BULK) for key in range(1000)] + others
     source = MemorySource(rows, page_size=100)  # by key: the first page is all bulk
     fanout = FanOut(source, ResultsQuery(), FanOutOptions(concurrency=4))
-    assert_exactly(await collect(fanout), source.truth())
+    assert_exactly_once(await collect(fanout), source.truth())
     assert fanout.stats.splits == 1
     assert fanout.stats.partitions_total == 3
     assert fanout.stats.requests <= 11 + 1 + 3  # unsplit pages, the kept page, the fence's neighbours
@@ -183,7 +176,7 @@ async def test_small_query_costs_one_request() -> None:
     """A query of one page is one request, sent as written."""
     source = MemorySource(make_rows(80, seed=1, subsecond=False), page_size=100)
     fanout = FanOut(source, ResultsQuery(), FanOutOptions(concurrency=8))
-    assert_exactly(await collect(fanout), source.truth())
+    assert_exactly_once(await collect(fanout), source.truth())
     assert source.requests == fanout.stats.requests == 1
     assert fanout.stats.splits == 0
 
@@ -199,7 +192,7 @@ async def test_dedupe_memory_does_not_grow_with_the_export(size: int) -> None:
         async for batch in batches:
             got.extend(record.identity for record in batch.records)
             peak = max(peak, fanout.stats.identities_held)
-    assert_exactly(got, source.truth())
+    assert_exactly_once(got, source.truth())
     # A kept first page (100) plus rows within a second of a boundary; never the export (4k-40k).
     assert peak <= 3 * 100
     assert fanout.stats.identities_held == 0
@@ -234,7 +227,7 @@ async def test_slow_consumer_makes_producers_wait() -> None:
                 assert source.requests == fanout.stats.requests
                 assert fanout.stats.requests == fanout.stats.pages + options.buffer + options.concurrency
             got.extend(record.identity for record in batch.records)
-    assert_exactly(got, source.truth())
+    assert_exactly_once(got, source.truth())
     with pytest.raises(ZeroDivisionError):  # the consumer's own error comes out as itself
         await consume_badly(FanOut(source, SPAN, options))
 
@@ -306,7 +299,7 @@ async def test_split_export_equals_ground_truth(split: Split, subtree: bool, exc
     async with emulator_and_client(config) as (emu, client):
         fanout = FanOut(client, QUERY, FanOutOptions(split=split, concurrency=4, windows=4))
         got = await collect(fanout)
-        assert_exactly(got, truth(emu, QUERY))
+        assert_exactly_once(got, truth(emu, QUERY))
         stats = fanout.stats
         assert stats.records == len(got)
         assert stats.partitions_done == stats.partitions_total >= 1
@@ -336,7 +329,7 @@ async def test_rows_exactly_on_window_boundaries(whole_seconds: bool, exclusive_
     boundaries = {epoch_seconds(start) + day * 86400 for day in range(17)}
     on_boundary = [r for r in expected if epoch_seconds(r.access_date) in boundaries]
     assert len(on_boundary) > 16  # the test is meaningful: most days have rows at 21:00:00Z
-    assert_exactly(got, {r.identity for r in expected})
+    assert_exactly_once(got, {r.identity for r in expected})
     inner = [
         r
         for r in on_boundary
@@ -359,7 +352,7 @@ async def test_empty_department_finishes_after_one_page() -> None:
             client, query, FanOutOptions(split=Split.DEPARTMENT, concurrency=3), on_progress=events.append
         )
         got = await collect(fanout)
-        assert_exactly(got, truth(emu, query))
+        assert_exactly_once(got, truth(emu, query))
     final = {event.key: event for event in events if event.done}
     for department in empty:
         assert final[f"dept={department}"] == PartitionProgress(
@@ -382,7 +375,7 @@ async def test_faults_are_retried_and_counted(split: Split) -> None:
             client, QUERY, FanOutOptions(split=split, concurrency=4, windows=3), on_progress=events.append
         )
         got = await collect(fanout)
-        assert_exactly(got, truth(emu, QUERY))
+        assert_exactly_once(got, truth(emu, QUERY))
     retries = fanout.stats.retries_by_cause
     assert sum(retries.values()) >= 5
     assert set(retries) <= {"429", "5xx", "reset", "truncated", "timeout", "parse", "401-refresh"}
@@ -408,7 +401,7 @@ async def test_adaptive_with_subtree_matching_stays_bounded() -> None:
         fanout = FanOut(client, query, options)
         got = await collect(fanout)
         sent = emu.stats.requests["results"] - before
-    assert_exactly(got, expected)
+    assert_exactly_once(got, expected)
     assert fanout.stats.splits > 0
     # Only kept first pages (fetched again by their children) and rows at shared boundaries repeat.
     boundaries = {p.start for p in _plan_keys(fanout) if p.start is not None}
@@ -430,7 +423,7 @@ async def test_early_exit_cancels_everything_and_the_client_still_works() -> Non
         assert not client_tasks()
         async with client.learner_results(QUERY) as results:
             again = [record.identity async for record in results]
-        assert_exactly(again, truth(emu, QUERY))
+        assert_exactly_once(again, truth(emu, QUERY))
 
 
 @pytest.mark.anyio
@@ -474,7 +467,7 @@ async def test_resume_from_state_yields_every_record_exactly_once(stop_after: in
         assert second is not None
         assert before and after
         assert not set(before) & set(after)
-        assert_exactly(before + after, truth(emu, query))
+        assert_exactly_once(before + after, truth(emu, query))
         # A finished run's state resumes to nothing at all.
         done = FanOut(client, query, resume_state=second.state(), seen=before + after)
         assert await collect(done) == []
@@ -525,7 +518,7 @@ async def test_requests_in_flight_never_exceed_concurrency() -> None:
             got = await collect(
                 FanOut(client, query, FanOutOptions(split=Split.WINDOW, windows=12, concurrency=3))
             )
-            assert_exactly(got, truth(emu, query))
+            assert_exactly_once(got, truth(emu, query))
     finally:
         await emu.close()
     assert peak == 3
@@ -542,28 +535,9 @@ async def test_rate_limit_spaces_requests() -> None:
         started = time.monotonic()
         got = await collect(fanout)
         elapsed = time.monotonic() - started
-        assert_exactly(got, truth(emu, query))
+        assert_exactly_once(got, truth(emu, query))
     assert fanout.stats.requests >= 8
     assert elapsed >= (fanout.stats.requests - 1) / 100.0
-
-
-@pytest.mark.anyio
-async def test_rate_limiter_books_slots_in_order() -> None:
-    """Callers arriving together are given slots 1/rate apart, first come first served."""
-    now = 10.0
-    slept: list[float] = []
-
-    async def sleep(seconds: float) -> None:
-        slept.append(seconds)
-
-    limiter = RateLimiter(4.0, clock=lambda: now, sleep=sleep)
-    for _ in range(4):
-        await limiter.acquire()
-    assert slept == [0.25, 0.5, 0.75]
-    now = 20.0
-    await limiter.acquire()  # idle long enough: no wait, and no burst credit saved up
-    await limiter.acquire()
-    assert slept[3:] == [0.25]
 
 
 @pytest.mark.anyio
@@ -573,7 +547,7 @@ async def test_fan_out_results_yields_records() -> None:
     async with emulator_and_client(EmulatorConfig(results=400, seed=14)) as (emu, client):
         async with fan_out_results(client, query, FanOutOptions(concurrency=3)) as records:
             got = [record.identity async for record in records]
-        assert_exactly(got, truth(emu, query))
+        assert_exactly_once(got, truth(emu, query))
 
 
 @pytest.mark.anyio
@@ -646,7 +620,7 @@ async def test_resuming_a_department_split_without_seen_is_refused() -> None:
         source, ResultsQuery(), options, lambda fanout: fanout.stats.pages >= 3, with_seen=True
     )
     # The memory source ignores departments: every partition returns every row, all but once dropped.
-    assert_exactly(before + after, source.truth())
+    assert_exactly_once(before + after, source.truth())
     fanout = FanOut(source, ResultsQuery(), options)
     async with fanout.run() as batches:
         await anext(batches)

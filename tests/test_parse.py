@@ -25,8 +25,8 @@ from ispring_async import (
 from ispring_async._parse import departments_parser, parse_error_body, results_parser
 from ispring_async.emulator import Dataset, EmulatorConfig
 from ispring_async.emulator._render import Renderer
+from tests._helpers import both_routes
 from tests._pages import expected, record_fields, render_page
-from tests.test_parse_differential import both_routes
 
 DATA = Path(__file__).parent / "data"
 HOSTILE = DATA / "hostile"

@@ -19,14 +19,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ispring_async import ISpringError, LearnerResult
-from ispring_async._parse import DEFAULT_LIMITS
-from ispring_async._parse._reference import ReferenceParser
-from ispring_async._parse._shapes import RESULTS
-from ispring_async._parse._xml import XmlListParser
+from ispring_async import LearnerResult
+from tests._helpers import both_routes
 
 EXAMPLES = int(os.environ.get("ISPRING_FUZZ_EXAMPLES", "100"))
-BOUNDS = DEFAULT_LIMITS.bounds(page_size=None)
 
 # Characters text may hold: ASCII with every markup-ish character, digits and "#", non-ASCII up to emoji.
 _TEXT_CHARS = st.sampled_from(
@@ -220,30 +216,6 @@ def page(draw: st.DrawFn) -> tuple[bytes, list[dict[str, str]], str | None]:
     body = "".join(out).encode()
     want_token = token.value if token is not None and token.value else None
     return body, [texts for _, texts in records], want_token
-
-
-def outcome(run: object) -> object:
-    try:
-        return run()  # type: ignore[operator]
-    except ISpringError as exc:
-        return type(exc)
-
-
-def both_routes(body: bytes, chunk: int) -> tuple[object, object, bool]:
-    """The hybrid parser's and the reference route's outcome, and whether the fast route held."""
-    hybrid = XmlListParser(RESULTS, page="p", bounds=BOUNDS)
-
-    def run_hybrid() -> object:
-        for start in range(0, len(body), chunk):
-            hybrid.feed(body[start : start + chunk])
-        return hybrid.close()
-
-    def run_reference() -> object:
-        reference = ReferenceParser(RESULTS, page="p", bounds=BOUNDS)
-        reference.feed(body)
-        return reference.close()
-
-    return outcome(run_hybrid), outcome(run_reference), hybrid.fast
 
 
 @pytest.mark.timeout(60 + EXAMPLES)  # about 0.1-0.3 s an example on a loaded 2-core machine

@@ -28,8 +28,8 @@ from ispring_async import (
     UnexpectedContentError,
 )
 from ispring_async._parse import results_parser
+from tests._helpers import both_routes
 from tests._servers import results_body, serve
-from tests.test_parse_differential import both_routes
 
 MIB = 1 << 20
 HEAD = b'<?xml version="1.0" encoding="UTF-8"?><response><results>'

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
-from urllib.parse import parse_qsl
 
 import pytest
 
@@ -16,54 +15,10 @@ from ispring_async import (
     ResultsQuery,
     UserStatus,
 )
-
-U1 = "85077abc-2639-11ea-8e3f-0a580af40c09"
-U2 = "114dba08-a75e-11eb-b4e5-0242ac13002a"
-C1 = "f0e7400a-ca31-11e9-b6fc-0a580af40a22"
-D1 = "f0b2d3c0-aded-11e9-bfe6-0a580af40906"
-E1 = "b9b41af0-f062-11eb-a99d-0242ac190033"
+from ispring_async._query import DEFAULT_USER_STATUSES
+from tests._helpers import C1, D1, E1, U1, U2, seed_params, seed_query, utc
 
 # The seed document's sample request, verbatim (its pageToken is added by pagination, not the query).
-SEED_QUERY = (
-    "userIds[]=85077abc-2639-11ea-8e3f-0a580af40c09&courseIds[]=f0e7400a-ca31-11e9-b6fc-0a580af40a22"
-    "&accessDate[startDate]=2019-12-24T21:00:00Z&accessDate[endDate]=2020-12-30T03:00:00Z"
-    "&dueDate[startDate]=2019-08-30T03:00:00Z&dueDate[endDate]=2019-12-30T03:00:00Z"
-    "&completionDate[startDate]=2019-08-30T03:00:00Z&completionDate[endDate]=2019-12-30T03:00:00Z"
-    "&completionStatus=failed&departmentIds[]=f0b2d3c0-aded-11e9-bfe6-0a580af40906&userStatuses[]=1"
-    "&pageSize=33&pageToken=MmEzZTBiMjAtYmNmYi0xMWU5LTk2ODUtMGE1ODBhZjQwOTVj"
-)
-SEED_TOKEN = "MmEzZTBiMjAtYmNmYi0xMWU5LTk2ODUtMGE1ODBhZjQwOTVj"
-
-
-def utc(
-    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0, us: int = 0
-) -> datetime:
-    return datetime(year, month, day, hour, minute, second, us, tzinfo=UTC)
-
-
-def seed_query() -> ResultsQuery:
-    """The ResultsQuery that corresponds to the seed's sample request."""
-    return ResultsQuery(
-        user_ids=[U1],
-        course_ids=[C1],
-        access_date=DateRange(start=utc(2019, 12, 24, 21), end=utc(2020, 12, 30, 3)),
-        due_date=DateRange(start=utc(2019, 8, 30, 3), end=utc(2019, 12, 30, 3)),
-        completion_date=DateRange(start=utc(2019, 8, 30, 3), end=utc(2019, 12, 30, 3)),
-        completion_statuses=[CompletionStatus.FAILED],
-        department_ids=[D1],
-        user_statuses=[UserStatus.ACTIVE],
-        page_size=33,
-    )
-
-
-def seed_params() -> Counter[tuple[str, str]]:
-    """The seed's parameters, with ``completionStatus`` spelled as the parameter table says."""
-    params = [
-        ("completionStatuses[]", value) if name == "completionStatus" else (name, value)
-        for name, value in parse_qsl(SEED_QUERY, keep_blank_values=True)
-        if name != "pageToken"
-    ]
-    return Counter(params)
 
 
 def test_seed_sample_request_parameters() -> None:
@@ -112,8 +67,15 @@ def test_seed_sample_request_parameters() -> None:
     ],
 )
 def test_each_filter_encoding(kwargs: dict[str, Any], expected: list[tuple[str, str]]) -> None:
-    """Every filter becomes exactly its PHP-style wire parameters."""
-    assert ResultsQuery(**kwargs).to_params() == expected
+    """Every filter becomes exactly its PHP-style wire parameters (the statuses' default left out)."""
+    assert ResultsQuery(**{"user_statuses": None, **kwargs}).to_params() == expected
+
+
+def test_default_user_statuses_are_active_and_blocked() -> None:
+    """Without ``user_statuses`` a query asks for active and blocked users; None sends no filter."""
+    assert ResultsQuery().to_params() == [("userStatuses[]", "1"), ("userStatuses[]", "3")]
+    assert ResultsQuery().user_statuses == DEFAULT_USER_STATUSES == (UserStatus.ACTIVE, UserStatus.BLOCKED)
+    assert ResultsQuery(user_statuses=None).to_params() == []
 
 
 def test_offsets_are_sent_as_utc_z() -> None:
@@ -195,7 +157,7 @@ def test_invalid_query_raises_value_error(build: Any, message: str) -> None:
 def test_query_is_immutable_and_hashable() -> None:
     """Lists are frozen into tuples: a query can be shared between tasks and used as a key."""
     ids = [U1]
-    query = ResultsQuery(user_ids=ids)
+    query = ResultsQuery(user_ids=ids, user_statuses=None)
     ids.append(U2)
     assert query.to_params() == [("userIds[]", U1)]
-    assert hash(query) == hash(ResultsQuery(user_ids=[U1]))
+    assert hash(query) == hash(ResultsQuery(user_ids=[U1], user_statuses=None))

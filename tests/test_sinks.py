@@ -13,7 +13,7 @@ import sys
 import types
 import warnings
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ import pytest
 
 import ispring_async.sinks
 from ispring_async._exceptions import ConfigurationError
-from ispring_async._models import CompletionStatus, LearnerResult
+from ispring_async._models import LearnerResult
 from ispring_async.sinks import (
     CsvSink,
     JsonlSink,
@@ -36,83 +36,10 @@ from ispring_async.sinks import (
     format_for_path,
     open_sink,
 )
+from tests._helpers import API_NAMES, EXTENSIONS, FORMATS, make_records, read_output
 
 ROOT = Path(__file__).resolve().parents[1]
-API_NAMES = [f.encode_name for f in msgspec.structs.fields(LearnerResult)]
-EXTENSIONS = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet", "sqlite": "sqlite"}
-FORMATS = [pytest.param(name, id=name) for name in EXTENSIONS]
 FILE_FORMATS = [pytest.param(name, id=name) for name in ("jsonl", "csv", "parquet")]
-
-_BASE = datetime(2024, 3, 1, 8, 30, tzinfo=UTC)
-_ZONES = (UTC, timezone(timedelta(hours=3)), timezone(-timedelta(hours=5, minutes=30)))
-_STATUSES = list(CompletionStatus)
-
-
-def make_records(n: int, *, start: int = 0, revision: int = 0) -> list[LearnerResult]:
-    """Deterministic records covering absent values, offsets, microseconds, CSV-hostile text, identities."""
-    records = []
-    for i in range(start, start + n):
-        full = i % 3 != 0
-        title = f'Курс {i % 7}, "intro"\nline two' if i % 5 == 0 else f"Course {i % 7}"
-        records.append(
-            LearnerResult(
-                user_id=f"user-{i // 4}",
-                course_id=f"course-{i % 4}",
-                course_title=title + (f" (rev {revision})" if revision else ""),
-                access_date=(_BASE + timedelta(minutes=i, microseconds=i * 7919 % 1_000_000)).astimezone(
-                    _ZONES[i % 3]
-                ),
-                completion_status=_STATUSES[(i + revision) % len(_STATUSES)].value,
-                is_overdue=(i + revision) % 2 == 1,
-                enrollment_id=f"enr-{i}" if i % 4 != 3 else None,
-                session_id=f"session-{i}" if full else None,
-                due_date=_BASE + timedelta(days=i % 30) if full else None,
-                expiration_date=None if i % 2 else _BASE + timedelta(days=365),
-                completion_date=_BASE + timedelta(hours=i) if full else None,
-                duration=3600 + i if full else None,
-                time_spent=i * 13 + revision if full else None,
-                progress=(9.09, 100.0, 0.1 + 0.2, 0.0)[(i + revision) % 4],
-                awarded_score=i / 7 if full else None,
-                passing_score=80.0 if full else None,
-                views_count=i % 11 if full else None,
-            )
-        )
-    return records
-
-
-def read_output(path: Path, fmt: str) -> tuple[list[str], list[LearnerResult]]:
-    """The column names and the records of a published output, read with each format's own tools."""
-    if fmt == "jsonl":
-        rows = [msgspec.json.decode(line) for line in path.read_bytes().splitlines()]
-        assert all(list(row) == API_NAMES for row in rows)
-        return API_NAMES, [msgspec.convert(row, LearnerResult) for row in rows]
-    if fmt == "csv":
-        with path.open(newline="", encoding="utf-8") as file:
-            header, *values = list(csv.reader(file))
-        dicts = [{k: v for k, v in zip(header, row, strict=True) if v != ""} for row in values]
-        return header, [msgspec.convert(row, LearnerResult, strict=False) for row in dicts]
-    if fmt == "parquet":
-        table = pq.read_table(path)
-        return table.schema.names, [
-            msgspec.convert(_present(row), LearnerResult) for row in table.to_pylist()
-        ]
-    db = sqlite3.connect(path)
-    try:
-        cursor = db.execute("SELECT * FROM learner_results ORDER BY rowid")
-        names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, row, strict=True)) for row in cursor]
-    finally:
-        db.close()
-    columns = [n for n in names if n not in {"identity", "run_id"}]
-    records = [
-        msgspec.convert(_present({k: row[k] for k in columns}), LearnerResult, strict=False) for row in rows
-    ]
-    assert [row["identity"] for row in rows] == [r.identity for r in records]
-    return columns, records
-
-
-def _present(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if v is not None}
 
 
 def export(path: Path, pages: Sequence[Sequence[LearnerResult]], *, resume: bool = False) -> bytes | None:
@@ -270,7 +197,7 @@ CHILD = """
 import os, signal, sys
 from pathlib import Path
 from ispring_async.sinks import open_sink
-from tests.test_sinks import make_records
+from tests._helpers import make_records
 
 records = make_records(8200)
 sink = open_sink(Path(sys.argv[1]))

@@ -13,9 +13,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
 
 import msgspec
 import pytest
@@ -26,63 +24,15 @@ from ispring_async.sinks import (
     MODULE_RESULTS,
     RESULTS,
     USERS,
-    Column,
     Dataset,
-    Derived,
     SinkError,
     open_sink,
 )
-from tests.test_export_datasets import read_dataset
-from tests.test_sinks import make_records
+from tests._datasets import PEOPLE, make_people, read_dataset
+from tests._helpers import make_records
 
 ROOT = Path(__file__).resolve().parents[1]
 FILE_FORMATS = ["jsonl", "csv", "parquet"]
-
-
-class Role(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
-    """A nested struct (as a user's roles are)."""
-
-    role_id: str
-    manageable_ids: tuple[str, ...] = ()
-
-
-class Person(msgspec.Struct, frozen=True, kw_only=True, rename="camel", gc=False):
-    """A record with nested lists and structs, like ``/users/v2``'s."""
-
-    person_id: str
-    name: str
-    joined: Annotated[datetime, msgspec.Meta(tz=True)]
-    roles: tuple[Role, ...] = ()
-    tags: tuple[str, ...] = ()
-    boss: Role | None = None
-    score: float | None = None
-
-
-PEOPLE = Dataset(
-    name="people",
-    table="people",
-    type=Person,
-    identity=lambda p: p.person_id,
-    row_identity=lambda row: str(row["personId"]),
-    derived=(Derived(Column("firstRole", "str", True), lambda p: p.roles[0].role_id if p.roles else None),),
-)
-
-
-def make_people(n: int, *, start: int = 0) -> list[Person]:
-    """``n`` people, with text that needs quoting (commas, quotes, newlines, non-ASCII) in nested values."""
-    joined = datetime(2024, 1, 1, tzinfo=UTC)
-    return [
-        Person(
-            person_id=f"p-{i}",
-            name=f'Zoë "{i}", line\ntwo',
-            joined=joined + timedelta(hours=i),
-            roles=tuple(Role(role_id=f"r-{i}-{k}", manageable_ids=("d,1", f'd"{k}')) for k in range(i % 3)),
-            tags=("a", "b") if i % 2 else (),
-            boss=None if i % 4 else Role(role_id="boss"),
-            score=None if i % 5 == 0 else i / 3,
-        )
-        for i in range(start, start + n)
-    ]
 
 
 def output_path(tmp_path: Path, fmt: str) -> Path:
@@ -209,8 +159,8 @@ CRASH_MID_RUN = """
 import os, signal, sys
 from pathlib import Path
 from ispring_async.sinks import RESULTS, open_sink
-from tests.test_sinks import make_records
-from tests.test_sinks_datasets import PEOPLE, make_people
+from tests._datasets import PEOPLE, make_people
+from tests._helpers import make_records
 
 sink = open_sink(Path(sys.argv[1]), format=sys.argv[2], datasets=[PEOPLE, RESULTS])
 sink.open(resume=False)
@@ -248,8 +198,8 @@ CRASH_PUBLISHING = """
 import os, signal, sys
 from pathlib import Path
 from ispring_async.sinks import RESULTS, open_sink
-from tests.test_sinks import make_records
-from tests.test_sinks_datasets import PEOPLE, make_people
+from tests._datasets import PEOPLE, make_people
+from tests._helpers import make_records
 
 sink = open_sink(Path(sys.argv[1]), format=sys.argv[2], datasets=[PEOPLE, RESULTS])
 sink.open(resume=False)

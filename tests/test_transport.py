@@ -36,7 +36,7 @@ from ispring_async import (
     UnexpectedContentError,
     UnsafeXMLError,
 )
-from ispring_async._config import DEFAULT_LIMITS
+from ispring_async._config import DEFAULT_CONNECTION_LIMITS
 from ispring_async._parse import results_parser
 from ispring_async._transport import Transport, check_base_url, parse_retry_after
 from tests._servers import Handler, PagedResults, Server, api_error, partial_then, results_body, serve
@@ -57,7 +57,7 @@ async def transport_for(
     transport = Transport(
         server.base_url,
         timeouts=timeouts or Timeouts(),
-        limits=DEFAULT_LIMITS,
+        limits=DEFAULT_CONNECTION_LIMITS,
         retry=retry,
         user_agent="tests",
         rng=rng,
@@ -390,7 +390,7 @@ async def test_connection_refused_is_a_transport_error_after_retries() -> None:
     transport = Transport(
         f"http://127.0.0.1:{port}",
         timeouts=Timeouts(),
-        limits=DEFAULT_LIMITS,
+        limits=DEFAULT_CONNECTION_LIMITS,
         retry=RetryPolicy(attempts=2, wait_scale=0),
         user_agent="tests",
     )

@@ -10,7 +10,6 @@ import contextlib
 import logging
 import math
 import random
-import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
@@ -20,36 +19,10 @@ from ispring_async import BadRequestError, Client, DateRange, FanOut, FanOutOpti
 from ispring_async._app.cli import main as cli_main
 from ispring_async._app.export import ExitCode
 from ispring_async._exceptions import PartitionError
-from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator, serve_in_thread
-from tests._helpers import drain
-from tests.test_export import read_records
+from tests._helpers import assert_exactly_once, drain, known_params, read_records, strangers
 
 STATUSES = [1, 3]
-
-
-def strangers(count: int, seed: int) -> list[str]:
-    """``count`` random UUIDs no dataset holds (drawn from ``seed``)."""
-    rng = random.Random(seed)
-    return [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(count)]
-
-
-def known_params(emu: Emulator, query: ResultsQuery) -> list[tuple[str, str]]:
-    """The query's parameters without the ids the account does not know (the rows it really holds)."""
-    ds = emu.dataset
-    index = {
-        "userIds[]": ds.user_index,
-        "courseIds[]": ds.course_index,
-        "departmentIds[]": ds.department_index,
-    }
-    return [(n, v) for n, v in query.to_params() if n not in index or v in index[n]]
-
-
-def assert_exact(records: Sequence[LearnerResult], expected: Sequence[LearnerResult]) -> None:
-    """The same rows as ``expected``, each once."""
-    identities = [r.identity for r in records]
-    assert len(identities) == len(set(identities)), "a row came twice"
-    assert {r.identity: r for r in records} == {r.identity: r for r in expected}
 
 
 @contextlib.asynccontextmanager
@@ -108,7 +81,7 @@ async def test_bisection_isolates_unknown_ids_exactly_in_bounded_requests(known:
         async with client_for(emu, skip_unknown_ids=True) as client:
             records = await drain(client.learner_results(query, split="none"))
             probes = client._unknown_ids.probes
-        assert_exact(records, emu.expected_results(known_params(emu, query)))
+        assert_exactly_once(records, emu.expected_results(known_params(emu, query)))
         assert set(client.skipped_ids["userIds[]"]) == set(bad)
         n = len(users)
         assert probes <= 2 * unknown * math.ceil(math.log2(n)) + 2
@@ -129,7 +102,7 @@ async def test_unknown_ids_in_several_lists_are_isolated_per_list() -> None:
         )
         async with client_for(emu, skip_unknown_ids=True) as client:
             records = await drain(client.learner_results(query, split="window", concurrency=4))
-        assert_exact(records, emu.expected_results(known_params(emu, query)))
+        assert_exactly_once(records, emu.expected_results(known_params(emu, query)))
         assert records
         assert set(client.skipped_ids["userIds[]"]) == set(bad_users)
         assert client.skipped_ids["courseIds[]"] == tuple(bad_courses)
@@ -179,7 +152,7 @@ async def test_concurrent_chains_share_one_search() -> None:
                     records.extend(batch.records)
             probes = client._unknown_ids.probes
             stats = fanout.stats
-        assert_exact(records, emu.expected_results(known_params(emu, query)))
+        assert_exactly_once(records, emu.expected_results(known_params(emu, query)))
         assert set(stats.skipped_ids["userIds[]"]) == set(bad)
         # One search over 102 ids with 2 unknown: at most 2*2*7+2 probes, whatever the chain count.
         assert probes <= 2 * 2 * 7 + 2
@@ -194,7 +167,7 @@ async def test_department_split_skips_departments_that_vanished() -> None:
         async with client_for(emu, skip_unknown_ids=True) as client:
             stream = client.learner_results(query, split="department")
             records = await drain(stream)
-        assert_exact(records, emu.expected_results(query.to_params()))
+        assert_exactly_once(records, emu.expected_results(query.to_params()))
         assert set(stream.skipped_ids["departmentIds[]"]) == vanished
         assert stream.skipped_ids == client.skipped_ids
 
@@ -223,7 +196,7 @@ async def test_a_chain_resumed_from_a_saved_token_narrows_again_and_stays_exact(
         async with client_for(emu, skip_unknown_ids=True) as fresh:
             pages = fresh.result_pages(query, first.next_page_token)
             rest = [r async for page in pages for r in page.records]
-        assert_exact([*first.records, *rest], emu.expected_results(known_params(emu, query)))
+        assert_exactly_once([*first.records, *rest], emu.expected_results(known_params(emu, query)))
 
 
 @pytest.mark.anyio
@@ -247,7 +220,7 @@ async def test_default_emulator_matches_nothing_for_unknown_ids() -> None:
         query = ResultsQuery(user_ids=[*emu.dataset.user_ids[:20], *strangers(2, 8)], user_statuses=STATUSES)
         async with client_for(emu, skip_unknown_ids=True) as client:
             records = await drain(client.learner_results(query, split="none"))
-        assert_exact(records, emu.expected_results(query.to_params()))
+        assert_exactly_once(records, emu.expected_results(query.to_params()))
         assert client.skipped_ids == {}
         assert client._unknown_ids.probes == 0
 
@@ -300,7 +273,7 @@ def test_export_skips_unknown_ids_when_asked_and_says_which(
             extra = ["--config", str(config)]
         assert cli_main(export_argv(emu, output, users, *extra)) == ExitCode.OK
         query = ResultsQuery(user_ids=users, user_statuses=STATUSES)
-        assert_exact(read_records(output, "jsonl"), emu.expected_results(known_params(emu, query)))
+        assert_exactly_once(read_records(output, "jsonl"), emu.expected_results(known_params(emu, query)))
     captured = capsys.readouterr()
     assert f"skipped unknown:    userIds[] 2: {', '.join(bad)}" in captured.out
     assert all(b in captured.err for b in bad)  # the warning log line
@@ -338,7 +311,7 @@ def test_export_interrupted_after_skipping_resumes_exactly(
         query = ResultsQuery(user_ids=users, user_statuses=STATUSES)
         expected = emu.expected_results(known_params(emu, query))
     records = read_records(output, "sqlite")
-    assert_exact(records, expected)
+    assert_exactly_once(records, expected)
     assert len(expected) > 400
 
 
@@ -360,7 +333,7 @@ async def test_each_id_list_is_bisected(field: str) -> None:
         async with client_for(emu, skip_unknown_ids=True) as client:
             records = await drain(client.learner_results(query, split="none"))
         truth = [(n, v) for n, v in query.to_params() if v not in bad]
-        assert_exact(records, emu.expected_results(truth))
+        assert_exactly_once(records, emu.expected_results(truth))
         assert records
         assert list(client.skipped_ids.values()) == [tuple(bad)]
 

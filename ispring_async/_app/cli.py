@@ -15,9 +15,8 @@ import logging
 import os
 import shlex
 import sys
-import tomllib
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -31,14 +30,26 @@ from ispring_async._app.export import (
     exit_code_for,
     run_export,
 )
+from ispring_async._app.options import (
+    Bound,
+    ExportOptions,
+    Layer,
+    OptionsError,
+    add_arguments,
+    command_line_layer,
+    config_layer,
+    convert,
+    env_layer,
+    flag_label,
+    merge,
+)
 from ispring_async._app.progress import PrintableFormatter, ProgressLogHandler, ProgressMode
-from ispring_async._config import MAX_PAGE_SIZE, ResponseFormat, RetryPolicy
+from ispring_async._config import DEFAULT_RETRY, RetryPolicy
 from ispring_async._exceptions import ConfigurationError, printable
-from ispring_async._fanout import FanOutOptions, Split
-from ispring_async._models import CompletionStatus, UserStatus
-from ispring_async._paginate import DEFAULT_MAX_PAGES
+from ispring_async._fanout import FanOutOptions
+from ispring_async._models import UserStatus
 from ispring_async._query import DateRange, ResultsQuery, check_instant
-from ispring_async.sinks import DATASETS, FORMATS, select_datasets
+from ispring_async.sinks import FORMATS, select_datasets
 
 __all__ = ["export_main", "export_parser", "main", "resolve_settings"]
 
@@ -50,9 +61,7 @@ ENV_CLIENT_SECRET = "ISPRING_CLIENT_SECRET"  # noqa: S105 - names of variables, 
 ENV_TOKEN = "ISPRING_TOKEN"  # noqa: S105
 ENV_TOKEN_URL = "ISPRING_TOKEN_URL"  # noqa: S105
 ENV_SKIP_UNKNOWN_IDS = "ISPRING_SKIP_UNKNOWN_IDS"
-ENV_INCLUDE = "ISPRING_INCLUDE"
 
-DEFAULT_USER_STATUSES = (UserStatus.ACTIVE, UserStatus.BLOCKED)
 """Exports ask for active *and* blocked users: the API's own default silently drops blocked users."""
 
 _ARGV_REFUSAL = (
@@ -150,23 +159,8 @@ def export_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
     )
     p.add_argument("--config", metavar="FILE", help="TOML file with any of the options below")
-
-    conn = p.add_argument_group("connection")
-    conn.add_argument("--base-url", metavar="URL", help=f"API base URL (or ${ENV_BASE_URL})")
-    conn.add_argument("--client-id", metavar="ID", help=f"client id (or ${ENV_CLIENT_ID})")
-    conn.add_argument("--client-secret-file", metavar="FILE", help="file holding the client secret")
-    conn.add_argument("--token-file", metavar="FILE", help="file holding a ready access token")
-    conn.add_argument(
-        "--token-url",
-        metavar="URL",
-        help=f"token endpoint: a path at the base URL's host root or an absolute URL "
-        f"(default /api/v3/token at the host root; or ${ENV_TOKEN_URL})",
-    )
-    conn.add_argument(
-        "--allow-insecure-http",
-        action="store_true",
-        help="allow http:// to a non-loopback host (credentials travel in clear text)",
-    )
+    # Every option comes from ExportOptions (see options.py); the two below exist only to refuse.
+    add_arguments(p)
     secret_message = _ARGV_REFUSAL.format(
         option="--client-secret",
         env=ENV_CLIENT_SECRET,
@@ -176,203 +170,9 @@ def export_parser() -> argparse.ArgumentParser:
     token_message = _ARGV_REFUSAL.format(
         option="--token", env=ENV_TOKEN, file_option="--token-file", key="token"
     )
-    conn.add_argument("--client-secret", action=_RefuseSecret, message=secret_message)
-    conn.add_argument("--token", action=_RefuseSecret, message=token_message)
-
-    flt = p.add_argument_group("filters (AND across filters, OR within one)")
-    for name in ("enrollment", "user", "course", "department"):
-        flt.add_argument(
-            f"--{name}-id",
-            dest=f"{name}_ids",
-            action="append",
-            metavar="UUID",
-            help=f"{name} id (repeatable)",
-        )
-        flt.add_argument(f"--{name}-ids-file", metavar="FILE", help=f"{name} ids, one per line (# comments)")
-    flt.add_argument(
-        "--skip-unknown-ids",
-        action="store_true",
-        help="the API fails a request with 400 on one unknown id: find such ids, skip them, export the "
-        f"rest and report them (default: fail naming the list; or ${ENV_SKIP_UNKNOWN_IDS}=1)",
-    )
-    flt.add_argument(
-        "--completion-status",
-        dest="completion_statuses",
-        action="append",
-        metavar="STATUS",
-        help=f"repeatable; one of {', '.join(CompletionStatus)}",
-    )
-    flt.add_argument(
-        "--user-status",
-        dest="user_statuses",
-        action="append",
-        metavar="STATUS",
-        help="repeatable: 1/active, 3/blocked, 5/terminated (default: 1 and 3)",
-    )
-    for name in ("access", "due", "completion"):
-        flt.add_argument(f"--{name}-date-from", metavar="DATETIME", help=f"{name} date at or after")
-        flt.add_argument(f"--{name}-date-to", metavar="DATETIME", help=f"{name} date at or before")
-
-    fan = p.add_argument_group("fan-out")
-    fan.add_argument("--split", choices=[s.value for s in Split], help="how to partition (default adaptive)")
-    fan.add_argument("--concurrency", metavar="N", help="requests in flight (default 8)")
-    fan.add_argument(
-        "--earliest", metavar="DATETIME", help="where date windows start cutting (default 2000-01-01)"
-    )
-    fan.add_argument("--rate-limit", metavar="REQ/S", help="at most this many requests per second")
-    fan.add_argument("--page-size", metavar="N", help=f"records per page, 1..{MAX_PAGE_SIZE} (default 1000)")
-    fan.add_argument("--response-format", choices=[f.value for f in ResponseFormat], help="default xml")
-    fan.add_argument("--retry-attempts", metavar="N", help="attempts per request, the first included (8)")
-    fan.add_argument(
-        "--retry-max-wait", metavar="SECONDS", help="longest wait between attempts, Retry-After included (30)"
-    )
-    fan.add_argument(
-        "--max-pages-per-chain",
-        metavar="N",
-        help=f"stop a page chain that goes on longer than this (default {DEFAULT_MAX_PAGES:,})",
-    )
-
-    out = p.add_argument_group("output")
-    out.add_argument("--output", "-o", metavar="PATH", help="file (.jsonl .csv .parquet .sqlite) or folder")
-    out.add_argument("--format", choices=FORMATS, help="output format (default: from the extension)")
-    out.add_argument("--resume", action="store_true", help="continue an interrupted export to PATH")
-    out.add_argument(
-        "--include",
-        metavar="DATASETS",
-        help=f"comma-separated: {','.join(d.name for d in DATASETS)} (default results; or ${ENV_INCLUDE})",
-    )
-
-    show = p.add_argument_group("display")
-    show.add_argument(
-        "--progress",
-        choices=[m.value for m in ProgressMode],
-        help="live line on a terminal, log lines otherwise (default auto)",
-    )
-    show.add_argument("--progress-interval", metavar="SECONDS", help="between progress log lines (10)")
-    show.add_argument("--quiet", "-q", action="store_true", help="only warnings, errors and the summary")
+    p.add_argument("--client-secret", action=_RefuseSecret, message=secret_message)
+    p.add_argument("--token", action=_RefuseSecret, message=token_message)
     return p
-
-
-# -- layers: command line > environment > config file > defaults ---------------------------------------
-
-_ID_FIELDS = ("enrollment_ids", "user_ids", "course_ids", "department_ids")
-_DATE_FIELDS = ("access_date", "due_date", "completion_date")
-_SCALARS = (
-    "base_url",
-    "client_id",
-    "token_url",
-    "skip_unknown_ids",
-    "allow_insecure_http",
-    "completion_statuses",
-    "user_statuses",
-    *(f"{f}_{end}" for f in _DATE_FIELDS for end in ("from", "to")),
-    "split",
-    "concurrency",
-    "earliest",
-    "rate_limit",
-    "page_size",
-    "response_format",
-    "retry_attempts",
-    "retry_max_wait",
-    "max_pages_per_chain",
-    "output",
-    "format",
-    "resume",
-    "include",
-    "progress",
-    "progress_interval",
-    "quiet",
-)
-_CONFIG_KEYS = frozenset(
-    {
-        *_SCALARS,
-        *_ID_FIELDS,
-        *(f"{f}_file" for f in _ID_FIELDS),
-        "client_secret",
-        "client_secret_file",
-        "token",
-        "token_file",
-    }
-)
-_PATH_KEYS = frozenset({"output", "client_secret_file", "token_file", *(f"{f}_file" for f in _ID_FIELDS)})
-
-
-class _Layer:
-    """One source of options: its values by key and how to name a key in messages."""
-
-    def __init__(self, name: str, values: Mapping[str, Any], label: Callable[[str], str]) -> None:
-        self.name = name
-        self.values = dict(values)
-        self.label = label
-
-
-def _option_label(key: str) -> str:
-    return "--" + key.replace("_", "-")
-
-
-def _load_config(path: Path) -> _Layer:
-    try:
-        with path.open("rb") as file:
-            raw = tomllib.load(file)
-    except OSError as exc:
-        raise _UsageError(f"cannot read the config file {path}: {exc.strerror or exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise _UsageError(f"the config file {path} is not valid TOML: {exc}") from None
-    values: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = key.replace("-", "_")
-        if name not in _CONFIG_KEYS:
-            raise _UsageError(f"unknown key {key!r} in the config file {path}")
-        if name in _PATH_KEYS:
-            if not isinstance(value, str):
-                raise _UsageError(f"{key} in the config file {path} must be a string path")
-            value = str(path.parent / Path(value).expanduser())
-        values[name] = value
-    if ("client_secret" in values or "token" in values) and os.name == "posix":
-        mode = path.stat().st_mode
-        if mode & 0o077:
-            # Printed, not logged: logging is set up once the options (--quiet) are known.
-            print(
-                f"ispring-async export: warning: the config file {path} holds a secret but other users "
-                f"may read it (chmod 600 {path})",
-                file=sys.stderr,
-            )
-    return _Layer(f"the config file {path}", values, lambda key: f"{key} in the config file {path}")
-
-
-def _env_layer(environ: Mapping[str, str]) -> _Layer:
-    values: dict[str, Any] = {}
-    for key, variable in (("base_url", ENV_BASE_URL), ("client_id", ENV_CLIENT_ID)):
-        if environ.get(variable):
-            values[key] = environ[variable]
-    if environ.get(ENV_CLIENT_SECRET):
-        values["client_secret"] = environ[ENV_CLIENT_SECRET]
-    if environ.get(ENV_TOKEN):
-        values["token"] = environ[ENV_TOKEN]
-    if environ.get(ENV_TOKEN_URL):
-        values["token_url"] = environ[ENV_TOKEN_URL]
-    if environ.get(ENV_INCLUDE):
-        values["include"] = environ[ENV_INCLUDE]
-    skip = environ.get(ENV_SKIP_UNKNOWN_IDS, "").strip().lower()
-    if skip:
-        values["skip_unknown_ids"] = {"1": True, "true": True, "yes": True, "0": False, "false": False}.get(
-            skip, skip
-        )
-    names = {
-        "base_url": ENV_BASE_URL,
-        "client_id": ENV_CLIENT_ID,
-        "token_url": ENV_TOKEN_URL,
-        "skip_unknown_ids": ENV_SKIP_UNKNOWN_IDS,
-        "include": ENV_INCLUDE,
-    }
-    return _Layer("the environment", values, lambda key: "$" + names.get(key, key.upper()))
-
-
-def _first(layers: Sequence[_Layer], key: str) -> tuple[Any, _Layer] | None:
-    for layer in layers:
-        if key in layer.values:
-            return layer.values[key], layer
-    return None
 
 
 # -- converting values (strings from argv/env, typed values from TOML) ------------------------------------
@@ -405,45 +205,6 @@ def _read_ids(path: str) -> list[str]:
     return ids
 
 
-def _as_int(value: Any, label: str, *, minimum: int, maximum: int | None = None) -> int:
-    try:
-        if isinstance(value, bool | float):
-            raise ValueError
-        number = int(value)
-    except (TypeError, ValueError):
-        raise _UsageError(f"{label} must be a whole number, got {value!r}") from None
-    if number < minimum or (maximum is not None and number > maximum):
-        bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-        raise _UsageError(f"{label} must be {bounds}, got {number}")
-    return number
-
-
-def _as_float(value: Any, label: str, *, positive: bool = True) -> float:
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        number = float(value)
-    except (TypeError, ValueError):
-        raise _UsageError(f"{label} must be a number, got {value!r}") from None
-    if number != number or (positive and number <= 0) or (not positive and number < 0):
-        raise _UsageError(f"{label} must be {'> 0' if positive else '>= 0'}, got {value!r}")
-    return number
-
-
-def _as_bool(value: Any, label: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise _UsageError(f"{label} must be true or false, got {value!r}")
-
-
-def _as_list(value: Any, label: str) -> list[Any]:
-    if isinstance(value, list):
-        return value
-    if isinstance(value, str | int):
-        return [value]
-    raise _UsageError(f"{label} must be a list, got {value!r}")
-
-
 _USER_STATUS_NAMES = {s.name.lower(): s for s in UserStatus}
 
 
@@ -457,24 +218,14 @@ def _as_user_status(value: Any, label: str) -> UserStatus:
         raise _UsageError(f"{label}: {value!r} is not 1/active, 3/blocked or 5/terminated") from None
 
 
-def _as_datetime(value: Any, label: str, *, end: bool) -> datetime:
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            value = date.fromisoformat(text) if len(text) == 10 else datetime.fromisoformat(text)
-        except ValueError:
-            raise _UsageError(
-                f"{label} must be an RFC 3339 date-time or a date (2024-01-31T00:00:00Z, 2024-01-31), "
-                f"got {text!r}"
-            ) from None
+def _as_datetime(bound: Bound, label: str, *, end: bool) -> datetime:
+    value = bound.value
     if isinstance(value, datetime):
         instant = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    elif isinstance(value, date):
+    else:
         # A date as an upper bound means "through that day", as a person reading it would expect.
         start = datetime.combine(value, time(), tzinfo=UTC)
         instant = start + timedelta(days=1, seconds=-1) if end else start
-    else:
-        raise _UsageError(f"{label} must be a date-time, got {value!r}")
     try:
         # Here, naming the option, rather than at a window's edge mid-export (year 10000 ...).
         check_instant(instant, label)
@@ -486,158 +237,136 @@ def _as_datetime(value: Any, label: str, *, end: bool) -> datetime:
 # -- resolution ---------------------------------------------------------------------------------------
 
 
+_ID_FIELDS = ("enrollment_ids", "user_ids", "course_ids", "department_ids")
+_DATE_FIELDS = ("access_date", "due_date", "completion_date")
+
+
 def resolve_settings(
     cli: Mapping[str, Any], environ: Mapping[str, str]
 ) -> tuple[ExportSettings, ProgressMode, float, bool]:
-    """The export settings, progress mode, progress interval and quietness the layers describe."""
-    layers = [_Layer("the command line", cli, _option_label), _env_layer(environ)]
-    if "config" in cli:
-        layers.append(_load_config(Path(cli["config"]).expanduser()))
+    """The export settings, progress mode, progress interval and quietness the layers describe.
 
-    def get(key: str, default: Any = None) -> tuple[Any, str]:
-        found = _first(layers, key)
-        if found is None:
-            return default, _option_label(key)
-        value, layer = found
-        return value, layer.label(key)
+    The layers (command line > environment > config file > defaults) are merged and converted once
+    into ``ExportOptions`` (see options.py); what remains here is what types cannot say.
+    """
+    try:
+        layers = [command_line_layer(cli), env_layer(environ)]
+        if "config" in cli:
+            layers.append(config_layer(Path(cli["config"]).expanduser()))
+        merged, source = merge(layers)
+        options = convert(merged, source)
+    except OptionsError as exc:
+        raise _UsageError(str(exc)) from None
 
-    base_url, _ = get("base_url")
-    if not base_url:
+    def label(key: str) -> str:
+        return source[key].label(key) if key in source else flag_label(key)
+
+    if not options.base_url:
         raise _UsageError(f"no base URL: give --base-url, ${ENV_BASE_URL} or base_url in the config file")
-    output, _ = get("output")
-    if not output:
+    if not options.output:
         raise _UsageError("no output: give --output PATH (or output in the config file)")
-    client_id, client_secret, token = _credentials(layers)
+    client_id, client_secret, token = _credentials(options, source)
 
     query_args: dict[str, Any] = {}
     for field in _ID_FIELDS:
-        # The ids of one layer (listed and from a file) together override those of a lower layer.
-        for layer in layers:
-            if field in layer.values or f"{field}_file" in layer.values:
-                ids = [str(v) for v in _as_list(layer.values.get(field, []), layer.label(field))]
-                if f"{field}_file" in layer.values:
-                    ids += _read_ids(str(layer.values[f"{field}_file"]))
-                if not ids:
-                    raise _UsageError(f"{layer.label(field)}: no ids given")
-                query_args[field] = ids
-                break
-    statuses, label = get("completion_statuses")
-    if statuses is not None:
-        query_args["completion_statuses"] = [str(s) for s in _as_list(statuses, label)]
-    statuses, label = get("user_statuses")
-    if statuses is None:
-        query_args["user_statuses"] = DEFAULT_USER_STATUSES
-    else:
-        query_args["user_statuses"] = [_as_user_status(s, label) for s in _as_list(statuses, label)]
+        listed: list[str] | None = getattr(options, field)
+        from_file: str | None = getattr(options, f"{field}_file")
+        if listed is None and from_file is None:
+            continue
+        ids = list(listed or [])
+        if from_file is not None:
+            ids += _read_ids(from_file)
+        if not ids:
+            raise _UsageError(f"{label(field if listed is not None else f'{field}_file')}: no ids given")
+        query_args[field] = ids
+    if options.completion_statuses is not None:
+        query_args["completion_statuses"] = options.completion_statuses
+    # Without the option, ResultsQuery's own default (active and blocked users) decides, as in the library.
+    if options.user_statuses is not None:
+        query_args["user_statuses"] = [
+            _as_user_status(s, label("user_statuses")) for s in options.user_statuses
+        ]
     for field in _DATE_FIELDS:
-        start, start_label = get(f"{field}_from")
-        end, end_label = get(f"{field}_to")
+        start: Bound | None = getattr(options, f"{field}_from")
+        end: Bound | None = getattr(options, f"{field}_to")
         if start is None and end is None:
             continue
         query_args[field] = DateRange(
-            start=None if start is None else _as_datetime(start, start_label, end=False),
-            end=None if end is None else _as_datetime(end, end_label, end=True),
+            start=None if start is None else _as_datetime(start, label(f"{field}_from"), end=False),
+            end=None if end is None else _as_datetime(end, label(f"{field}_to"), end=True),
         )
     query = ResultsQuery(**query_args)
 
-    split, label = get("split", Split.ADAPTIVE)
-    try:
-        split = Split(split)
-    except ValueError:
-        raise _UsageError(f"{label} must be one of {', '.join(Split)}, got {split!r}") from None
-    concurrency, label = get("concurrency", 8)
-    fanout_args: dict[str, Any] = {"split": split, "concurrency": _as_int(concurrency, label, minimum=1)}
-    earliest, label = get("earliest")
-    if earliest is not None:
-        fanout_args["earliest"] = _as_datetime(earliest, label, end=False)
-    rate_limit, label = get("rate_limit")
-    if rate_limit is not None:
-        fanout_args["rate_limit"] = _as_float(rate_limit, label)
-    page_size, label = get("page_size", 1000)
-    response_format, label_rf = get("response_format", ResponseFormat.XML)
-    try:
-        response_format = ResponseFormat(response_format)
-    except ValueError:
-        raise _UsageError(f"{label_rf} must be xml or json, got {response_format!r}") from None
-    attempts, label_a = get("retry_attempts", RetryPolicy.attempts)
-    max_wait, label_w = get("retry_max_wait", RetryPolicy.maximum)
-    max_wait = _as_float(max_wait, label_w, positive=False)
+    fanout = FanOutOptions(
+        split=options.split,
+        concurrency=options.concurrency,
+        rate_limit=options.rate_limit,
+        earliest=None
+        if options.earliest is None
+        else _as_datetime(options.earliest, label("earliest"), end=False),
+    )
+    max_wait = options.retry_max_wait
     # The longest wait caps a server's Retry-After too: a nightly job that must finish by morning can
     # bound every pause; the default (30 s) still honours what rate limits announce in practice.
     retry = RetryPolicy(
-        attempts=_as_int(attempts, label_a, minimum=1),
-        initial=min(RetryPolicy.initial, max_wait),
+        attempts=options.retry_attempts,
+        initial=min(DEFAULT_RETRY.initial, max_wait),
         maximum=max_wait,
         max_retry_after=max_wait,
     )
-    max_pages, label_m = get("max_pages_per_chain", DEFAULT_MAX_PAGES)
-    fmt, label_f = get("format")
-    if fmt is not None and fmt not in FORMATS:
-        raise _UsageError(f"{label_f} must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    insecure, label_i = get("allow_insecure_http", False)
-    resume, label_r = get("resume", False)
-    token_url, label_t = get("token_url")
-    if token_url is not None and (not isinstance(token_url, str) or not token_url):
-        raise _UsageError(f"{label_t} must be a URL or a path, got {token_url!r}")
-    skip_unknown, label_s = get("skip_unknown_ids", False)
-    include, label_in = get("include", "results")
+    if options.format is not None and options.format not in FORMATS:
+        raise _UsageError(f"{label('format')} must be one of {', '.join(FORMATS)}, got {options.format!r}")
+    if options.token_url is not None and not options.token_url:
+        raise _UsageError(f"{label('token_url')} must be a URL or a path, got {options.token_url!r}")
+    include = [options.include] if isinstance(options.include, str) else options.include
     try:
-        names = [n for item in _as_list(include, label_in) for n in str(item).split(",")]
-        datasets = tuple(d.name for d in select_datasets(names))
+        datasets = tuple(d.name for d in select_datasets(n for item in include for n in item.split(",")))
     except ConfigurationError as exc:
-        raise _UsageError(f"{label_in}: {exc}") from None
+        raise _UsageError(f"{label('include')}: {exc}") from None
     settings = ExportSettings(
-        base_url=str(base_url),
+        base_url=options.base_url,
         client_id=client_id,
         client_secret=client_secret,
         token=token,
-        allow_insecure_http=_as_bool(insecure, label_i),
-        token_url=token_url,
-        skip_unknown_ids=_as_bool(skip_unknown, label_s),
+        allow_insecure_http=options.allow_insecure_http,
+        token_url=options.token_url,
+        skip_unknown_ids=options.skip_unknown_ids,
         query=query,
-        fanout=FanOutOptions(**fanout_args),
-        page_size=_as_int(page_size, label, minimum=1, maximum=MAX_PAGE_SIZE),
-        response_format=response_format,
+        fanout=fanout,
+        page_size=options.page_size,
+        response_format=options.response_format,
         retry=retry,
-        max_pages_per_chain=_as_int(max_pages, label_m, minimum=1),
-        output=Path(str(output)).expanduser(),
-        format=fmt,
-        resume=_as_bool(resume, label_r),
+        max_pages_per_chain=options.max_pages_per_chain,
+        output=Path(options.output).expanduser(),
+        format=options.format,
+        resume=options.resume,
         include=datasets,
     )
-    mode, label = get("progress", ProgressMode.AUTO)
-    try:
-        mode = ProgressMode(mode)
-    except ValueError:
-        raise _UsageError(f"{label} must be one of {', '.join(ProgressMode)}, got {mode!r}") from None
-    interval, label = get("progress_interval", 10.0)
-    quiet, label_q = get("quiet", False)
-    return settings, mode, _as_float(interval, label), _as_bool(quiet, label_q)
+    return settings, options.progress, options.progress_interval, options.quiet
 
 
-def _credentials(layers: Sequence[_Layer]) -> tuple[str | None, str | None, str | None]:
-    """(client_id, client_secret, token) from the highest layer that gives a secret or a token."""
-    for layer in layers:
-        secret = layer.values.get("client_secret")
-        if "client_secret_file" in layer.values and secret is None:
-            secret = _read_secret(str(layer.values["client_secret_file"]), "client secret")
-        token = layer.values.get("token")
-        if "token_file" in layer.values and token is None:
-            token = _read_secret(str(layer.values["token_file"]), "token")
-        if secret is None and token is None:
-            continue
-        if secret is not None and token is not None:
-            raise _UsageError(f"{layer.name} gives both a client secret and a token; give one of them")
-        if not isinstance(secret or token, str):
-            raise _UsageError(f"the secret in {layer.name} must be a string")
-        if token is not None:
-            return None, None, token
-        found = _first(layers, "client_id")
-        if found is None or not found[0]:
+def _credentials(
+    options: ExportOptions, source: Mapping[str, Layer]
+) -> tuple[str | None, str | None, str | None]:
+    """(client_id, client_secret, token) from the one layer that gives a secret or a token (see merge)."""
+    secret = options.client_secret
+    if secret is None and options.client_secret_file is not None:
+        secret = _read_secret(options.client_secret_file, "client secret")
+    token = options.token
+    if token is None and options.token_file is not None:
+        token = _read_secret(options.token_file, "token")
+    if secret is not None and token is not None:
+        names = ("client_secret", "client_secret_file", "token", "token_file")
+        layer = next(source[n] for n in names if n in source)
+        raise _UsageError(f"{layer.name} gives both a client secret and a token; give one of them")
+    if token is not None:
+        return None, None, token
+    if secret is not None:
+        if not options.client_id:
             raise _UsageError(
                 f"no client id: give --client-id, ${ENV_CLIENT_ID} or client_id in the config file"
             )
-        return str(found[0]), secret, None
+        return options.client_id, secret, None
     raise _UsageError(
         f"no credentials: set ${ENV_CLIENT_ID} and ${ENV_CLIENT_SECRET}, or give --client-secret-file, "
         f"--token-file, or client_secret / token in the --config file"

@@ -19,6 +19,7 @@ In pytest: the ``ispring_emulator`` fixture.
 
 from __future__ import annotations
 
+from ispring_async._public import publish
 from ispring_async.emulator._config import EmulatorConfig, Fault, Faults, XmlLayout
 from ispring_async.emulator._dataset import Dataset
 from ispring_async.emulator._process import EmulatorProcess, serve_in_process
@@ -41,3 +42,6 @@ __all__ = [
     "serve_in_process",
     "serve_in_thread",
 ]
+
+publish(globals(), __all__, __name__)
+del publish

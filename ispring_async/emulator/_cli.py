@@ -25,27 +25,27 @@ Latency: ``--latency`` (fixed), ``--latency-jitter`` (uniform) and ``--latency-m
 from __future__ import annotations
 
 import argparse
+import ast
 import asyncio
 import contextlib
+import dataclasses
+import inspect
 import os
 import signal
 import sys
 import time
+import types
+import typing
 from collections.abc import Sequence
+from typing import Any, Literal
 
+from ispring_async.emulator import _config as _config_module
 from ispring_async.emulator._config import EmulatorConfig, Fault, Faults, XmlLayout
 from ispring_async.emulator._server import Emulator
 
 __all__ = ["build_config", "main", "parser"]
 
 _SECRET_ENV = "ISPRING_CLIENT_SECRET"  # noqa: S105 - the name of a variable, not a secret
-
-
-def _probability(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability in [0, 1]")
-    return value
 
 
 def _script(text: str) -> tuple[tuple[str, int], Fault]:
@@ -60,8 +60,92 @@ def _script(text: str) -> tuple[tuple[str, int], Fault]:
         ) from None
 
 
+# -- the options, generated from the config's fields ------------------------------------------------------
+#
+# Every field of EmulatorConfig, Faults and XmlLayout that one value on a command line can give becomes an
+# option: its flag is the field's name (XmlLayout's with an ``xml-`` prefix), its help the first sentence
+# of the field's docstring, its type, choices and default the field's own. Only what the fields cannot say
+# is written here: the few flags kept from before the generation, the switch that turns a default-on
+# field off, and the command's one default that differs from the library's (a bigger dataset).
+
+_STRUCTS: tuple[tuple[type, str, str], ...] = (
+    (EmulatorConfig, "data", ""),
+    (Faults, "faults (probabilities per request; see ispring_async.emulator.Faults)", ""),
+    (XmlLayout, "XML layout (the records are the same; see ispring_async.emulator.XmlLayout)", "xml-"),
+)
+_FLAGS: dict[tuple[type, str], str] = {
+    (EmulatorConfig, "blocked_user_share"): "--blocked-share",
+    (EmulatorConfig, "one_sided_ranges"): "--reject-one-sided-ranges",  # on by default: the flag turns it off
+    (Faults, "seed"): "--fault-seed",
+    (Faults, "on_token"): "--faults-on-token",
+    (XmlLayout, "cdata_share"): "--xml-cdata",
+    (XmlLayout, "nested_share"): "--xml-nested",
+}
+_COMMAND_DEFAULTS: dict[tuple[type, str], object] = {(EmulatorConfig, "results"): 100_000}
+_SPECIAL = {"client_secret", "faults", "xml_layout", "extra_clients", "script"}
+
+
+def _docstrings(cls: type) -> dict[str, str]:
+    """Each field's docstring (the string literal after its annotation in the class body), first sentence."""
+    found: dict[str, str] = {}
+    try:
+        # The defining module's source: ``cls.__module__`` names the public package (see _public.py).
+        source = inspect.getsource(_config_module)
+    except OSError:  # pragma: no cover - installed without sources: options without help
+        return found
+    tree = ast.parse(source)
+    body = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
+    for node, after in zip(body.body, body.body[1:], strict=False):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            text = " ".join(after.value.value.replace("``", "").split())
+            found[node.target.id] = text.split(". ", 1)[0].rstrip(".")
+    return found
+
+
+def _options() -> list[tuple[type, dataclasses.Field[Any], str, str, dict[str, Any]]]:
+    """(struct, field, group, flag, add_argument keywords) for every generated option."""
+    found = []
+    for cls, group, prefix in _STRUCTS:
+        hints = typing.get_type_hints(cls)
+        docs = _docstrings(cls)
+        for field in dataclasses.fields(cls):
+            if field.name in _SPECIAL:
+                continue
+            kind = hints[field.name]
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(args) == 1:
+                kind = args[0]
+            default: Any = _COMMAND_DEFAULTS.get((cls, field.name), field.default)
+            flag = _FLAGS.get((cls, field.name), "--" + prefix + field.name.replace("_", "-"))
+            help = docs.get(field.name, "")
+            options: dict[str, Any] = {"dest": f"{cls.__name__}.{field.name}"}
+            if kind is bool:
+                options["action"] = "store_false" if default else "store_true"
+                help = f"turn off what is on by default: {help[:1].lower()}{help[1:]}" if default else help
+            elif typing.get_origin(kind) is Literal:
+                options["choices"] = [str(v) for v in typing.get_args(kind)]
+            elif kind in (int, float, str):
+                options["type"] = kind
+                options["metavar"] = {int: "N", float: "X", str: "TEXT"}[kind]
+            else:
+                continue
+            if kind is not bool:
+                help += f" (default {default})" if default is not None else ""
+            options["help"] = help.replace("%", "%%")
+            if (cls, field.name) in _COMMAND_DEFAULTS:
+                options["default"] = default
+            found.append((cls, field, group, flag, options))
+    return found
+
+
 def parser() -> argparse.ArgumentParser:
-    """The command's argument parser."""
+    """The command's argument parser: the options of the command itself, then one per config field."""
     p = argparse.ArgumentParser(
         prog="ispring-async emulator",
         description=(
@@ -71,184 +155,50 @@ def parser() -> argparse.ArgumentParser:
         # The module docstring's variants and latency paragraphs: one description for both audiences.
         epilog=(__doc__ or "").split("\n\n", 2)[2].replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # Unset options stay unset: the config's own defaults apply, declared once, in the config.
+        argument_default=argparse.SUPPRESS,
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (0: a free one; default 8080)")
-    data = p.add_argument_group("data")
-    data.add_argument("--results", type=int, default=100_000, help="result rows (default 100000)")
-    data.add_argument("--seed", type=int, default=1, help="dataset seed (default 1)")
-    data.add_argument("--departments", type=int, default=40, help="departments (default 40)")
-    data.add_argument("--department-depth", type=int, default=4, help="levels of the tree (default 4)")
-    data.add_argument("--courses", type=int, default=None, help="courses (default: derived from --results)")
-    data.add_argument("--blocked-share", type=float, default=0.1, help="share of blocked users (default 0.1)")
-    data.add_argument(
-        "--row-cache-rows",
-        type=int,
-        default=EmulatorConfig.row_cache_rows,
-        metavar="N",
-        help="cache the rendered bytes of rows below N, per format (~0.5 KiB a row; 0: off; "
-        f"default {EmulatorConfig.row_cache_rows})",
+    p.add_argument(
+        "--ground-truth", default=None, metavar="PATH", help="write every row (all user statuses) as JSONL"
     )
-    data.add_argument("--ground-truth", metavar="PATH", help="write every row (all user statuses) as JSONL")
-    auth = p.add_argument_group("credentials")
-    auth.add_argument("--client-id", default="emulator-client")
-    auth.add_argument(
-        "--client-secret", default=None, help=f"default: ${_SECRET_ENV}, else 'emulator-secret'"
-    )
-    auth.add_argument("--token-lifetime", type=float, default=1800.0, help="seconds (default 1800)")
-    variant = p.add_argument_group("API variants (the unknowns of ispring-api.md)")
-    variant.add_argument("--max-page-size", type=int, default=1000)
-    variant.add_argument("--subdepartment-matching", action="store_true", help="departmentIds match subtrees")
-    variant.add_argument("--overdue-style", choices=("digits", "words"), default="digits")
-    variant.add_argument("--empty-last-token", action="store_true", help="last page sends <nextPageToken/>")
-    variant.add_argument("--lenient-lists", action="store_true", help="bare repeated userIds= collect all")
-    variant.add_argument(
-        "--reject-one-sided-ranges", action="store_true", help="400 for a date range with one bound only"
-    )
-    variant.add_argument(
-        "--unknown-ids",
-        choices=("match-nothing", "400"),
-        default="match-nothing",
-        help="an id list holding an unknown id matches nothing for it (default) or fails with 400",
-    )
-    variant.add_argument(
-        "--vanished-departments",
-        type=int,
-        default=0,
-        metavar="N",
-        help="N departments listed by /departments that /learners/results does not know (default 0)",
-    )
-    variant.add_argument(
-        "--path-prefix",
-        default="",
-        metavar="PATH",
-        help="serve /learners/results and /departments under PATH, e.g. /api/v2 (the token stays put)",
-    )
-    variant.add_argument(
-        "--token-path",
-        default=EmulatorConfig.token_path,
-        metavar="PATH",
-        help=f"where POST gets a token (default {EmulatorConfig.token_path}, at the host root)",
-    )
-    layout = p.add_argument_group(
-        "XML layout (the records are the same; see ispring_async.emulator.XmlLayout)"
-    )
-    layout.add_argument("--xml-lines", action="store_true", help="one element per line (the seed sample's)")
-    layout.add_argument("--xml-indent", type=int, default=0, metavar="N", help="indent N spaces per level")
-    layout.add_argument("--xml-cdata", type=_probability, default=0.0, metavar="SHARE", help="CDATA titles")
-    layout.add_argument(
-        "--xml-nested", type=_probability, default=0.0, metavar="SHARE", help="unknown nested elements"
-    )
-    layout.add_argument("--xml-attributes", action="store_true", help="attributes on some elements")
-    layout.add_argument("--xml-comments", action="store_true", help="a comment in every record")
-    layout.add_argument("--xml-crlf", action="store_true", help="CRLF line ends")
-    layout.add_argument("--xml-mixed-overdue", action="store_true", help="isOverdue as 0/1 and false/true")
-    faults = p.add_argument_group("faults (probabilities per request; see ispring_async.emulator.Faults)")
-    faults.add_argument("--fault-seed", type=int, default=0)
-    faults.add_argument("--faults-on-token", action="store_true", help="also inject into POST /api/v3/token")
-    faults.add_argument("--script", type=_script, action="append", default=[], metavar="ENDPOINT:N=FAULT")
-    faults.add_argument("--latency", type=float, default=0.0, help="seconds per request")
-    faults.add_argument("--latency-jitter", type=float, default=0.0, help="extra uniform seconds")
-    faults.add_argument(
-        "--latency-median",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="extra lognormal wait per request with this median (default 0: none)",
-    )
-    faults.add_argument(
-        "--latency-p99",
-        type=float,
+    p.add_argument(
+        "--ground-truth-modules",
         default=None,
-        metavar="SECONDS",
-        help="the lognormal wait's 99th percentile (default 4x the median)",
+        metavar="PATH",
+        help="write every module result (all user statuses) as JSONL",
     )
-    faults.add_argument("--trickle", type=_probability, default=0.0)
-    faults.add_argument("--trickle-chunk", type=int, default=64, help="bytes")
-    faults.add_argument("--trickle-delay", type=float, default=0.01, help="seconds")
-    faults.add_argument("--rate-limited", type=_probability, default=0.0, help="429 with Retry-After")
-    faults.add_argument("--retry-after", type=float, default=1.0)
-    faults.add_argument("--retry-after-style", choices=("seconds", "http-date"), default="seconds")
-    faults.add_argument("--server-error", type=_probability, default=0.0, help="500")
-    faults.add_argument("--bad-gateway", type=_probability, default=0.0, help="502")
-    faults.add_argument("--unavailable", type=_probability, default=0.0, help="503")
-    faults.add_argument("--reset", type=_probability, default=0.0, help="connection reset mid-body")
-    faults.add_argument("--truncate", type=_probability, default=0.0, help="body cut short")
-    faults.add_argument("--truncate-style", choices=("content-length", "chunked"), default="content-length")
-    faults.add_argument("--cut-at", type=float, default=0.5, help="fraction of the body sent before a cut")
-    faults.add_argument("--malformed", type=_probability, default=0.0, help="malformed XML/JSON")
-    faults.add_argument("--html", type=_probability, default=0.0, help="200 with an HTML page")
-    faults.add_argument("--rate-limit", type=float, default=None, help="requests/s per token, then 429")
-    faults.add_argument("--token-expire-after", type=float, default=None, help="seconds")
-    faults.add_argument("--inserts-per-request", type=int, default=0)
-    faults.add_argument("--updates-per-request", type=int, default=0)
-    p.add_argument("--uvloop", action="store_true", help="serve on uvloop")
+    p.add_argument(
+        "--ground-truth-users", default=None, metavar="PATH", help="write every user profile as JSONL"
+    )
+    p.add_argument("--client-secret", default=None, help=f"default: ${_SECRET_ENV}, else 'emulator-secret'")
+    p.add_argument("--uvloop", action="store_true", default=False, help="serve on uvloop")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for _cls, _field, group, flag, options in _options():
+        if group not in groups:
+            groups[group] = p.add_argument_group(group)
+        groups[group].add_argument(flag, **options)
+    groups[_STRUCTS[1][1]].add_argument(
+        "--script", type=_script, action="append", default=[], metavar="ENDPOINT:N=FAULT",
+        help="this fault on the Nth request of ENDPOINT (repeatable)",
+    )  # fmt: skip
     return p
 
 
 def build_config(args: argparse.Namespace) -> EmulatorConfig:
-    """The ``EmulatorConfig`` the parsed arguments describe."""
+    """The ``EmulatorConfig`` the parsed arguments describe (unset fields keep the config's defaults)."""
+    given: dict[type, dict[str, Any]] = {cls: {} for cls, _, _ in _STRUCTS}
+    values = vars(args)
+    for cls, field, _group, _flag, options in _options():
+        if options["dest"] in values:
+            given[cls][field.name] = values[options["dest"]]
     secret = args.client_secret or os.environ.get(_SECRET_ENV) or "emulator-secret"
-    faults = Faults(
-        seed=args.fault_seed,
-        on_token=args.faults_on_token,
-        script=dict(args.script),
-        latency=args.latency,
-        latency_jitter=args.latency_jitter,
-        latency_median=args.latency_median,
-        latency_p99=args.latency_p99,
-        trickle=args.trickle,
-        trickle_chunk=args.trickle_chunk,
-        trickle_delay=args.trickle_delay,
-        rate_limited=args.rate_limited,
-        retry_after=args.retry_after,
-        retry_after_style=args.retry_after_style,
-        server_error=args.server_error,
-        bad_gateway=args.bad_gateway,
-        unavailable=args.unavailable,
-        reset=args.reset,
-        truncate=args.truncate,
-        truncate_style=args.truncate_style,
-        cut_at=args.cut_at,
-        malformed=args.malformed,
-        html=args.html,
-        rate_limit=args.rate_limit,
-        token_expire_after=args.token_expire_after,
-        inserts_per_request=args.inserts_per_request,
-        updates_per_request=args.updates_per_request,
-    )
     return EmulatorConfig(
-        results=args.results,
-        seed=args.seed,
-        departments=args.departments,
-        department_depth=args.department_depth,
-        courses=args.courses,
-        blocked_user_share=args.blocked_share,
-        client_id=args.client_id,
+        **given[EmulatorConfig],
         client_secret=secret,
-        token_lifetime=args.token_lifetime,
-        max_page_size=args.max_page_size,
-        subdepartment_matching=args.subdepartment_matching,
-        overdue_style=args.overdue_style,
-        empty_last_token=args.empty_last_token,
-        lenient_lists=args.lenient_lists,
-        one_sided_ranges=not args.reject_one_sided_ranges,
-        unknown_ids=args.unknown_ids,
-        vanished_departments=args.vanished_departments,
-        path_prefix=args.path_prefix,
-        token_path=args.token_path,
-        row_cache_rows=args.row_cache_rows,
-        xml_layout=XmlLayout(
-            lines=args.xml_lines,
-            indent=args.xml_indent,
-            cdata_share=args.xml_cdata,
-            nested_share=args.xml_nested,
-            attributes=args.xml_attributes,
-            comments=args.xml_comments,
-            crlf=args.xml_crlf,
-            mixed_overdue=args.xml_mixed_overdue,
-        ),
-        faults=faults,
+        xml_layout=XmlLayout(**given[XmlLayout]),
+        faults=Faults(**given[Faults], script=dict(args.script)),
     )
 
 
@@ -291,6 +241,13 @@ def main(argv: Sequence[str]) -> int:
         every_status = [("userStatuses[]", "1"), ("userStatuses[]", "3"), ("userStatuses[]", "5")]
         count = emulator.write_expected_results(every_status, args.ground_truth)
         print(f"ground truth: {count} rows written to {args.ground_truth}", flush=True)
+    if args.ground_truth_modules:
+        every_status = [("userStatuses[]", "1"), ("userStatuses[]", "3"), ("userStatuses[]", "5")]
+        count = emulator.write_expected_module_results(every_status, args.ground_truth_modules)
+        print(f"ground truth: {count} module results written to {args.ground_truth_modules}", flush=True)
+    if args.ground_truth_users:
+        count = emulator.write_expected_users([], args.ground_truth_users)
+        print(f"ground truth: {count} users written to {args.ground_truth_users}", flush=True)
     from_env = args.client_secret is None and _SECRET_ENV in os.environ
     secret_shown = f"(from ${_SECRET_ENV})" if from_env else config.client_secret
     if args.uvloop:

@@ -164,7 +164,8 @@ class Renderer:
             if layout is None or layout.compact
             else _Layout(layout, overdue_words, list_tag="userProfiles")
         )
-        self._overdue_words = overdue_words
+        # Module row renderers, per format and catalog (their fragments are built once).
+        self._module_rows: dict[tuple[Format, int], Callable[[int, int], bytes]] = {}
         self.row_cache_rows = row_cache_rows
         # Per format, the rendered bytes of row ``pos`` (``None``: not rendered since the last change).
         # One renderer holds one variant, so XML rows of the two overdue styles never share a cache.
@@ -414,10 +415,12 @@ class Renderer:
         """A module results page in chunks (``items`` are ``(position, module index)``); ``token`` as
         in ``results``. XML layouts apply as to results pages: the record element is ``<result>``."""
         layout = self._layout if fmt == "xml" else None
-        render = self._module_xml if fmt == "xml" else self._module_json
+        render = self._module_rows.get((fmt, id(catalog)))
+        if render is None:
+            render = self._module_rows[fmt, id(catalog)] = self._module_row(fmt, catalog)
         out = [(_XML_HEAD if layout is None else layout.head) if fmt == "xml" else b'{"results":[']
         for n, (pos, k) in enumerate(items, 1):
-            row = render(catalog, pos, k)
+            row = render(pos, k)
             if layout is not None:
                 # A row's variant is picked by a hash of its place, so every module gets its own.
                 row = layout.row(row, pos * 8 + k)
@@ -438,53 +441,72 @@ class Renderer:
             return layout.tail(token_element)
         return f"</{list_tag}>\n".encode() + token_element + b"</response>\n"
 
-    def _module_fields(self, catalog: ModuleCatalog, pos: int, k: int) -> list[tuple[str, str, bool]]:
-        """``(name, text, is_string)`` of one module result, in the schema's order."""
-        ds, scores = self.ds, self._scores
-        module = catalog.modules_of(pos)[k]
-        v = catalog.values(pos, k)
-        fields = [
-            ("userId", ds.user_ids[ds.r_user[pos]], True),
-            ("courseId", ds.course_ids[ds.r_course[pos]], True),
-            ("moduleId", catalog.module_ids[module], True),
-            ("moduleTitle", catalog.module_titles[module], True),
-            ("courseItemId", catalog.course_item_ids[module], True),
-        ]
-        if ds.r_flags[pos] & 1:
-            fields.append(("enrollmentId", ds.enrollment_id(pos), True))
-        fields.append(("accessDate", date_text(v.access), True))
-        for name, value in (
-            ("dueDate", v.due),
-            ("expirationDate", v.expiration),
-            ("completionDate", v.completion),
-        ):
-            if value:
-                fields.append((name, date_text(value), True))
-        fields.append(("timeSpent", str(v.spent), False))
-        fields.append(("completionStatus", STATUSES[v.status], True))
-        if v.awarded >= 0:
-            fields.append(("awardedScore", scores[v.awarded], False))
-            fields.append(("passingScore", scores[catalog.module_passing[module]], False))
-        fields.append(("progress", scores[v.progress], False))
-        overdue = catalog.is_overdue(v)
-        fields.append(("isOverdue", "true" if overdue else "false", False))
-        fields.append(("viewsCount", str(v.views), False))
-        return fields
-
-    def _module_xml(self, catalog: ModuleCatalog, pos: int, k: int) -> bytes:
-        out = ["<result>"]
-        for name, text, _ in self._module_fields(catalog, pos, k):
-            if name == "isOverdue" and not self._overdue_words:
-                text = "1" if text == "true" else "0"
-            out.append(f"<{name}>{xml_escape(text)}</{name}>")
-        out.append("</result>\n")
-        return "".join(out).encode()
-
-    def _module_json(self, catalog: ModuleCatalog, pos: int, k: int) -> bytes:
-        fields = self._module_fields(catalog, pos, k)
-        return msgspec.json.encode(
-            {name: text if quoted else msgspec.Raw(text.encode()) for name, text, quoted in fields}
+    def _module_row(self, fmt: Format, catalog: ModuleCatalog) -> Callable[[int, int], bytes]:
+        """A function rendering module ``k`` of the enrollment at ``pos`` in ``fmt``, in the schema's
+        field order. The results' per-entity fragments are reused; a module's own (ids, escaped
+        title, passing score) are rendered once per catalog, as the results' are per dataset."""
+        syntax, ds, scores = self._syntax[fmt], self.ds, self._scores
+        titles = catalog.module_titles
+        if fmt == "xml":
+            courses = [f"<courseId>{cid}</courseId>" for cid in ds.course_ids]
+            modules = [
+                f"<moduleId>{mid}</moduleId><moduleTitle>{xml_escape(titles[m])}</moduleTitle>"
+                f"<courseItemId>{catalog.course_item_ids[m]}</courseItemId>"
+                for m, mid in enumerate(catalog.module_ids)
+            ]
+            passing = [
+                f"<passingScore>{scores[p]}</passingScore>" if p >= 0 else "" for p in catalog.module_passing
+            ]
+        else:
+            courses = [f',"courseId":"{cid}"' for cid in ds.course_ids]
+            modules = [
+                f',"moduleId":"{mid}","moduleTitle":{json_string(titles[m])}'
+                f',"courseItemId":"{catalog.course_item_ids[m]}"'
+                for m, mid in enumerate(catalog.module_ids)
+            ]
+            passing = [f',"passingScore":{scores[p]}' if p >= 0 else "" for p in catalog.module_passing]
+        users, statuses, overdue, enrollment, row_end = (
+            syntax.users,
+            syntax.statuses,
+            syntax.overdue,
+            syntax.enrollment,
+            syntax.row_end,
         )
+        access_t, due_t, expiration_t, completion_t = syntax.dates
+        spent_t, progress_t, awarded_t, views_t = syntax.numbers
+        r_user, r_course, r_flags, hi, lo = ds.r_user, ds.r_course, ds.r_flags, ds.hi, ds.lo
+        course_modules, values, is_overdue = catalog.course_modules, catalog.values, catalog.is_overdue
+
+        def render(pos: int, k: int) -> bytes:
+            v = values(pos, k)
+            course = r_course[pos]
+            module = course_modules[course][k]
+            out = [users[r_user[pos]], courses[course], modules[module]]
+            if r_flags[pos] & 1:
+                high, low = hi[pos], lo[pos]
+                out.append(
+                    enrollment
+                    % (high >> 32, (high >> 16) & 0xFFFF, high & 0xFFFF, low >> 48, low & 0xFFFFFFFFFFFF)
+                )
+            out.append(access_t % date_text(v.access))
+            if v.due:
+                out.append(due_t % date_text(v.due))
+            if v.expiration:
+                out.append(expiration_t % date_text(v.expiration))
+            if v.completion:
+                out.append(completion_t % date_text(v.completion))
+            out.append(spent_t % v.spent)
+            out.append(statuses[v.status])
+            if v.awarded >= 0:
+                out.append(awarded_t % scores[v.awarded])
+                out.append(passing[module])
+            out.append(progress_t % scores[v.progress])
+            out.append(overdue[is_overdue(v)])
+            out.append(views_t % v.views)
+            out.append(row_end)
+            return "".join(out).encode()
+
+        return render
 
     # -- users ----------------------------------------------------------------------------------
 

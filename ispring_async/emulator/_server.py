@@ -24,9 +24,10 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 from aiohttp import web
@@ -44,7 +45,10 @@ from ispring_async.emulator._config import EmulatorConfig, Fault
 from ispring_async.emulator._dataset import STATUSES, Dataset, _utc
 from ispring_async.emulator._modules import ModuleCatalog
 from ispring_async.emulator._query import (
+    ModuleResultsFilter,
     QueryError,
+    ResultsFilter,
+    UsersFilter,
     encode_module_page_token,
     encode_page_token,
     module_unknown_ids_message,
@@ -66,6 +70,8 @@ from ispring_async.emulator._render import Format, Renderer, error_body, html_pa
 from ispring_async.emulator._users import FIELD_NAMES, ROLES, UserDirectory
 
 __all__ = ["Emulator", "EmulatorStats", "running_emulator", "serve_in_thread"]
+
+Q = TypeVar("Q")
 
 logger = logging.getLogger("ispring_async.emulator")
 
@@ -299,48 +305,36 @@ class Emulator:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _select_all(self, params: Params) -> list[int]:
-        pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
-        pairs = [(k, v) for k, v in pairs if k not in ("pageSize", "pageToken")]
-        config = self.config
-        query = parse_results(
-            pairs,
-            lenient=config.lenient_lists,
-            max_page_size=config.max_page_size,
-            one_sided_ranges=config.one_sided_ranges,
-            exclusive_end=config.exclusive_end,
-        )
-        if config.unknown_ids == "400":
-            message = unknown_ids_message(self.dataset, query)
+    def _truth_query(
+        self,
+        params: Params,
+        parse: Callable[[Iterable[tuple[str, str]]], Q],
+        unknown: Callable[[Q], str | None],
+    ) -> Q:
+        """A ground-truth query parsed and checked exactly as its endpoint would (``pageSize`` and
+        ``pageToken`` ignored); an invalid one raises ``QueryError`` with the API's message."""
+        query = parse(_without_page(params))
+        if self.config.unknown_ids == "400":
+            message = unknown(query)
             if message is not None:
                 raise QueryError(message)
-        return select_all(self.dataset, query, subtree=config.subdepartment_matching)
+        return query
+
+    def _select_all(self, params: Params) -> list[int]:
+        query = self._truth_query(params, self._parse_results, self._unknown_results)
+        return select_all(self.dataset, query, subtree=self.config.subdepartment_matching)
 
     def _select_all_modules(self, params: Params) -> list[tuple[int, int]]:
-        config = self.config
-        query = parse_module_results(
-            _without_page(params),
-            lenient=config.lenient_lists,
-            max_page_size=config.max_page_size,
-            one_sided_ranges=config.one_sided_ranges,
-            exclusive_end=config.exclusive_end,
+        query = self._truth_query(params, self._parse_module_results, self._unknown_module_results)
+        return select_all_modules(
+            self.dataset, self.modules, query, subtree=self.config.subdepartment_matching
         )
-        if config.unknown_ids == "400":
-            message = module_unknown_ids_message(self.dataset, self.modules, query)
-            if message is not None:
-                raise QueryError(message)
-        return select_all_modules(self.dataset, self.modules, query, subtree=config.subdepartment_matching)
 
     def _select_all_users(self, params: Params) -> list[int]:
-        config = self.config
-        query = parse_users(
-            _without_page(params), lenient=config.lenient_lists, max_page_size=config.max_page_size
+        query = self._truth_query(params, self._parse_users, self._unknown_users)
+        return select_all_users(
+            self.dataset, self.directory, query, subtree=self.config.subdepartment_matching
         )
-        if config.unknown_ids == "400":
-            message = users_unknown_ids_message(self.dataset, self.directory, query)
-            if message is not None:
-                raise QueryError(message)
-        return select_all_users(self.dataset, self.directory, query, subtree=config.subdepartment_matching)
 
     def _module_record(self, pos: int, k: int) -> LearnerModuleResult:
         """A module result as the client should decode it, built from the values, not the page text."""
@@ -613,95 +607,114 @@ class Emulator:
         assert token is not None
         return fmt, number, plan, self._rate_limited(token, fmt)
 
-    async def _results(self, request: web.Request) -> web.StreamResponse:
-        fmt, number, plan, early = await self._admit(request, "results")
+    async def _serve_page(
+        self,
+        request: web.Request,
+        endpoint: str,
+        parse: Callable[[Iterable[tuple[str, str]]], Q],
+        unknown: Callable[[Q], str | None],
+        page: Callable[[Format, Q], Iterable[bytes]],
+        *,
+        mutate: bool = False,
+    ) -> web.StreamResponse:
+        """One page of a filtered endpoint, as every one answers: admission (latency, proxy faults,
+        authentication, rate limit), mutations (results only), validation, unknown ids, the body."""
+        fmt, number, plan, early = await self._admit(request, endpoint)
         if early is not None:
             return early
         faults = self.config.faults
-        if number > 1 and (faults.inserts_per_request or faults.updates_per_request):
+        if mutate and number > 1 and (faults.inserts_per_request or faults.updates_per_request):
             rng = random.Random(f"{faults.seed}:mutate:{number}")
             self._mutate(rng, faults.inserts_per_request, faults.updates_per_request)
-        config = self.config
         try:
-            query = parse_results(
-                request.query.items(),
-                lenient=config.lenient_lists,
-                max_page_size=config.max_page_size,
-                one_sided_ranges=config.one_sided_ranges,
-                exclusive_end=config.exclusive_end,
-            )
+            query = parse(request.query.items())
         except QueryError as exc:
             return self._reply(400, fmt, str(exc))
-        ds = self.dataset
-        if config.unknown_ids == "400":
-            message = unknown_ids_message(ds, query)
+        if self.config.unknown_ids == "400":
+            message = unknown(query)
             if message is not None:
                 self.stats.faults["unknown_ids"] += 1
                 return self._reply(400, fmt, message)
-        page, more = select_page(ds, query, subtree=config.subdepartment_matching)
-        next_token = (
-            encode_page_token(ds.key(page[-1])) if more else ("" if config.empty_last_token else None)
-        )
-        content_type = _JSON if fmt == "json" else _XML
-        return await self._send(
-            request, plan, content_type, self._renderer.results(fmt, page, next_token), fmt
+        return await self._send(request, plan, _JSON if fmt == "json" else _XML, page(fmt, query), fmt)
+
+    def _next_token(self, more: bool, token: Callable[[], str]) -> str | None:
+        """The page's ``nextPageToken``: ``token()`` when more rows follow, else none (or ``""``)."""
+        if more:
+            return token()
+        return "" if self.config.empty_last_token else None
+
+    async def _results(self, request: web.Request) -> web.StreamResponse:
+        ds, subtree = self.dataset, self.config.subdepartment_matching
+
+        def page(fmt: Format, query: ResultsFilter) -> Iterable[bytes]:
+            positions, more = select_page(ds, query, subtree=subtree)
+            token = self._next_token(more, lambda: encode_page_token(ds.key(positions[-1])))
+            return self._renderer.results(fmt, positions, token)
+
+        return await self._serve_page(
+            request, "results", self._parse_results, self._unknown_results, page, mutate=True
         )
 
     async def _module_results(self, request: web.Request) -> web.StreamResponse:
-        fmt, _, plan, early = await self._admit(request, "module_results")
-        if early is not None:
-            return early
-        config = self.config
-        try:
-            query = parse_module_results(
-                request.query.items(),
-                lenient=config.lenient_lists,
-                max_page_size=config.max_page_size,
-                one_sided_ranges=config.one_sided_ranges,
-                exclusive_end=config.exclusive_end,
+        ds, catalog, subtree = self.dataset, self.modules, self.config.subdepartment_matching
+
+        def page(fmt: Format, query: ModuleResultsFilter) -> Iterable[bytes]:
+            items, more = select_module_page(ds, catalog, query, subtree=subtree)
+            token = self._next_token(
+                more, lambda: encode_module_page_token(ds.key(items[-1][0]), items[-1][1])
             )
-        except QueryError as exc:
-            return self._reply(400, fmt, str(exc))
-        ds, catalog = self.dataset, self.modules
-        if config.unknown_ids == "400":
-            message = module_unknown_ids_message(ds, catalog, query)
-            if message is not None:
-                self.stats.faults["unknown_ids"] += 1
-                return self._reply(400, fmt, message)
-        page, more = select_module_page(ds, catalog, query, subtree=config.subdepartment_matching)
-        next_token = (
-            encode_module_page_token(ds.key(page[-1][0]), page[-1][1])
-            if more
-            else ("" if config.empty_last_token else None)
+            return self._renderer.module_results(fmt, catalog, items, token)
+
+        return await self._serve_page(
+            request, "module_results", self._parse_module_results, self._unknown_module_results, page
         )
-        chunks = self._renderer.module_results(fmt, catalog, page, next_token)
-        return await self._send(request, plan, _JSON if fmt == "json" else _XML, chunks, fmt)
 
     async def _users(self, request: web.Request) -> web.StreamResponse:
-        fmt, _, plan, early = await self._admit(request, "users")
-        if early is not None:
-            return early
-        config = self.config
-        try:
-            query = parse_users(
-                request.query.items(), lenient=config.lenient_lists, max_page_size=config.max_page_size
+        ds, directory, subtree = self.dataset, self.directory, self.config.subdepartment_matching
+
+        def page(fmt: Format, query: UsersFilter) -> Iterable[bytes]:
+            users, more = select_users_page(ds, directory, query, subtree=subtree)
+            token = self._next_token(
+                more, lambda: encode_page_token(int(ds.user_ids[users[-1]].replace("-", ""), 16))
             )
-        except QueryError as exc:
-            return self._reply(400, fmt, str(exc))
-        ds, directory = self.dataset, self.directory
-        if config.unknown_ids == "400":
-            message = users_unknown_ids_message(ds, directory, query)
-            if message is not None:
-                self.stats.faults["unknown_ids"] += 1
-                return self._reply(400, fmt, message)
-        page, more = select_users_page(ds, directory, query, subtree=config.subdepartment_matching)
-        next_token = (
-            encode_page_token(int(ds.user_ids[page[-1]].replace("-", ""), 16))
-            if more
-            else ("" if config.empty_last_token else None)
+            return self._renderer.users(fmt, directory, users, token)
+
+        return await self._serve_page(request, "users", self._parse_users, self._unknown_users, page)
+
+    # The query parsers and unknown-id checks of the three filtered endpoints, with this config's
+    # switches: the handlers and the ground truth (``_select_all*``) use the same ones.
+
+    def _parse_results(self, params: Iterable[tuple[str, str]]) -> ResultsFilter:
+        config = self.config
+        return parse_results(
+            params,
+            lenient=config.lenient_lists,
+            max_page_size=config.max_page_size,
+            one_sided_ranges=config.one_sided_ranges,
+            exclusive_end=config.exclusive_end,
         )
-        chunks = self._renderer.users(fmt, directory, page, next_token)
-        return await self._send(request, plan, _JSON if fmt == "json" else _XML, chunks, fmt)
+
+    def _parse_module_results(self, params: Iterable[tuple[str, str]]) -> ModuleResultsFilter:
+        config = self.config
+        return parse_module_results(
+            params,
+            lenient=config.lenient_lists,
+            max_page_size=config.max_page_size,
+            one_sided_ranges=config.one_sided_ranges,
+            exclusive_end=config.exclusive_end,
+        )
+
+    def _parse_users(self, params: Iterable[tuple[str, str]]) -> UsersFilter:
+        return parse_users(params, lenient=self.config.lenient_lists, max_page_size=self.config.max_page_size)
+
+    def _unknown_results(self, query: ResultsFilter) -> str | None:
+        return unknown_ids_message(self.dataset, query)
+
+    def _unknown_module_results(self, query: ModuleResultsFilter) -> str | None:
+        return module_unknown_ids_message(self.dataset, self.modules, query)
+
+    def _unknown_users(self, query: UsersFilter) -> str | None:
+        return users_unknown_ids_message(self.dataset, self.directory, query)
 
     async def _departments(self, request: web.Request) -> web.StreamResponse:
         fmt, _, plan, early = await self._admit(request, "departments")

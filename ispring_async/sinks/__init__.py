@@ -21,6 +21,7 @@ writes one table each, ``open_sink("out", format="jsonl", datasets=...)`` one fi
 
 from __future__ import annotations
 
+from ispring_async._public import publish
 from ispring_async.sinks._base import COLUMNS, Column, Sink, SinkError, columns_of
 from ispring_async.sinks._datasets import (
     DATASETS,
@@ -62,3 +63,6 @@ __all__ = [
     "open_sink",
     "select_datasets",
 ]
+
+publish(globals(), __all__, __name__)
+del publish
