@@ -47,13 +47,17 @@ from ispring_async.sinks import DATASETS, FORMATS
 
 __all__ = [
     "DEFAULT_PROGRESS_INTERVAL",
+    "FIELDS",
+    "Bound",
     "ExportOptions",
     "Layer",
     "OptionsError",
     "add_arguments",
+    "command_line_layer",
     "config_layer",
     "convert",
     "env_layer",
+    "flag_label",
     "merge",
 ]
 
@@ -347,17 +351,13 @@ def _fields() -> dict[str, Field]:
                 kind = kind.__origin__
                 continue
             args = [a for a in typing.get_args(kind) if a is not type(None)]
-            if typing.get_origin(kind) in (typing.Union, _union_type()) and len(args) == 1:
+            if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(args) == 1:
                 kind = args[0]
                 continue
             break
         assert cli is not None, f"ExportOptions.{name} has no Cli entry"
         found[name] = Field(name, cli, kind, bounds)
     return found
-
-
-def _union_type() -> Any:
-    return types.UnionType
 
 
 FIELDS: dict[str, Field] = _fields()
