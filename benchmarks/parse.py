@@ -29,8 +29,8 @@ import msgspec
 from benchmarks import _data
 from benchmarks._common import Summary, memory_status, reset_peak_rss, run_child, summarize
 from ispring_async._config import ResponseFormat
-from ispring_async._models import LearnerResult
-from ispring_async._parse import ParseLimits, results_parser
+from ispring_async._models import LearnerResult, User
+from ispring_async._parse import ParseLimits, results_parser, users_parser
 from ispring_async.emulator import XmlLayout, encode_page_token
 from ispring_async.emulator._config import XML_LAYOUTS
 from ispring_async.emulator._render import Renderer
@@ -216,7 +216,7 @@ def _check(bodies: dict[str, bytes]) -> None:
             raise AssertionError(f"{name} does not produce the same records as ispring_async")
 
 
-def _time(parse: Parse, body: bytes, iterations: int) -> float:
+def _time(parse: Callable[[bytes], object], body: bytes, iterations: int) -> float:
     gc.collect()
     start = time.perf_counter()
     for _ in range(iterations):
@@ -331,6 +331,107 @@ def layout_rounds(
     return {"rounds": rounds, "layouts": out}
 
 
+# -- users: nested records (issue 14) -----------------------------------------------------------------
+
+_USERS_LIST = list[User]
+# The elements of a UserV2 that are wrapped lists (their items are <field>, <id>, <userRole>).
+_USER_LISTS = {"fields": "field", "groups": "id", "manageableDepartmentIds": "id", "userRoles": "userRole"}
+
+
+def _user_row(element: Any) -> dict[str, Any]:
+    """What one writes for lxml: leaves to text, wrapped lists to lists, other parents to dicts."""
+    row: dict[str, Any] = {}
+    for child in element:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue  # a comment or PI
+        item_tag = _USER_LISTS.get(tag)
+        if item_tag is not None:
+            row[tag] = [
+                _user_row(item) if len(item) else (item.text or "") for item in child if item.tag == item_tag
+            ]
+        elif len(child):
+            row[tag] = _user_row(child)
+        else:
+            row[tag] = child.text or ""
+    return row
+
+
+def ours_users(body: bytes) -> list[User]:
+    """``users_parser`` fed 16 KiB chunks."""
+    parser = users_parser(ResponseFormat.XML, page="bench", limits=_DOCUMENT_LIMITS)
+    for chunk in _chunks(body):
+        parser.feed(chunk)
+    return parser.close().users
+
+
+def lxml_users(body: bytes) -> list[User]:
+    """lxml's tree, walked into nested dicts, converted by msgspec."""
+    from lxml import etree as lxml_etree
+
+    root = lxml_etree.fromstring(body)
+    rows = [_user_row(user) for user in root.find("userProfiles") if user.tag == "userProfile"]
+    converted: list[User] = msgspec.convert(rows, _USERS_LIST, strict=False)
+    return converted
+
+
+def users_pages() -> dict[str, bytes]:
+    """1000 users (``UserV2``, 4 to 6 profile fields, roles, groups) in three spellings."""
+    import random
+
+    from tests._user_pages import Style, render_xml, user_fields
+
+    rnd = random.Random(14)
+    users = [user_fields(rnd) for _ in range(PAGE_RECORDS)]
+    styles = {
+        "users compact": Style(),
+        "users indented": Style(indent="  "),
+        "users indented + comments, CDATA, attributes, unknown nested (5% each)": Style(
+            random.Random(15), indent="  ", noise=0.05, tricky=False
+        ),
+    }
+    return {
+        name: render_xml(users, container="userProfiles", item="userProfile", style=style)
+        for name, style in styles.items()
+    }
+
+
+_USERS_APPROACHES: dict[str, Callable[[bytes], list[User] | None]] = {
+    "ours-xml": ours_users,
+    "lxml": lxml_users,
+    "expat-bare": expat_bare,
+}
+
+
+def users_rounds(*, rounds: int, target_seconds: float) -> dict[str, Any]:
+    """Ours, lxml and bare expat (the floor) on users pages, interleaved per round; ours/lxml per round."""
+    bodies = users_pages()
+    cells = [(layout, approach) for layout in bodies for approach in _USERS_APPROACHES]
+    iterations: dict[tuple[str, str], int] = {}
+    for layout, approach in cells:
+        parse = _USERS_APPROACHES[approach]
+        got = parse(bodies[layout])
+        if got is not None and got != lxml_users(bodies["users compact"]):
+            raise AssertionError(f"{approach} reads the {layout!r} users page differently")
+        iterations[layout, approach] = max(1, round(target_seconds / _time(parse, bodies[layout], 1)))
+    rates: dict[tuple[str, str], list[float]] = {cell: [] for cell in cells}
+    for r in range(rounds):
+        shift = r % len(cells)
+        for cell in cells[shift:] + cells[:shift]:
+            seconds = _time(_USERS_APPROACHES[cell[1]], bodies[cell[0]], iterations[cell])
+            rates[cell].append(PAGE_RECORDS / seconds)
+    out: dict[str, Any] = {}
+    for layout in bodies:
+        ours = rates[layout, "ours-xml"]
+        ratio = summarize([o / b for o, b in zip(ours, rates[layout, "lxml"], strict=True)])
+        out[layout] = {
+            "xml_bytes": len(bodies[layout]),
+            "records_per_s": {a: summarize(rates[layout, a]) for a in _USERS_APPROACHES},
+            "vs_lxml": {**ratio, "required": 1.0, "pass": ratio["median"] >= 1.0},
+        }
+    return {"rounds": rounds, "layouts": out}
+
+
 # -- the large document, one fresh process per approach ---------------------------------------------
 
 
@@ -417,6 +518,7 @@ def run(*, rounds: int, target_seconds: float, document: int, repeats: int) -> d
     return {
         **page,
         "layouts": layouts,
+        "users": users_rounds(rounds=rounds, target_seconds=target_seconds),
         "document": document_runs(records=document, repeats=repeats, timeout=600),
     }
 
@@ -425,7 +527,19 @@ def _main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description="parse-scenario child process (used by the runner)")
     p.add_argument("--child", nargs=3, metavar=("APPROACH", "FILE", "WARM_UP_FILE"))
     p.add_argument("--layouts", type=int, metavar="ROUNDS", help="only the per-layout rounds, as a table")
+    p.add_argument("--users", type=int, metavar="ROUNDS", help="only the users pages' rounds, as a table")
     args = p.parse_args(argv)
+    if args.users:
+        result = users_rounds(rounds=args.users, target_seconds=0.1)
+        for name, entry in result["layouts"].items():
+            rates = {a: entry["records_per_s"][a]["median"] / 1000 for a in _USERS_APPROACHES}
+            vs = entry["vs_lxml"]
+            print(
+                f"{name:72s} ours {rates['ours-xml']:5.1f}k  lxml {rates['lxml']:5.1f}k  "
+                f"expat floor {rates['expat-bare']:5.1f}k  ours/lxml {vs['median']:.2f} "
+                f"[{vs['min']:.2f}-{vs['max']:.2f}]"
+            )
+        return
     if args.layouts:
         result = layout_rounds(rounds=args.layouts, target_seconds=0.1)
         for name, entry in result["layouts"].items():

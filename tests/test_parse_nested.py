@@ -80,13 +80,14 @@ def test_users_reference_route_agrees(make_style: object) -> None:
 
 
 def test_users_compact_page_stays_on_the_fast_route() -> None:
-    """A plain users page is read by the tree route throughout, not handed to the handler parser."""
+    """A plain users page is rewritten as JSON run after run, never handed to the handler parser."""
     records = _users(3, 200)
     body = render_xml(records, container="userProfiles", item="userProfile", style=Style(indent="  "))
     parser = XmlListParser(USERS, page="p", bounds=BOUNDS)
     for start in range(0, len(body), 16384):
         parser.feed(body[start : start + 16384])
     assert parser.fast
+    assert parser.fallback_runs == 0
     got, _ = parser.close()
     assert got == [expected_user(r) for r in records]
 
