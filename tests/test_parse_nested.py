@@ -296,3 +296,52 @@ def test_module_results_missing_required_field_names_record() -> None:
     with pytest.raises(ParseError, match=r"<result> #4 of the page") as caught:
         _whole(parser, render_xml(records, container="results", item="result"))
     assert "courseItemId" in str(caught.value)
+
+
+_CUSTOM = "<customFields><field><name>region</name><value>EU</value></field><x><y>1</y></x></customFields>"
+
+
+@pytest.mark.parametrize(
+    ("inner", "outcome"),
+    [
+        pytest.param(_CUSTOM, "skipped", id="unknown-nested-in-record"),
+        pytest.param(
+            f"<subordination><subordinationType>m</subordinationType>{_CUSTOM}</subordination>",
+            "skipped",
+            id="unknown-nested-in-struct",
+        ),
+        pytest.param(f"<groups><id>g</id>{_CUSTOM}</groups>", "skipped", id="unknown-nested-in-list"),
+        pytest.param(f"<role>{_CUSTOM}</role>", "error", id="unknown-nested-alone-in-text-field"),
+        pytest.param(f"<role>learner{_CUSTOM}</role>", "error", id="unknown-nested-after-text-in-text-field"),
+        pytest.param("<roleId><a><b>1</b></a></roleId>", "error", id="text-field-with-children"),
+        pytest.param(
+            "<meta><userId>evil</userId><x><y/></x></meta>", "skipped", id="known-names-inside-unknown"
+        ),
+        pytest.param("<a>" * 70 + "<b>1</b>" + "</a>" * 70, "error", id="unknown-past-max-depth"),
+    ],
+)
+def test_unknown_nested_elements_are_skipped_only_where_the_reference_skips(inner: str, outcome: str) -> None:
+    """Unknown elements with children are cut out of the JSON rewrite exactly where the handler route
+    skips them; inside a text field, or past the depth bound, both routes refuse the page alike."""
+    records = _users(21, 30)
+    body = render_xml(records, container="userProfiles", item="userProfile", style=Style(indent=" "))
+    # The record built by _one_user goes in as the page's first record, before the 30 generated ones.
+    head = body.index(b"<userProfile>")
+    extra = _one_user(inner)[len(b"<response><userProfiles>") : -len(b"</userProfiles></response>")]
+    body = body[:head] + extra + body[head:]
+    hybrid = XmlListParser(USERS, page="p", bounds=BOUNDS)
+    reference = NestedReferenceParser(USERS, page="p", bounds=BOUNDS)
+    if outcome == "error":
+        with pytest.raises(ParseError):
+            _whole(hybrid, body)
+        with pytest.raises(ParseError):
+            _whole(reference, body)
+        return
+    got = _whole(hybrid, body)
+    assert got == _whole(reference, body)
+    assert hybrid.fallback_runs == 0
+    assert isinstance(got, tuple)
+    users: list[User] = got[0]
+    assert users[0].user_id == "u"
+    assert users[0].login == "x"
+    assert users[1:] == [expected_user(r) for r in records]

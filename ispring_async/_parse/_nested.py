@@ -213,6 +213,36 @@ class NestedReferenceParser(ReferenceParser[S]):
 # -- the fast route's JSON rewrite --------------------------------------------------------------------
 
 
+def _deepest(node: Node, depth: int) -> int:
+    """The depth of the deepest element ``node``'s children can hold, its children at ``depth``."""
+    deepest = depth
+    for child in node.children.values():
+        if child.kind == STRUCT:
+            deepest = max(deepest, _deepest(child, depth + 1))
+        elif child.kind == LIST and child.of is not None:
+            item = child.of
+            deepest = max(deepest, depth + 1 if item.kind == LEAF else _deepest(item, depth + 2))
+    return deepest
+
+
+def _close_of(region: bytes, name: bytes, pos: int) -> int | None:
+    """The end of the closing tag matching an opening ``<name>`` that ends at ``pos`` (``None``: none)."""
+    opening, closing = b"<" + name + b">", b"</" + name + b">"
+    depth = 1
+    while True:
+        close = region.find(closing, pos)
+        if close < 0:
+            return None
+        inner = region.find(opening, pos, close)
+        while inner >= 0:
+            depth += 1
+            inner = region.find(opening, inner + len(opening), close)
+        depth -= 1
+        pos = close + len(closing)
+        if depth == 0:
+            return pos
+
+
 # Structure-tag spellings NestedJson remembers (the ~40 of the schema and the indentations seen).
 _MAX_SPELLINGS: Final = 512
 
@@ -280,9 +310,90 @@ class NestedJson:
         self._structure = re.compile(b"(" + b"|".join(patterns) + b")")
         self._delete = bytes(b for b in range(256) if b not in b" </>\x04")
         self._decoder = shape.list_decoder
+        structure = sorted(
+            {*lists, *structs, *(n.item for n in lists.values() if n.of and n.of.kind == STRUCT), shape.item}
+        )
+        self._structure_opens = frozenset(f"<{name}>".encode() for name in structure)
+        leaves: set[str] = set()
+        stack = [shape.root]
+        while stack:
+            node = stack.pop()
+            for name, child in node.children.items():
+                if child.kind == LEAF:
+                    leaves.add(name)
+                elif child.kind == STRUCT:
+                    stack.append(child)
+                elif child.of is not None:
+                    if child.of.kind == LEAF:
+                        leaves.add(child.item)
+                    else:
+                        stack.append(child.of)
+        self._leaf_names = frozenset(name.encode() for name in leaves)
+        # How deep a child of the deepest structure element sits (users: response > userProfiles >
+        # userProfile > userRoles > userRole > manageableDepartmentIds > id, 7): an unknown element
+        # cut out there adds its own depth, which the reference route would bound.
+        self._deepest_child = _deepest(shape.root, 4)
+        names = b"|".join(re.escape(name.encode()) for name in structure)
+        # An opening tag, not a structure tag's, followed (after whitespace) by another opening tag:
+        # an element with children. The lookahead's run of whitespace is possessive (linear time).
+        self._unknown_open = re.compile(rb"<(?!(?:" + names + rb")>)([^\s/<>!?]+)>(?=[ \t\n]*+<[^/])")
 
-    def json(self, region: bytes) -> bytes | None:
-        """JSON for a prepared run (``_fast.prepare``: cleaned, attributes stripped), or ``None``."""
+    def json(self, region: bytes, *, max_depth: int) -> bytes | None:
+        """JSON for a prepared run (``_fast.prepare``: cleaned, attributes stripped), or ``None``.
+
+        A run holding unknown elements with children (a ``<customFields>`` the vendor added) is
+        tried again with them cut out (``_skip_unknown``), as the reference route skips them.
+        """
+        json = self._rewrite(region)
+        if json is None:
+            skipped = self._skip_unknown(region, max_depth)
+            if skipped is not None:
+                json = self._rewrite(skipped)
+        return json
+
+    def _skip_unknown(self, region: bytes, max_depth: int) -> bytes | None:
+        """``region`` without its unknown elements that have children, or ``None`` if there are none
+        or one cannot be cut out safely (the handler parser then reads the run).
+
+        Cut out only where the reference route skips too: the name is no text field's anywhere in
+        the shape (inside a text field an element is an error, not skipped), the tag before it is a
+        closing, self-closing or structure tag with only whitespace between (so its parent is not a
+        text field holding it alone), its subtree cannot pass ``max_depth``, and the segment up to
+        its matching closing tag (counted with ``find``; no quantifier) balances.
+        """
+        pieces: list[bytes] = []
+        pos = 0
+        while True:
+            match = self._unknown_open.search(region, pos)
+            if match is None:
+                break
+            name, start = match.group(1), match.start()
+            if name in self._leaf_names:
+                return None
+            before = region.rfind(b">", 0, start)
+            if before < 0 or region[before + 1 : start].strip():
+                return None
+            prev = region[region.rfind(b"<", 0, before) : before + 1]
+            if prev.find(b">") != len(prev) - 1 or not (
+                prev.startswith(b"</") or prev.endswith(b"/>") or prev in self._structure_opens
+            ):
+                return None
+            end = _close_of(region, name, match.end())
+            if end is None:
+                return None
+            segment = region[start:end]
+            closes = segment.count(b"</")
+            opens = segment.count(b"<") - closes
+            if opens != closes + segment.count(b"/>") or self._deepest_child + opens > max_depth:
+                return None
+            pieces.append(region[pos:start])
+            pos = end
+        if not pieces:
+            return None
+        pieces.append(region[pos:])
+        return b"".join(pieces)
+
+    def _rewrite(self, region: bytes) -> bytes | None:
         parts = self._structure.split(_escape(region))
         # The structure tags cut out (one marker byte each): what is left must be leaves only.
         spaced = b"\x04".join(parts[::2]).translate(_SPACE_MAP, self._delete)

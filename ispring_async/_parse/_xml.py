@@ -183,7 +183,7 @@ class XmlListParser(Generic[S]):
         """A run of nested records: rewritten as JSON where ``NestedJson`` can vouch, else read by the
         reference route's handlers as a fragment (measured: 2x cheaper than an ``xml.etree`` tree of
         a users page, whose per-element objects cost more than the handler calls)."""
-        json = shape.json.json(prepare(region))
+        json = shape.json.json(prepare(region), max_depth=self._bounds.max_depth)
         if json is not None:
             records = shape.json.decode(json)
             if records is not None:
