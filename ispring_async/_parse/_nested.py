@@ -213,6 +213,21 @@ class NestedReferenceParser(ReferenceParser[S]):
 # -- the fast route's JSON rewrite --------------------------------------------------------------------
 
 
+def _escape_text_gt(region: bytes) -> bytes:
+    """``region`` with each ``>`` that is text (legal raw in XML) written ``&gt;``.
+
+    In a prepared run every ``<`` opens a tag whose first ``>`` closes it, so in each piece after a
+    ``<`` a ``>`` past the first is text. Only runs where the counts of ``<`` and ``>`` differ come
+    here, and only pieces holding two or more are rewritten.
+    """
+    pieces = region.split(b"<")
+    for i, piece in enumerate(pieces):
+        if piece.count(b">") > 1 or (i == 0 and b">" in piece):
+            cut = piece.find(b">") + 1 if i else 0
+            pieces[i] = piece[:cut] + piece[cut:].replace(b">", b"&gt;")
+    return b"<".join(pieces)
+
+
 def _deepest(node: Node, depth: int) -> int:
     """The depth of the deepest element ``node``'s children can hold, its children at ``depth``."""
     deepest = depth
@@ -310,6 +325,7 @@ class NestedJson:
         self._structure = re.compile(b"(" + b"|".join(patterns) + b")")
         self._delete = bytes(b for b in range(256) if b not in b" </>\x04")
         self._decoder = shape.list_decoder
+        self._close_item = shape.close_item
         structure = sorted(
             {*lists, *structs, *(n.item for n in lists.values() if n.of and n.of.kind == STRUCT), shape.item}
         )
@@ -338,18 +354,31 @@ class NestedJson:
         # an element with children. The lookahead's run of whitespace is possessive (linear time).
         self._unknown_open = re.compile(rb"<(?!(?:" + names + rb")>)([^\s/<>!?]+)>(?=[ \t\n]*+<[^/])")
 
-    def json(self, region: bytes, *, max_depth: int) -> bytes | None:
-        """JSON for a prepared run (``_fast.prepare``: cleaned, attributes stripped), or ``None``.
+    def json(self, region: bytes, *, max_depth: int, unknowns: bool = False) -> tuple[bytes | None, bool]:
+        """JSON for a prepared run (``_fast.prepare``: cleaned, attributes stripped), or ``None``; and
+        whether unknown elements were cut out.
 
         A run holding unknown elements with children (a ``<customFields>`` the vendor added) is
-        tried again with them cut out (``_skip_unknown``), as the reference route skips them.
+        read with them cut out (``_skip_unknown``), as the reference route skips them; ``unknowns``
+        (the page's previous run had some) tries that first rather than after a failed rewrite.
         """
-        json = self._rewrite(region)
-        if json is None:
-            skipped = self._skip_unknown(region, max_depth)
-            if skipped is not None:
-                json = self._rewrite(skipped)
-        return json
+        if region.count(b">") != region.count(b"<"):
+            region = _escape_text_gt(region)
+        if not unknowns:
+            json = self._rewrite(region)
+            if json is not None:
+                return json, False
+        skipped = self._skip_unknown(region, max_depth)
+        if skipped is not None:
+            return self._rewrite(skipped), True
+        return (self._rewrite(region) if unknowns else None), False
+
+    def between_records(self, prefix: bytes, *, max_depth: int) -> bool:
+        """Whether a prepared ``prefix`` between two runs holds only unknown elements the reference
+        route would skip (and whitespace)."""
+        close = self._close_item
+        skipped = self._skip_unknown(close + prefix, max_depth)
+        return skipped is not None and not skipped[len(close) :].strip()
 
     def _skip_unknown(self, region: bytes, max_depth: int) -> bytes | None:
         """``region`` without its unknown elements that have children, or ``None`` if there are none

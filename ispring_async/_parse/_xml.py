@@ -67,6 +67,7 @@ class XmlListParser(Generic[S]):
         self._fed = 0
         self._mixed = False  # a run had records that are not flat
         self.fallback_runs = 0
+        self._unknowns = False  # the last nested run had unknown elements cut out
         """Runs of nested records the JSON rewrite declined, read by handlers instead (tests use this)."""
 
     @property
@@ -140,7 +141,12 @@ class XmlListParser(Generic[S]):
         prefix = chunk[:start]
         if self._started:
             if prefix.strip() and clean(prefix).strip():
-                raise DeclinedError
+                nested = self._nested
+                # Unknown elements between runs: the nested rewrite can vouch for skipping them.
+                if nested is None or not nested.json.between_records(
+                    prepare(prefix), max_depth=self._bounds.max_depth
+                ):
+                    raise DeclinedError
         elif not header_ok(prefix, shape):
             raise DeclinedError
         first = len(self._records)
@@ -183,7 +189,9 @@ class XmlListParser(Generic[S]):
         """A run of nested records: rewritten as JSON where ``NestedJson`` can vouch, else read by the
         reference route's handlers as a fragment (measured: 2x cheaper than an ``xml.etree`` tree of
         a users page, whose per-element objects cost more than the handler calls)."""
-        json = shape.json.json(prepare(region), max_depth=self._bounds.max_depth)
+        json, self._unknowns = shape.json.json(
+            prepare(region), max_depth=self._bounds.max_depth, unknowns=self._unknowns
+        )
         if json is not None:
             records = shape.json.decode(json)
             if records is not None:
