@@ -82,10 +82,11 @@ async def _library(base_url: str, fmt: ResponseFormat) -> tuple[float, int]:
     query = ResultsQuery(user_statuses=_STATUSES)
     started = time.process_time()
     records = 0
-    async with Client(
-        base_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, response_format=fmt
-    ) as client:
-        async for _ in client.learner_results(query, concurrency=8):
+    async with (
+        Client(base_url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, response_format=fmt) as client,
+        client.learner_results(query, concurrency=8) as results,
+    ):
+        async for _ in results:
             records += 1
     return time.process_time() - started, records
 

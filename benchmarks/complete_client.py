@@ -37,13 +37,16 @@ def _library(base_url: str, fmt: str, concurrency: int, output: Path) -> None:
         buffer = bytearray()
         partial = output.with_name(output.name + ".partial")
         with partial.open("wb") as f:
-            async with Client(
-                base_url,
-                client_id=os.environ["ISPRING_CLIENT_ID"],
-                client_secret=os.environ["ISPRING_CLIENT_SECRET"],
-                response_format=fmt,
-            ) as client:
-                async for result in client.learner_results(query, concurrency=concurrency):
+            async with (
+                Client(
+                    base_url,
+                    client_id=os.environ["ISPRING_CLIENT_ID"],
+                    client_secret=os.environ["ISPRING_CLIENT_SECRET"],
+                    response_format=fmt,
+                ) as client,
+                client.learner_results(query, concurrency=concurrency) as results,
+            ):
+                async for result in results:
                     encoder.encode_into(result, buffer, -1)
                     buffer.extend(b"\n")
                     if len(buffer) >= 1 << 20:

@@ -2,8 +2,9 @@
 
 >>> async with Client(base_url, client_id=..., client_secret=...) as client:
 ...     query = ResultsQuery(user_statuses=[UserStatus.ACTIVE, UserStatus.BLOCKED])
-...     async for result in client.learner_results(query, concurrency=8):
-...         ...
+...     async with client.learner_results(query, concurrency=8) as results:
+...         async for result in results:
+...             ...
 """
 
 from ispring_async._client import Client, ResultStream
@@ -45,7 +46,8 @@ from ispring_async._models import (
     WorkLeaveStatus,
 )
 from ispring_async._parse import ParseLimits
-from ispring_async._query import DateRange, ResultsQuery
+from ispring_async._query import DateRange, ModuleResultsQuery, ResultsQuery, UsersQuery
+from ispring_async._stream import Stream
 from ispring_async._transport import RetryEvent
 
 __all__ = [
@@ -67,6 +69,7 @@ __all__ = [
     "LearnerResult",
     "Limits",
     "ModuleResultsPage",
+    "ModuleResultsQuery",
     "NotFoundError",
     "PaginationError",
     "ParseError",
@@ -85,6 +88,7 @@ __all__ = [
     "RetryPolicy",
     "ServerError",
     "Split",
+    "Stream",
     "Timeouts",
     "TransportError",
     "UnexpectedContentError",
@@ -95,5 +99,6 @@ __all__ = [
     "UserStatus",
     "UserSubordination",
     "UsersPage",
+    "UsersQuery",
     "WorkLeaveStatus",
 ]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib.metadata
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Self, TypeVar, cast
 
@@ -24,27 +25,47 @@ from ispring_async._config import (
     Timeouts,
 )
 from ispring_async._exceptions import ConfigurationError
-from ispring_async._fanout import FanOutOptions, Split, fan_out_batches
-from ispring_async._models import Department, DepartmentsPage, LearnerResult, ResultsPage
+from ispring_async._fanout import ChainPages, FanOutOptions, Split, fan_out_batches
+from ispring_async._models import (
+    Department,
+    DepartmentsPage,
+    LearnerModuleResult,
+    LearnerResult,
+    ModuleResultsPage,
+    ResultsPage,
+    User,
+    UsersPage,
+    UserStatus,
+)
 from ispring_async._paginate import DEFAULT_MAX_PAGES, follow_pages
 from ispring_async._parse import DEFAULT_LIMITS as DEFAULT_PARSE_LIMITS
-from ispring_async._parse import PageParser, ParseLimits, departments_parser, results_parser
-from ispring_async._query import ResultsQuery
+from ispring_async._parse import (
+    PageParser,
+    ParseLimits,
+    departments_parser,
+    module_results_parser,
+    results_parser,
+    users_parser,
+)
+from ispring_async._query import ModuleResultsQuery, ResultsQuery, UsersQuery
+from ispring_async._stream import Batches, Stream, pages_as_batches
 from ispring_async._transport import OnRetry, Transport
 from ispring_async._unknown_ids import UnknownIds, id_lists
 
 __all__ = ["DEFAULT_USER_AGENT", "Client", "ResultStream"]
 
 RESULTS_PATH = "/learners/results"
+MODULE_RESULTS_PATH = "/learners/modules/results"
+USERS_PATH = "/users/v2"
 DEPARTMENTS_PATH = "/departments"
 
 try:
     _VERSION = importlib.metadata.version("ispring-async")
 except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
     _VERSION = "0"
-P = TypeVar("P")
-R = TypeVar("R")
-Paged = TypeVar("Paged", ResultsPage, DepartmentsPage)
+Paged = TypeVar("Paged", ResultsPage, ModuleResultsPage, UsersPage, DepartmentsPage)
+T = TypeVar("T")
+Page = TypeVar("Page")
 
 DEFAULT_USER_AGENT = f"ispring-async/{_VERSION} aiohttp/{aiohttp.__version__}"
 
@@ -61,8 +82,9 @@ class Client:
 
         async with Client("https://api-learn.ispringlearn.com", client_id=..., client_secret=...) as client:
             query = ResultsQuery(user_statuses=[UserStatus.ACTIVE, UserStatus.BLOCKED])
-            async for result in client.learner_results(query):
-                ...
+            async with client.learner_results(query) as results:
+                async for result in results:
+                    ...
 
     ``page_size`` is the default for queries that set none. ``parse_limits`` bounds each body (bytes,
     records, markup; see ``ParseLimits``: by default derived from the page size).
@@ -232,21 +254,188 @@ class Client:
         ``"none"``: one chain, records in the API's order). ``rate_limit`` caps requests per second
         across all chains. Records of different chains interleave; duplicates are removed by identity.
 
-        Iterate it directly, or, if you may stop early, inside ``async with`` so the requests still in
-        flight are cancelled at once rather than when the iterator is garbage-collected::
+        The stream is iterated inside its ``async with`` block, as httpx's ``stream()`` is; leaving
+        the block (at the end, by ``break`` or an error) cancels the requests in flight at once::
 
             async with client.learner_results(query) as results:
                 async for result in results:
                     ...
+
+        Iterating it outside the block raises ``RuntimeError`` before any request is sent: the chains
+        run in a task group whose cancel scope must be the caller's, around the caller's code (PEP 789).
         """
         self._check_open()
         # FanOutOptions validates the values and turns a split name into a Split.
         options = FanOutOptions(split=cast(Split, split), concurrency=concurrency, rate_limit=rate_limit)
-        if options.split is Split.NONE and rate_limit is None:
-            batches = _batches(self.result_pages(query), lambda page: page.records)
+        batches = self._fanned_out(query, options, self.result_pages, _records_of)
+        return ResultStream(batches, what="client.learner_results(...)", skipped=lambda: self.skipped_ids)
+
+    def _fanned_out(
+        self,
+        query: ResultsQuery | None,
+        options: FanOutOptions,
+        chain: Callable[..., AsyncGenerator[Page, None]],
+        records_of: Callable[[Page], Sequence[T]],
+    ) -> Callable[[], Batches[T]]:
+        """How a stream over ``chain``'s pages opens: one chain read directly, or the fan-out.
+
+        Every record stream of the client (results, module results, users) opens through here, so
+        they share the fan-out, its deduplication, its cancellation and its stream lifetime.
+        """
+        if options.split is Split.NONE and options.rate_limit is None:
+
+            def batches() -> Batches[T]:
+                # The chain is made when the block is entered: a stream never entered holds nothing.
+                return pages_as_batches(chain(query), records_of)
+
+            return batches
+        # The fan-out reads a page's records and next token, and a record's identity and accessDate:
+        # module results have all four, users' pages are given the first two (see ChainPages).
+        pages = None if chain == self.result_pages else cast(ChainPages, chain)
+        return cast(
+            Callable[[], Batches[T]], functools.partial(fan_out_batches, self, query, options, pages=pages)
+        )
+
+    def module_result_pages(
+        self,
+        query: ModuleResultsQuery | None = None,
+        page_token: str | None = None,
+        *,
+        on_retry: OnRetry | None = None,
+    ) -> AsyncGenerator[ModuleResultsPage, None]:
+        """Every page of ``GET /learners/modules/results`` for ``query``, after ``page_token`` if given
+        (as ``result_pages``: each page whole, its ``next_page_token`` a place to resume)."""
+        self._check_open()
+        query = query or ModuleResultsQuery()
+        params = query.to_params()
+        if query.page_size is None:
+            params.append(("pageSize", str(self.page_size)))
+        empty = functools.partial(ModuleResultsPage, records=[])
+        return self._pages(
+            MODULE_RESULTS_PATH, params, module_results_parser, page_token, on_retry, empty=empty
+        )
+
+    def learner_module_results(
+        self,
+        query: ModuleResultsQuery | None = None,
+        *,
+        split: Split | str = Split.ADAPTIVE,
+        concurrency: int = 8,
+        rate_limit: float | None = None,
+    ) -> Stream[LearnerModuleResult]:
+        """Every module result of ``query``, each exactly once, as ``learner_results`` fetches results.
+
+        The same splits (module results have their own ``accessDate``, so date windows cut them as
+        they cut results; ``"department"`` lists ``/departments``), concurrency, rate limit, retries,
+        unknown-id handling and stream lifetime::
+
+            async with client.learner_module_results(ModuleResultsQuery(course_ids=[...])) as modules:
+                async for module in modules:
+                    print(module.user_id, module.module_title, module.completion_status)
+
+        Duplicates are removed by ``LearnerModuleResult.identity`` (enrollment and course item).
+        """
+        self._check_open()
+        options = FanOutOptions(split=cast(Split, split), concurrency=concurrency, rate_limit=rate_limit)
+        if query is not None and not isinstance(query, ModuleResultsQuery):
+            raise ConfigurationError("learner_module_results takes a ModuleResultsQuery")
+        batches = self._fanned_out(query, options, self.module_result_pages, _module_records_of)
+        return Stream(batches, what="client.learner_module_results(...)", skipped=lambda: self.skipped_ids)
+
+    def user_pages(
+        self,
+        query: UsersQuery | None = None,
+        page_token: str | None = None,
+        *,
+        on_retry: OnRetry | None = None,
+    ) -> AsyncGenerator[UsersPage, None]:
+        """Every page of ``GET /users/v2`` for ``query``, after ``page_token`` if given."""
+        self._check_open()
+        query = query or UsersQuery()
+        params = query.to_params()
+        if query.page_size is None:
+            params.append(("pageSize", str(self.page_size)))
+        empty = functools.partial(UsersPage, users=[])
+        return self._pages(USERS_PATH, params, users_parser, page_token, on_retry, empty=empty)
+
+    def users(
+        self,
+        query: UsersQuery | None = None,
+        *,
+        split: Split | str = Split.ADAPTIVE,
+        concurrency: int = 8,
+        rate_limit: float | None = None,
+    ) -> Stream[User]:
+        """Every user of ``query`` (every status: ``/users/v2`` has no status filter), each once.
+
+        ``split``: ``"none"`` (one chain, the API's order), ``"department"`` (one chain per department
+        of ``/departments``, or of ``query.department_ids``), or ``"adaptive"``: the first page alone,
+        and only if more follow, the department split for the rest (the first page's users are not
+        delivered twice). Users have no dates, so ``"window"`` and ``"combined"`` are refused. The
+        stream is iterated inside ``async with``, as ``learner_results``'s is::
+
+            async with client.users() as users:
+                async for user in users:
+                    print(user.user_id, user.login, user.full_name, user.department_id)
+
+        A department split finds only users of departments ``/departments`` lists; a user of a
+        department missing there (removed between the calls) is read by ``split="none"``.
+        """
+        self._check_open()
+        options = FanOutOptions(split=cast(Split, split), concurrency=concurrency, rate_limit=rate_limit)
+        if options.split in (Split.WINDOW, Split.COMBINED):
+            raise ConfigurationError(f"users have no dates to split by: split={options.split.value!r}")
+        if query is not None and not isinstance(query, UsersQuery):
+            raise ConfigurationError("users takes a UsersQuery")
+        users_query = query or UsersQuery()
+        # The fan-out plans over a ResultsQuery: this one carries only the departments to split by
+        # (its statuses are never sent; they are given so no default is relied on).
+        carrier = ResultsQuery(department_ids=users_query.department_ids, user_statuses=tuple(UserStatus))
+
+        def chain(
+            part: ResultsQuery | None = None,
+            page_token: str | None = None,
+            *,
+            on_retry: OnRetry | None = None,
+        ) -> AsyncGenerator[_UserRecords, None]:
+            narrowed = users_query
+            if part is not None and part.department_ids != users_query.department_ids:
+                narrowed = dataclasses.replace(users_query, department_ids=part.department_ids)
+            return _as_records(self.user_pages(narrowed, page_token, on_retry=on_retry))
+
+        if options.split is Split.ADAPTIVE:
+            departments = dataclasses.replace(options, split=Split.DEPARTMENT)
+            batches: Callable[[], Batches[User]] = functools.partial(
+                self._users_adaptive, users_query, carrier, departments, chain
+            )
         else:
-            batches = fan_out_batches(self, query, options)
-        return ResultStream(batches, skipped=lambda: self.skipped_ids)
+            batches = self._fanned_out(carrier, options, chain, _user_records_of)
+        return Stream(batches, what="client.users(...)", skipped=lambda: self.skipped_ids)
+
+    @contextlib.asynccontextmanager
+    async def _users_adaptive(
+        self,
+        query: UsersQuery,
+        carrier: ResultsQuery,
+        options: FanOutOptions,
+        chain: Callable[..., AsyncGenerator[_UserRecords, None]],
+    ) -> AsyncGenerator[AsyncIterator[Sequence[User]], None]:
+        """The first users page alone; if more follow, the department split, without its users again."""
+        pages = self.user_pages(query)
+        async with contextlib.aclosing(pages):
+            first = await anext(pages)
+        if not first.next_page_token:
+            yield _Then(first.users, None)
+            return
+        seen = [user.identity for user in first.users]
+        open_rest = cast(
+            Callable[..., Batches[User]],
+            functools.partial(
+                fan_out_batches, self, carrier, options, pages=cast(ChainPages, chain), seen=seen
+            ),
+        )
+        async with open_rest() as rest:
+            yield _Then(first.users, rest)
 
     def department_pages(
         self, page_token: str | None = None, *, on_retry: OnRetry | None = None
@@ -302,81 +491,88 @@ class Client:
             max_pages=self.max_pages_per_chain,
         )
 
-    def departments(self) -> AsyncGenerator[Department, None]:
-        """Every department of the account, across all pages."""
-        return _records(self.department_pages(), lambda page: page.departments)
+    def departments(self) -> Stream[Department]:
+        """Every department of the account, across all pages, iterated inside ``async with`` as every
+        record stream of the client is::
+
+            async with client.departments() as departments:
+                names = {d.department_id: d.name async for d in departments}
+        """
+        self._check_open()
+
+        def batches() -> Batches[Department]:
+            return pages_as_batches(self.department_pages(), _departments_of)
+
+        return Stream(batches, what="client.departments()", skipped=lambda: self.skipped_ids)
 
 
-class ResultStream(AsyncIterator[LearnerResult]):
-    """The records of ``Client.learner_results``: an async iterator, and an async context manager that
-    closes it (cancelling requests in flight) when the block is left."""
-
-    def __init__(
-        self,
-        batches: AsyncGenerator[list[LearnerResult], None],
-        *,
-        skipped: Callable[[], dict[str, tuple[str, ...]]] = dict,
-    ) -> None:
-        # Records are served from the current batch without another async generator in between:
-        # one hop per record instead of two halves the iteration's cost (about 0.2 µs per record).
-        self._batches = batches
-        self._current: Iterator[LearnerResult] = iter(())
-        self._skipped = skipped
-
-    @property
-    def skipped_ids(self) -> dict[str, tuple[str, ...]]:
-        """Ids left out as unknown to the account so far (``Client(skip_unknown_ids=True)``), by
-        parameter; the client's, so they include those of its other streams."""
-        return self._skipped()
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> LearnerResult:
-        for record in self._current:
-            return record
-        while True:
-            self._current = iter(await self._batches.__anext__())
-            for record in self._current:
-                return record
-
-    async def aclose(self) -> None:
-        """Stop early: cancel whatever is in flight and release its connections."""
-        self._current = iter(())
-        await self._batches.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
+class ResultStream(Stream[LearnerResult]):
+    """The records of ``Client.learner_results``: an async context manager, iterated inside its block
+    (see ``ispring_async._stream``); leaving the block cancels the requests in flight."""
 
 
-async def _batches(
-    pages: AsyncGenerator[P, None], items: Callable[[P], list[R]]
-) -> AsyncGenerator[list[R], None]:
-    # aclosing: a caller that stops early closes the page chain at once, not at garbage collection.
+def _records_of(page: ResultsPage) -> list[LearnerResult]:
+    return page.records
+
+
+def _module_records_of(page: ModuleResultsPage) -> list[LearnerModuleResult]:
+    return page.records
+
+
+def _user_records_of(page: _UserRecords) -> list[User]:
+    return page.records
+
+
+def _departments_of(page: DepartmentsPage) -> list[Department]:
+    return page.departments
+
+
+@dataclasses.dataclass(frozen=True)
+class _UserRecords:
+    """A users page as the fan-out reads pages: ``records`` and ``next_page_token``."""
+
+    records: list[User]
+    next_page_token: str | None
+
+
+async def _as_records(pages: AsyncGenerator[UsersPage, None]) -> AsyncGenerator[_UserRecords, None]:
+    # aclosing: the fan-out closes this generator, which must close the page chain at once.
     async with contextlib.aclosing(pages):
         async for page in pages:
-            yield items(page)
+            yield _UserRecords(page.users, page.next_page_token)
 
 
-def _fingerprint(page: ResultsPage | DepartmentsPage) -> tuple[int, str, str] | None:
+class _Then(AsyncIterator[Sequence[T]]):
+    """One batch, then the batches of ``rest`` (if any)."""
+
+    def __init__(self, first: Sequence[T], rest: AsyncIterator[Sequence[T]] | None) -> None:
+        self._first: Sequence[T] | None = first
+        self._rest = rest
+
+    def __aiter__(self) -> _Then[T]:
+        return self
+
+    async def __anext__(self) -> Sequence[T]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            return first
+        if self._rest is None:
+            raise StopAsyncIteration
+        return await self._rest.__anext__()
+
+
+def _fingerprint(
+    page: ResultsPage | ModuleResultsPage | UsersPage | DepartmentsPage,
+) -> tuple[int, str, str] | None:
     """Length and first and last identities: equal only for a page that repeats an earlier one."""
-    if isinstance(page, ResultsPage):
+    if isinstance(page, ResultsPage | ModuleResultsPage):
         if not page.records:
             return None
         return len(page.records), page.records[0].identity, page.records[-1].identity
+    if isinstance(page, UsersPage):
+        if not page.users:
+            return None
+        return len(page.users), page.users[0].identity, page.users[-1].identity
     if not page.departments:
         return None
     return len(page.departments), page.departments[0].department_id, page.departments[-1].department_id
-
-
-async def _records(pages: AsyncGenerator[P, None], items: Callable[[P], list[R]]) -> AsyncGenerator[R, None]:
-    # aclosing: a caller that stops early closes the page chain at once, not at garbage collection.
-    async with contextlib.aclosing(pages):
-        async for page in pages:
-            for item in items(page):
-                yield item

@@ -46,7 +46,9 @@ def epoch_of(record: LearnerResult) -> int:
 
 
 def _identity(record: LearnerResult) -> str:
-    return record.enrollment_id or f"{record.user_id}/{record.course_id}"
+    # The record's own identity, not an enrollment's: the fan-out also runs module results (several
+    # per enrollment, told apart by their course item) and users through this filter.
+    return record.identity
 
 
 @dataclasses.dataclass(eq=False)

@@ -57,6 +57,7 @@ from ispring_async._models import DepartmentsPage, LearnerResult, ResultsPage
 from ispring_async._plan import Partition, Planner, Split, epoch_seconds
 from ispring_async._query import ResultsQuery
 from ispring_async._ratelimit import RateLimiter
+from ispring_async._stream import Stream, each
 from ispring_async._transport import OnRetry, RetryEvent
 
 if TYPE_CHECKING:
@@ -99,6 +100,15 @@ class PageSource(Protocol):
     ) -> AsyncGenerator[DepartmentsPage, None]:
         """Pages of ``GET /departments``."""
         ...
+
+
+ChainPages = Callable[..., AsyncGenerator[ResultsPage, None]]
+"""``pages(query, page_token, *, on_retry=...)``: one chain's pages, ``PageSource.result_pages``'s shape.
+
+Another endpoint's chains (``/learners/modules/results``, ``/users/v2``) come through this: their
+pages have ``records`` and ``next_page_token``, and their records an ``identity`` (and, for date
+splits, an ``accessDate``), which is all the fan-out reads of a page.
+"""
 
 
 def _department_id(value: str) -> str:
@@ -176,8 +186,11 @@ class FanOut:
         resume_state: bytes | None = None,
         seen: Iterable[str] | None = None,
         on_progress: Callable[[PartitionProgress], None] | None = None,
+        pages: ChainPages | None = None,
     ) -> None:
         self._source = source
+        # Where each chain's pages come from: results by default, another endpoint's when given.
+        self._chain_pages: ChainPages = pages if pages is not None else source.result_pages
         self._query = query if query is not None else ResultsQuery()
         self._options = options
         self._on_progress = on_progress
@@ -334,16 +347,17 @@ class FanOut:
         self._ran = True
         send, receive = anyio.create_memory_object_stream[_Delivery](self._options.buffer)
         with receive:
-            body_error: Exception | GeneratorExit | None = None
+            body_error: Exception | None = None
             async with anyio.create_task_group() as tg:
-                self._scope = tg.cancel_scope
-                tg.start_soon(self._produce, send)
+                # A failure cancels the producers only, never the caller's code in the block: the
+                # consumer then sees the failure from ``async for`` (its send ends close as they unwind),
+                # and its own awaits (cleanup, writes) are not cancelled by a scope it did not open.
+                self._scope = anyio.CancelScope()
+                tg.start_soon(self._produce_until_failure, self._scope, send)
                 try:
                     yield _Batches(self, receive)
-                except (Exception, GeneratorExit) as exc:
+                except Exception as exc:
                     # Raised again below, outside the task group, so it is not wrapped in a group.
-                    # GeneratorExit is how an async generator around this block (fan_out_results,
-                    # Client.learner_results) is closed early; it too must come out as itself.
                     body_error = exc
                 finally:
                     # The consumer left (done, early, or by an error): nothing may outlive the block.
@@ -378,6 +392,12 @@ class FanOut:
             )
             chains[chain.key] = chain
         return chains
+
+    async def _produce_until_failure(
+        self, scope: anyio.CancelScope, send: MemoryObjectSendStream[_Delivery]
+    ) -> None:
+        with scope, send:
+            await self._produce(send)
 
     async def _produce(self, send: MemoryObjectSendStream[_Delivery]) -> None:
         options = self._options
@@ -452,7 +472,7 @@ class FanOut:
         fresh = chain.token is None and self._planner.split is Split.ADAPTIVE
         query = self._planner.query_for(chain.partition)
         on_retry = functools.partial(self._retried, chain)
-        pages = self._source.result_pages(query, chain.token, on_retry=on_retry)
+        pages = self._chain_pages(query, chain.token, on_retry=on_retry)
         async with contextlib.aclosing(pages):
             while True:
                 page = await self._request(pages, limiter, rate)
@@ -591,11 +611,11 @@ class _Batches:
             try:
                 chain, page, children = await self._receive.receive()
             except (anyio.EndOfStream, anyio.ClosedResourceError):
-                failure = fanout._failure
-                if failure is not None:
-                    # ``from`` its own cause: the partition's error stays its __cause__.
-                    raise failure from failure.__cause__
-                raise StopAsyncIteration from None
+                if fanout._failure is None:
+                    raise StopAsyncIteration from None
+                # The producers failed and closed their ends: raised at the loop's top, outside this
+                # handler, so the end of the stream is not the failure's __context__.
+                continue
             try:
                 batch = fanout._deliver(chain, page, children)
             except Exception as exc:
@@ -607,32 +627,41 @@ class _Batches:
                 return batch
 
 
-async def fan_out_results(
+def fan_out_results(
     source: PageSource,
     query: ResultsQuery | None = None,
     options: FanOutOptions = DEFAULT_OPTIONS,
-) -> AsyncGenerator[LearnerResult, None]:
+) -> Stream[LearnerResult]:
     """Every record of ``query``, once each, fetched by a fan-out (the library's one-call form).
 
-    It runs a task group between its yields, so a caller that may stop early must close it in the task
-    that iterates it: ``async with contextlib.aclosing(fan_out_results(...)) as records:``. Closing it
-    cancels every request in flight.
+    Like ``Client.learner_results`` it is iterated inside its ``async with`` block, whose exit cancels
+    every request in flight (see ``ispring_async._stream``):
 
-    >>> async for record in fan_out_results(client, query, FanOutOptions(concurrency=16)):
-    ...     ...
+    >>> async with fan_out_results(client, query, FanOutOptions(concurrency=16)) as records:
+    ...     async for record in records:
+    ...         ...
     """
-    async with FanOut(source, query, options).run() as batches:
-        async for batch in batches:
-            for record in batch.records:
-                yield record
+    return Stream(functools.partial(fan_out_batches, source, query, options), what="fan_out_results(...)")
 
 
+@contextlib.asynccontextmanager
 async def fan_out_batches(
     source: PageSource,
     query: ResultsQuery | None = None,
     options: FanOutOptions = DEFAULT_OPTIONS,
-) -> AsyncGenerator[list[LearnerResult], None]:
-    """The new records of each delivered page, as lists (what ``Client.learner_results`` iterates)."""
-    async with FanOut(source, query, options).run() as batches:
-        async for batch in batches:
-            yield batch.records
+    *,
+    pages: ChainPages | None = None,
+    seen: Iterable[str] | None = None,
+) -> AsyncGenerator[AsyncIterator[list[LearnerResult]], None]:
+    """The new records of each delivered page, as lists, while the block lasts (what
+    ``Client.learner_results`` opens).
+
+    ``pages`` runs another endpoint's chains (see ``ChainPages``); ``seen`` are identities already
+    delivered, left out wherever they come again.
+    """
+    async with FanOut(source, query, options, pages=pages, seen=seen).run() as batches:
+        yield each(batches, _records_of)
+
+
+def _records_of(batch: Batch) -> list[LearnerResult]:
+    return batch.records

@@ -16,7 +16,15 @@ from ispring_async._config import MAX_PAGE_SIZE
 from ispring_async._exceptions import ConfigurationError
 from ispring_async._models import CompletionStatus, UserStatus
 
-__all__ = ["EARLIEST_INSTANT", "LATEST_INSTANT", "DateRange", "ResultsQuery", "check_instant"]
+__all__ = [
+    "EARLIEST_INSTANT",
+    "LATEST_INSTANT",
+    "DateRange",
+    "ModuleResultsQuery",
+    "ResultsQuery",
+    "UsersQuery",
+    "check_instant",
+]
 
 _E = TypeVar("_E", CompletionStatus, UserStatus)
 
@@ -98,15 +106,31 @@ class DateRange:
         return params
 
 
-def _uuids(field: str, values: Iterable[str] | None) -> tuple[str, ...] | None:
+def _strings(field: str, values: Iterable[str] | None, owner: str) -> tuple[str, ...] | None:
+    """A list filter as a tuple of strings: ``None`` stays no filter, an empty list is refused."""
     if values is None:
         return None
     if isinstance(values, str | bytes):
-        raise ConfigurationError(f"ResultsQuery.{field} must be a list of ids, not a single string")
+        raise ConfigurationError(f"{owner}.{field} must be a list, not a single string")
     ids = tuple(values)
     if not ids:
         # An empty list would silently mean "no filter", i.e. everything: make the caller say None.
-        raise ConfigurationError(f"ResultsQuery.{field} is empty; pass None for no filter")
+        raise ConfigurationError(f"{owner}.{field} is empty; pass None for no filter")
+    for value in ids:
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(f"{owner}.{field}: {value!r} is not a non-empty string")
+    return tuple(dict.fromkeys(ids))
+
+
+def _uuids(field: str, values: Iterable[str] | None, owner: str = "ResultsQuery") -> tuple[str, ...] | None:
+    if values is None:
+        return None
+    if isinstance(values, str | bytes):
+        raise ConfigurationError(f"{owner}.{field} must be a list of ids, not a single string")
+    ids = tuple(values)
+    if not ids:
+        # An empty list would silently mean "no filter", i.e. everything: make the caller say None.
+        raise ConfigurationError(f"{owner}.{field} is empty; pass None for no filter")
     for value in ids:
         try:
             canonical = str(uuid.UUID(value))
@@ -114,7 +138,7 @@ def _uuids(field: str, values: Iterable[str] | None) -> tuple[str, ...] | None:
             canonical = None
         # uuid.UUID also takes braces, URNs and bare hex; the API's ids are the hyphenated form only.
         if canonical is None or canonical != str(value).lower():
-            raise ConfigurationError(f"ResultsQuery.{field}: {value!r} is not a UUID")
+            raise ConfigurationError(f"{owner}.{field}: {value!r} is not a UUID")
     return tuple(dict.fromkeys(value.lower() for value in ids))
 
 
@@ -133,6 +157,13 @@ def _members(field: str, enum: type[_E], values: Iterable[Any] | None) -> tuple[
     if not members:
         raise ConfigurationError(f"ResultsQuery.{field} is empty; pass None for no filter")
     return tuple(dict.fromkeys(members))
+
+
+def _check_page_size(size: object, owner: str) -> None:
+    if size is not None and (
+        isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE
+    ):
+        raise ConfigurationError(f"{owner}.page_size must be 1..{MAX_PAGE_SIZE}, got {size!r}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -174,11 +205,7 @@ class ResultsQuery:
             value = getattr(self, field)
             if value is not None and not isinstance(value, DateRange):
                 raise ConfigurationError(f"ResultsQuery.{field} must be a DateRange or None")
-        size = self.page_size
-        if size is not None and (
-            isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_PAGE_SIZE
-        ):
-            raise ConfigurationError(f"ResultsQuery.page_size must be 1..{MAX_PAGE_SIZE}, got {size!r}")
+        _check_page_size(self.page_size, "ResultsQuery")
 
     def to_params(self) -> list[tuple[str, str]]:
         """The query as URL parameters, PHP-style (``userIds[]=a&userIds[]=b``), in a stable order.
@@ -204,6 +231,80 @@ class ResultsQuery:
         ):
             if date_range is not None:
                 params.extend(date_range.to_params(name))
+        if self.page_size is not None:
+            params.append(("pageSize", str(self.page_size)))
+        return params
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModuleResultsQuery(ResultsQuery):
+    """Every filter of ``GET /learners/modules/results``: ``ResultsQuery``'s, plus ``module_ids`` and
+    ``course_item_ids``, validated the same way.
+
+    The endpoint shares the results' filters; ``completion_statuses`` and the date ranges apply to each
+    module result's own status and dates (a module's ``accessDate`` is when the learner first opened
+    it), so date windows split it as they split results.
+
+    >>> ModuleResultsQuery(module_ids=["0c6a62f4-2f52-11ea-8e3f-0a580af40c09"]).to_params()
+    [('moduleIds[]', '0c6a62f4-2f52-11ea-8e3f-0a580af40c09')]
+    """
+
+    module_ids: Iterable[str] | None = None
+    course_item_ids: Iterable[str] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for field in ("module_ids", "course_item_ids"):
+            object.__setattr__(self, field, _uuids(field, getattr(self, field), "ModuleResultsQuery"))
+
+    def to_params(self) -> list[tuple[str, str]]:
+        """``ResultsQuery.to_params()`` with ``moduleIds[]`` and ``courseItemIds[]`` before ``pageSize``."""
+        params = super().to_params()
+        size = params.pop() if params and params[-1][0] == "pageSize" else None
+        params.extend(("moduleIds[]", value) for value in self.module_ids or ())
+        params.extend(("courseItemIds[]", value) for value in self.course_item_ids or ())
+        if size is not None:
+            params.append(size)
+        return params
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UsersQuery:
+    """The filters of ``GET /users/v2``; all optional, combined with AND (OR within a list).
+
+    ``department_ids`` (sent as ``departments[]``), ``user_ids`` and ``group_ids`` (``groups[]``) must be
+    UUIDs; ``logins`` and ``emails`` are matched as the API stores them. The endpoint has no status
+    filter: every user is listed, blocked and terminated ones included.
+
+    >>> UsersQuery(logins=["jdoe"]).to_params()
+    [('logins[]', 'jdoe')]
+    """
+
+    department_ids: Iterable[str] | None = None
+    user_ids: Iterable[str] | None = None
+    logins: Iterable[str] | None = None
+    emails: Iterable[str] | None = None
+    group_ids: Iterable[str] | None = None
+    page_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for field in ("department_ids", "user_ids", "group_ids"):
+            object.__setattr__(self, field, _uuids(field, getattr(self, field), "UsersQuery"))
+        for field in ("logins", "emails"):
+            object.__setattr__(self, field, _strings(field, getattr(self, field), "UsersQuery"))
+        _check_page_size(self.page_size, "UsersQuery")
+
+    def to_params(self) -> list[tuple[str, str]]:
+        """The query as URL parameters (``departments[]=a&userIds[]=b``), in a stable order."""
+        params: list[tuple[str, str]] = []
+        for name, values in (
+            ("departments", self.department_ids),
+            ("userIds", self.user_ids),
+            ("logins", self.logins),
+            ("emails", self.emails),
+            ("groups", self.group_ids),
+        ):
+            params.extend((f"{name}[]", value) for value in values or ())
         if self.page_size is not None:
             params.append(("pageSize", str(self.page_size)))
         return params

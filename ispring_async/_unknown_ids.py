@@ -38,8 +38,19 @@ __all__ = ["ID_PARAMETERS", "UnknownIds"]
 
 logger = logging.getLogger("ispring_async")
 
-ID_PARAMETERS = ("enrollmentIds[]", "userIds[]", "courseIds[]", "departmentIds[]")
-"""The id lists one unknown value of which fails a whole request."""
+ID_PARAMETERS = (
+    "enrollmentIds[]",
+    "userIds[]",
+    "courseIds[]",
+    "departmentIds[]",
+    # /learners/modules/results
+    "moduleIds[]",
+    "courseItemIds[]",
+    # /users/v2 (its logins[] and emails[] are no ids: an unknown one matches nothing)
+    "departments[]",
+    "groups[]",
+)
+"""The id lists one unknown value of which fails a whole request (of any endpoint)."""
 
 
 class _Paged(Protocol):

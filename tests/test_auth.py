@@ -28,6 +28,7 @@ from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_
 from ispring_async._config import DEFAULT_LIMITS
 from ispring_async._transport import _MAX_REFRESHES, Transport
 from ispring_async.emulator import EmulatorConfig, running_emulator
+from tests._helpers import drain
 from tests._servers import Handler, PagedResults, Server, TokenEndpoint, api_error, serve
 
 TOKEN = "/api/v3/token"
@@ -373,7 +374,7 @@ async def test_emulator_path_prefix_and_token_path_round_trip() -> None:
         async with Client(
             emu.base_url, client_id=emu.client_id, client_secret=emu.client_secret, token_url=emu.token_url
         ) as client:
-            records = [r async for r in client.learner_results(ResultsQuery(), split="none")]
+            records = await drain(client.learner_results(ResultsQuery(), split="none"))
     assert len(records) == len(emu.expected_results())
     assert emu.stats.requests["token"] == 1
 

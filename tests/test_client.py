@@ -33,6 +33,7 @@ from ispring_async import (
     UserStatus,
 )
 from ispring_async.emulator import EmulatorConfig, Fault, Faults, running_emulator
+from tests._helpers import client_tasks, drain
 from tests._servers import PagedResults, Server, partial_then, results_body, serve
 from tests.test_query import C1, D1, E1, SEED_TOKEN, U1, U2, seed_params, seed_query, utc
 
@@ -49,7 +50,7 @@ def client_for(url: str, **options: Any) -> Client:
 
 async def export(client: Client, query: ResultsQuery | None = None) -> list[LearnerResult]:
     """Every record of ``query``, from one chain (API order, exact request counts)."""
-    return [record async for record in client.learner_results(query, split="none")]
+    return await drain(client.learner_results(query, split="none"))
 
 
 # -- the wire ----------------------------------------------------------------------------------------
@@ -396,8 +397,8 @@ async def test_emulator_scripted_401_and_html() -> None:
 async def test_emulator_departments_across_pages() -> None:
     """departments() walks every page of /departments and returns the emulator's departments."""
     async with running_emulator(EmulatorConfig(results=10, departments=40)) as emu:
-        async with emulator_client(emu, page_size=7) as client:
-            departments = [d async for d in client.departments()]
+        async with emulator_client(emu, page_size=7) as client, client.departments() as stream:
+            departments = [d async for d in stream]
         assert departments == emu.departments()
         assert emu.stats.requests["departments"] == 6
 
@@ -405,20 +406,17 @@ async def test_emulator_departments_across_pages() -> None:
 @pytest.mark.anyio
 async def test_learner_results_fans_out_and_closes_cleanly_when_left_early() -> None:
     """The default fan-out equals ground truth; leaving its ``async with`` early cancels every chain."""
-    from tests.test_fanout import client_tasks
-
     query = ResultsQuery(user_statuses=ALL_USERS, page_size=50)
     async with running_emulator(EmulatorConfig(results=1500, seed=4)) as emu:
         truth = sorted(r.identity for r in emu.expected_results(query.to_params()))
         async with Client(emu.base_url, client_id=emu.client_id, client_secret=emu.client_secret) as client:
-            got = [r.identity async for r in client.learner_results(query, concurrency=4)]
+            got = [r.identity for r in await drain(client.learner_results(query, concurrency=4))]
             assert sorted(got) == truth
             async with client.learner_results(query, split="window", concurrency=4) as results:
                 first = await anext(results)
             assert first.identity in set(truth)
-            await asyncio.sleep(0)  # let cancelled chains finish unwinding
-            assert not client_tasks()
-            assert len([r async for r in client.learner_results(query, split="none")]) == len(truth)
+            assert not client_tasks()  # the block's exit waited for every chain: none is left
+            assert len(await drain(client.learner_results(query, split="none"))) == len(truth)
 
 
 @pytest.mark.anyio
@@ -433,9 +431,7 @@ async def test_a_request_that_outlives_its_refreshed_token_refreshes_again() -> 
     async with running_emulator(config) as emu:
         client = Client(emu.base_url, client_id=emu.client_id, client_secret=emu.client_secret, retry=NO_WAIT)
         async with client:
-            records = [
-                r async for r in client.learner_results(ResultsQuery(user_statuses=ALL_USERS), split="none")
-            ]
+            records = await drain(client.learner_results(ResultsQuery(user_statuses=ALL_USERS), split="none"))
         assert len(records) == len(emu.expected_results(ResultsQuery(user_statuses=ALL_USERS).to_params()))
         assert emu.stats.requests["token"] == 3
 
@@ -447,7 +443,7 @@ async def test_a_small_on_demand_query_costs_one_request() -> None:
         query = ResultsQuery(user_ids=[emu.dataset.user_ids[7]], user_statuses=ALL_USERS)
         expected = emu.expected_results(query.to_params())
         async with Client(emu.base_url, client_id=emu.client_id, client_secret=emu.client_secret) as client:
-            got = [r async for r in client.learner_results(query)]
+            got = await drain(client.learner_results(query))
         assert sorted(r.identity for r in got) == sorted(r.identity for r in expected)
         assert len(expected) > 0
         assert emu.stats.requests["results"] == 1

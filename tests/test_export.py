@@ -34,6 +34,7 @@ from ispring_async._app.export import ExitCode
 from ispring_async._models import LearnerResult
 from ispring_async._query import EARLIEST_INSTANT, LATEST_INSTANT
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, serve_in_thread
+from tests._helpers import drain
 from tests._servers import (
     Handler,
     PagedResults,
@@ -655,7 +656,7 @@ async def test_the_adaptive_split_works_up_to_the_supported_edges() -> None:
     )
     with serve_in_thread(config) as emulator:
         async with Client(emulator.base_url, client_id="emulator-client", client_secret=SECRET) as client:
-            records = [r async for r in client.learner_results(query, split="adaptive", concurrency=4)]
+            records = await drain(client.learner_results(query, split="adaptive", concurrency=4))
         assert_ground_truth(records, emulator.expected_results(ACTIVE_AND_BLOCKED))
 
 

@@ -11,7 +11,6 @@ the consumer stops early or a partition fails.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import dataclasses
 import time
@@ -45,6 +44,7 @@ from ispring_async._fanout import (
 from ispring_async._plan import Partition, epoch_seconds
 from ispring_async._ratelimit import RateLimiter
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator
+from tests._helpers import client_tasks
 from tests._memory import MemorySource, Row, make_rows
 
 NO_WAIT = RetryPolicy(attempts=12, wait_scale=0)
@@ -418,17 +418,6 @@ async def test_adaptive_with_subtree_matching_stays_bounded() -> None:
     assert sent == fanout.stats.requests <= unsplit + fanout.stats.splits + fanout.stats.partitions_total
 
 
-def client_tasks() -> set[asyncio.Task[Any]]:
-    """Unfinished tasks running client-side library code (the emulator's request handlers excluded)."""
-    found = set()
-    for task in asyncio.all_tasks() - {asyncio.current_task()}:
-        code = getattr(task.get_coro(), "cr_code", None)
-        filename = "" if code is None else code.co_filename
-        if not task.done() and "ispring_async" in filename and "emulator" not in filename:
-            found.add(task)
-    return found
-
-
 @pytest.mark.anyio
 async def test_early_exit_cancels_everything_and_the_client_still_works() -> None:
     """Breaking out after one batch leaves no task behind; the same client then exports correctly."""
@@ -439,7 +428,8 @@ async def test_early_exit_cancels_everything_and_the_client_still_works() -> Non
         assert got
         assert fanout.stats.partitions_done < fanout.stats.partitions_total  # it did stop early
         assert not client_tasks()
-        again = [record.identity async for record in client.learner_results(QUERY)]
+        async with client.learner_results(QUERY) as results:
+            again = [record.identity async for record in results]
         assert_exactly(again, truth(emu, QUERY))
 
 
@@ -581,8 +571,7 @@ async def test_fan_out_results_yields_records() -> None:
     """The one-call form yields every record once."""
     query = ResultsQuery(user_statuses=EVERYONE, page_size=50)
     async with emulator_and_client(EmulatorConfig(results=400, seed=14)) as (emu, client):
-        records = fan_out_results(client, query, FanOutOptions(concurrency=3))
-        async with contextlib.aclosing(records):
+        async with fan_out_results(client, query, FanOutOptions(concurrency=3)) as records:
             got = [record.identity async for record in records]
         assert_exactly(got, truth(emu, query))
 

@@ -22,6 +22,7 @@ from ispring_async._app.export import ExitCode
 from ispring_async._exceptions import PartitionError
 from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator, serve_in_thread
+from tests._helpers import drain
 from tests.test_export import read_records
 
 STATUSES = [1, 3]
@@ -77,7 +78,7 @@ async def test_default_fails_loudly_naming_the_list_without_probing() -> None:
         query = ResultsQuery(user_ids=[*emu.dataset.user_ids[:5], *strangers(1, 1)], user_statuses=STATUSES)
         async with client_for(emu) as client:
             with pytest.raises(BadRequestError) as caught:
-                [r async for r in client.learner_results(query, split="none")]
+                await drain(client.learner_results(query, split="none"))
         message = str(caught.value)
         assert "userIds[] (6 ids)" in message
         assert "skip_unknown_ids=True" in message
@@ -105,7 +106,7 @@ async def test_bisection_isolates_unknown_ids_exactly_in_bounded_requests(known:
         rng.shuffle(users)
         query = ResultsQuery(user_ids=users, user_statuses=STATUSES)
         async with client_for(emu, skip_unknown_ids=True) as client:
-            records = [r async for r in client.learner_results(query, split="none")]
+            records = await drain(client.learner_results(query, split="none"))
             probes = client._unknown_ids.probes
         assert_exact(records, emu.expected_results(known_params(emu, query)))
         assert set(client.skipped_ids["userIds[]"]) == set(bad)
@@ -127,7 +128,7 @@ async def test_unknown_ids_in_several_lists_are_isolated_per_list() -> None:
             user_statuses=STATUSES,
         )
         async with client_for(emu, skip_unknown_ids=True) as client:
-            records = [r async for r in client.learner_results(query, split="window", concurrency=4)]
+            records = await drain(client.learner_results(query, split="window", concurrency=4))
         assert_exact(records, emu.expected_results(known_params(emu, query)))
         assert records
         assert set(client.skipped_ids["userIds[]"]) == set(bad_users)
@@ -140,7 +141,7 @@ async def test_a_list_of_only_unknown_ids_matches_nothing_and_never_widens() -> 
     async with running_emulator(strict()) as emu:
         query = ResultsQuery(user_ids=strangers(3, 4), user_statuses=STATUSES)
         async with client_for(emu, skip_unknown_ids=True) as client:
-            records = [r async for r in client.learner_results(query, split="adaptive")]
+            records = await drain(client.learner_results(query, split="adaptive"))
         assert records == []
         assert len(client.skipped_ids["userIds[]"]) == 3
         # The refused request and the probes; of the probes only the one without the list was accepted
@@ -157,7 +158,7 @@ async def test_a_400_for_another_reason_is_raised_not_taken_for_unknown_ids() ->
         query = ResultsQuery(user_ids=emu.dataset.user_ids[:8], access_date=start, user_statuses=STATUSES)
         async with client_for(emu, skip_unknown_ids=True) as client:
             with pytest.raises(BadRequestError) as caught:
-                [r async for r in client.learner_results(query, split="none")]
+                await drain(client.learner_results(query, split="none"))
         assert "both startDate and endDate are required" in str(caught.value)
         assert any("no unknown id found" in note for note in caught.value.__notes__)
         assert client.skipped_ids == {}
@@ -192,7 +193,7 @@ async def test_department_split_skips_departments_that_vanished() -> None:
         query = ResultsQuery(user_statuses=STATUSES)
         async with client_for(emu, skip_unknown_ids=True) as client:
             stream = client.learner_results(query, split="department")
-            records = [r async for r in stream]
+            records = await drain(stream)
         assert_exact(records, emu.expected_results(query.to_params()))
         assert set(stream.skipped_ids["departmentIds[]"]) == vanished
         assert stream.skipped_ids == client.skipped_ids
@@ -204,7 +205,7 @@ async def test_department_split_without_skipping_fails_naming_department_ids() -
     async with running_emulator(strict(vanished_departments=1)) as emu:
         async with client_for(emu) as client:
             with pytest.raises(PartitionError) as caught:
-                [r async for r in client.learner_results(ResultsQuery(), split="department")]
+                await drain(client.learner_results(ResultsQuery(), split="department"))
         assert isinstance(caught.value.__cause__, BadRequestError)
         assert "departmentIds[] (1 id)" in str(caught.value.__cause__)
 
@@ -233,7 +234,7 @@ async def test_skipped_ids_are_logged_once_per_search(caplog: pytest.LogCaptureF
         query = ResultsQuery(user_ids=[*emu.dataset.user_ids[:10], *bad], user_statuses=STATUSES)
         with caplog.at_level(logging.WARNING, logger="ispring_async"):
             async with client_for(emu, skip_unknown_ids=True) as client:
-                [r async for r in client.learner_results(query, split="window", concurrency=4)]
+                await drain(client.learner_results(query, split="window", concurrency=4))
         lines = [r.getMessage() for r in caplog.records if bad[0] in r.getMessage()]
         assert len(lines) == 1
         assert "userIds[]" in lines[0]
@@ -245,7 +246,7 @@ async def test_default_emulator_matches_nothing_for_unknown_ids() -> None:
     async with running_emulator(EmulatorConfig(results=800, seed=11)) as emu:
         query = ResultsQuery(user_ids=[*emu.dataset.user_ids[:20], *strangers(2, 8)], user_statuses=STATUSES)
         async with client_for(emu, skip_unknown_ids=True) as client:
-            records = [r async for r in client.learner_results(query, split="none")]
+            records = await drain(client.learner_results(query, split="none"))
         assert_exact(records, emu.expected_results(query.to_params()))
         assert client.skipped_ids == {}
         assert client._unknown_ids.probes == 0
@@ -357,7 +358,7 @@ async def test_each_id_list_is_bisected(field: str) -> None:
         bad = strangers(1, 12)
         query = ResultsQuery(**{field: [*known, *bad]}, user_statuses=STATUSES)  # type: ignore[arg-type]
         async with client_for(emu, skip_unknown_ids=True) as client:
-            records = [r async for r in client.learner_results(query, split="none")]
+            records = await drain(client.learner_results(query, split="none"))
         truth = [(n, v) for n, v in query.to_params() if v not in bad]
         assert_exact(records, emu.expected_results(truth))
         assert records
@@ -374,6 +375,6 @@ async def test_a_list_refused_for_its_length_skips_no_known_id(unknown: int) -> 
         query = ResultsQuery(user_ids=users, user_statuses=STATUSES)
         async with client_for(emu, skip_unknown_ids=True) as client:
             with pytest.raises(BadRequestError) as caught:
-                [r async for r in client.learner_results(query, split="none")]
+                await drain(client.learner_results(query, split="none"))
         assert any("no unknown id found" in note for note in caught.value.__notes__)
         assert set(client.skipped_ids.get("userIds[]", ())) == set(bad)

@@ -33,6 +33,7 @@ from ispring_async._app.export import ExitCode
 from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, serve_in_thread
 from ispring_async.emulator._config import XML_LAYOUTS
+from tests._helpers import drain
 from tests.test_export import read_records
 from tests.test_unknown_ids import assert_exact, known_params, strangers
 
@@ -193,7 +194,7 @@ async def test_library_equals_ground_truth_under_each_variant(
     async with client_for(emu, variant, response_format=fmt) as client:
         if kind == "fanout":
             split = Split(rest[0])
-            records = [r async for r in client.learner_results(query, split=split, concurrency=4)]
+            records = await drain(client.learner_results(query, split=split, concurrency=4))
         else:
             # A chain read one page, then resumed from its saved token by a new client.
             pages = client.result_pages(query)

@@ -1,7 +1,8 @@
 """A local emulator of the iSpring Learn API, the oracle ispring_async is tested against.
 
-It serves ``POST /api/v3/token``, ``GET /learners/results`` and ``GET /departments`` over real HTTP
-from a deterministic dataset, injects faults reproducibly, and knows the ground truth of every query::
+It serves ``POST /api/v3/token``, ``GET /learners/results``, ``GET /learners/modules/results``,
+``GET /users/v2`` and ``GET /departments`` over real HTTP from one deterministic dataset, injects
+faults reproducibly, and knows the ground truth of every query::
 
     from ispring_async.emulator import EmulatorConfig, Faults, running_emulator
 

@@ -64,7 +64,10 @@ def parser() -> argparse.ArgumentParser:
     """The command's argument parser."""
     p = argparse.ArgumentParser(
         prog="ispring-async emulator",
-        description="Serve an emulated iSpring Learn API (token, /learners/results, /departments).",
+        description=(
+            "Serve an emulated iSpring Learn API (token, /learners/results, /learners/modules/results,"
+            " /users/v2, /departments)."
+        ),
         # The module docstring's variants and latency paragraphs: one description for both audiences.
         epilog=(__doc__ or "").split("\n\n", 2)[2].replace("``", ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,

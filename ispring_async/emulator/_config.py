@@ -9,7 +9,7 @@ from typing import Literal
 
 __all__ = ["ENDPOINTS", "XML_LAYOUTS", "EmulatorConfig", "Fault", "Faults", "XmlLayout"]
 
-ENDPOINTS = ("token", "results", "departments")
+ENDPOINTS = ("token", "results", "module_results", "users", "departments")
 """Endpoint names used by ``Faults.script``, ``Faults.on_token`` and ``Emulator.stats``."""
 
 
@@ -68,7 +68,7 @@ class Faults:
     """Also inject random faults (and latency) into ``POST /api/v3/token``."""
     script: Mapping[tuple[str, int], Fault] = dataclasses.field(default_factory=dict)
     """``{(endpoint, n): fault}``: the nth request (1-based) of ``endpoint`` gets ``fault``.
-    Endpoints: ``"token"``, ``"results"``, ``"departments"``."""
+    Endpoints: ``"token"``, ``"results"``, ``"module_results"``, ``"users"``, ``"departments"``."""
 
     latency: float = 0.0
     """Seconds every request waits before it is answered."""
@@ -344,7 +344,8 @@ class EmulatorConfig:
             raise ValueError("EmulatorConfig.path_prefix must be '' or a path like '/api/v2' (no trailing /)")
         if not self.token_path.startswith("/") or "?" in self.token_path or "#" in self.token_path:
             raise ValueError("EmulatorConfig.token_path must be a path starting with '/'")
-        if self.token_path in (prefix + "/learners/results", prefix + "/departments"):
+        data_paths = ("/learners/results", "/learners/modules/results", "/users/v2", "/departments")
+        if self.token_path in tuple(prefix + path for path in data_paths):
             raise ValueError("EmulatorConfig.token_path must not be a data endpoint's path")
 
     @property

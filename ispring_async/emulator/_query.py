@@ -28,17 +28,31 @@ from functools import partial
 from itertools import chain
 
 from ispring_async.emulator._dataset import STATUSES, Dataset, format_uuid
+from ispring_async.emulator._modules import MAX_MODULES, MODULE_STEP, ModuleCatalog
+from ispring_async.emulator._users import UserDirectory
 
 __all__ = [
+    "ModuleResultsFilter",
     "QueryError",
     "ResultsFilter",
+    "UsersFilter",
+    "decode_module_page_token",
     "decode_page_token",
+    "encode_module_page_token",
     "encode_page_token",
+    "module_unknown_ids_message",
+    "parse_module_results",
     "parse_page",
     "parse_results",
+    "parse_users",
     "select_all",
+    "select_all_modules",
+    "select_all_users",
+    "select_module_page",
     "select_page",
+    "select_users_page",
     "unknown_ids_message",
+    "users_unknown_ids_message",
 ]
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -90,7 +104,7 @@ def decode_page_token(token: str) -> int:
 
 
 def _split(
-    params: Iterable[tuple[str, str]], *, lenient: bool
+    params: Iterable[tuple[str, str]], *, lenient: bool, names: tuple[str, ...] = _LISTS
 ) -> tuple[dict[str, list[str]], dict[str, str]]:
     lists: dict[str, list[str]] = {}
     scalars: dict[str, str] = {}
@@ -99,7 +113,7 @@ def _split(
         if match is None:
             continue
         base, sub = match.groups()
-        if base in _LISTS:
+        if base in names:
             if sub is None and not lenient:
                 lists[base] = [value]
             else:
@@ -378,4 +392,288 @@ def select_page(ds: Dataset, f: ResultsFilter, *, subtree: bool) -> tuple[list[i
             if len(page) == f.page_size:
                 return page, True
             page.append(pos)
+    return page, False
+
+
+# -- /learners/modules/results ----------------------------------------------------------------------
+
+_MODULE_LISTS = ("moduleIds", "courseItemIds")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModuleResultsFilter:
+    """A validated ``/learners/modules/results`` query: the results filters plus module lists.
+
+    ``results`` holds the filters the endpoint shares with ``/learners/results`` (its ``after`` is
+    unused); ``after`` is ``(enrollment key, module index)`` from the page token.
+    """
+
+    results: ResultsFilter
+    module_ids: tuple[str, ...] | None = None
+    course_item_ids: tuple[str, ...] | None = None
+    after: tuple[int, int] | None = None
+
+
+def encode_module_page_token(key: int, module: int) -> str:
+    """The opaque token of the page after module ``module`` of the enrollment with ``key``."""
+    text = f"{format_uuid(key)}.{module}"
+    return base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def decode_module_page_token(token: str) -> tuple[int, int]:
+    """``(enrollment key, module index)`` a module results token continues after; else ``QueryError``."""
+    text = token.strip().replace("-", "+").replace("_", "/")
+    try:
+        decoded = base64.b64decode(text + "=" * (-len(text) % 4), validate=True).decode("ascii")
+    except (binascii.Error, ValueError):
+        raise QueryError("Invalid pageToken") from None
+    key_text, dot, module_text = decoded.partition(".")
+    if not dot or not _UUID.fullmatch(key_text) or not module_text.isdigit() or len(module_text) > 3:
+        raise QueryError("Invalid pageToken")
+    return int(key_text.replace("-", ""), 16), int(module_text)
+
+
+def parse_module_results(
+    params: Iterable[tuple[str, str]],
+    *,
+    lenient: bool = False,
+    max_page_size: int = 1000,
+    one_sided_ranges: bool = True,
+    exclusive_end: bool = False,
+) -> ModuleResultsFilter:
+    """Validate a ``/learners/modules/results`` query: ``parse_results``' rules, then the module lists."""
+    pairs = list(params)
+    shared = parse_results(
+        [(name, value) for name, value in pairs if name != "pageToken"],
+        lenient=lenient,
+        max_page_size=max_page_size,
+        one_sided_ranges=one_sided_ranges,
+        exclusive_end=exclusive_end,
+    )
+    lists, scalars = _split(pairs, lenient=lenient, names=_MODULE_LISTS)
+    token = scalars.get("pageToken")
+    return ModuleResultsFilter(
+        results=shared,
+        module_ids=_uuids("moduleIds", lists.get("moduleIds")),
+        course_item_ids=_uuids("courseItemIds", lists.get("courseItemIds")),
+        after=decode_module_page_token(token) if token else None,
+    )
+
+
+def module_unknown_ids_message(ds: Dataset, catalog: ModuleCatalog, f: ModuleResultsFilter) -> str | None:
+    """``unknown_ids_message`` for the shared lists, then ``moduleIds`` and ``courseItemIds``."""
+    message = unknown_ids_message(ds, f.results)
+    if message is not None:
+        return message
+    for ids, index, noun in (
+        (f.module_ids, catalog.module_index, "module IDs"),
+        (f.course_item_ids, catalog.course_item_index, "course item IDs"),
+    ):
+        if ids is not None and any(i not in index for i in ids):
+            return f"One or more invalid {noun}"
+    return None
+
+
+def _module_set(catalog: ModuleCatalog, f: ModuleResultsFilter) -> frozenset[int] | None:
+    """The module indexes the module lists allow (both lists: the intersection), ``None``: any."""
+    allowed: frozenset[int] | None = None
+    for ids, index in ((f.module_ids, catalog.module_index), (f.course_item_ids, catalog.course_item_index)):
+        if ids is not None:
+            found = frozenset(index[i] for i in ids if i in index)
+            allowed = found if allowed is None else allowed & found
+    return allowed
+
+
+def _module_matches(
+    catalog: ModuleCatalog, f: ResultsFilter, allowed: frozenset[int] | None
+) -> Callable[[int, int], bool]:
+    """Does module ``k`` of the enrollment at ``pos`` match the module-level conditions?
+
+    Statuses and date ranges apply to the module's own values, not its enrollment's.
+    """
+    statuses = f.completion_statuses
+    dates = [(index, bounds) for index, bounds in ((1, f.access), (2, f.due), (4, f.completion))
+             if bounds is not None]  # fmt: skip
+    course_modules, r_course = catalog.course_modules, catalog.ds.r_course
+
+    def matches(pos: int, k: int) -> bool:
+        if allowed is not None and course_modules[r_course[pos]][k] not in allowed:
+            return False
+        if statuses is None and not dates:
+            return True
+        values = catalog.values(pos, k)
+        if statuses is not None and values.status not in statuses:
+            return False
+        for index, (start, end) in dates:
+            value = values[index]
+            if not value or value < start or value > end:
+                return False
+        return True
+
+    return matches
+
+
+def _enrollment_filter(f: ModuleResultsFilter) -> ResultsFilter:
+    """The enrollment-level part of a module query, for candidates: statuses and dates dropped."""
+    return dataclasses.replace(f.results, completion_statuses=None, due=None, completion=None, access=None)
+
+
+def select_all_modules(
+    ds: Dataset, catalog: ModuleCatalog, f: ModuleResultsFilter, *, subtree: bool
+) -> list[tuple[int, int]]:
+    """Every ``(position, module index)`` the filter selects, in API order: a check of every module
+    of every row (the ground truth), no index used."""
+    shared = _enrollment_filter(f)
+    enrolled = _predicate(ds, shared, _resolve(ds, shared, subtree=subtree))
+    matches = _module_matches(catalog, f.results, _module_set(catalog, f))
+    found: list[tuple[int, int]] = []
+    for pos in range(len(ds)):
+        if enrolled(pos):
+            found.extend((pos, k) for k in range(len(catalog.modules_of(pos))) if matches(pos, k))
+    return found
+
+
+def select_module_page(
+    ds: Dataset, catalog: ModuleCatalog, f: ModuleResultsFilter, *, subtree: bool
+) -> tuple[list[tuple[int, int]], bool]:
+    """One page of ``(position, module index)`` after ``f.after`` and whether more follow it.
+
+    Candidates come from the results' indexes: the id lists as they are, an ``accessDate`` window
+    widened by the latest a module can open after its enrollment (``MODULE_STEP`` per module), and
+    the courses that hold the allowed modules.
+    """
+    shared = _enrollment_filter(f)
+    allowed = _module_set(catalog, f)
+    narrowing = shared
+    if f.results.access is not None:
+        start_date, end_date = f.results.access
+        widen = (MAX_MODULES - 1) * MODULE_STEP
+        narrowing = dataclasses.replace(narrowing, access=(start_date - widen, end_date))
+    resolved = _resolve(ds, shared, subtree=subtree)
+    if allowed is not None:
+        courses = frozenset(catalog.module_course[m] for m in allowed)
+        if resolved.courses is not None:
+            courses &= resolved.courses
+        resolved = dataclasses.replace(resolved, courses=courses)
+    enrolled = _predicate(ds, shared, resolved)
+    matches = _module_matches(catalog, f.results, allowed)
+    start, first_module = 0, 0
+    if f.after is not None:
+        key, module = f.after
+        at = ds.position_of(key)
+        start, first_module = (ds.position_after(key), 0) if at is None else (at, module + 1)
+    page: list[tuple[int, int]] = []
+    size = f.results.page_size
+    for pos in _candidates(ds, narrowing, resolved, start):
+        if not enrolled(pos):
+            continue
+        for k in range(first_module if pos == start else 0, len(catalog.modules_of(pos))):
+            if matches(pos, k):
+                if len(page) == size:
+                    return page, True
+                page.append((pos, k))
+    return page, False
+
+
+# -- /users/v2 ----------------------------------------------------------------------------------------
+
+_USER_LISTS = ("departments", "userIds", "logins", "emails", "groups")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class UsersFilter:
+    """A validated ``/users/v2`` query; every given list must match (an AND of the lists)."""
+
+    department_ids: tuple[str, ...] | None = None
+    user_ids: tuple[str, ...] | None = None
+    logins: tuple[str, ...] | None = None
+    emails: tuple[str, ...] | None = None
+    group_ids: tuple[str, ...] | None = None
+    page_size: int = 1000
+    after: int | None = None
+
+
+def parse_users(
+    params: Iterable[tuple[str, str]], *, lenient: bool = False, max_page_size: int = 1000
+) -> UsersFilter:
+    """Validate a ``/users/v2`` query string given as ``(name, value)`` pairs."""
+    lists, scalars = _split(params, lenient=lenient, names=_USER_LISTS)
+    page_size, after = parse_page(scalars, max_page_size=max_page_size)
+    logins, emails = lists.get("logins"), lists.get("emails")
+    return UsersFilter(
+        department_ids=_uuids("departments", lists.get("departments")),
+        user_ids=_uuids("userIds", lists.get("userIds")),
+        # Logins and emails are matched as given: the emulator's are lowercase ASCII.
+        logins=None if logins is None else tuple(logins),
+        emails=None if emails is None else tuple(emails),
+        group_ids=_uuids("groups", lists.get("groups")),
+        page_size=page_size,
+        after=after,
+    )
+
+
+def users_unknown_ids_message(ds: Dataset, directory: UserDirectory, f: UsersFilter) -> str | None:
+    """The 400 message for the first id list (users, departments, groups) holding an unknown id.
+
+    Logins and emails are not ids: one the account does not know matches nothing.
+    """
+    for ids, index, noun in (
+        (f.user_ids, ds.user_index, "user IDs"),
+        (f.department_ids, ds.department_index, "department IDs"),
+        (f.group_ids, directory.group_index, "group IDs"),
+    ):
+        if ids is not None and any(i not in index for i in ids):
+            return f"One or more invalid {noun}"
+    return None
+
+
+def _user_matches(
+    ds: Dataset, directory: UserDirectory, f: UsersFilter, *, subtree: bool
+) -> Callable[[int], bool]:
+    def known(ids: tuple[str, ...] | None, index: dict[str, int]) -> frozenset[int] | None:
+        return None if ids is None else frozenset(index[i] for i in ids if i in index)
+
+    users = known(f.user_ids, ds.user_index)
+    departments = known(f.department_ids, ds.department_index)
+    if departments is not None and subtree:
+        departments = frozenset(d for top in departments for d in ds.subtree(top))
+    logins = known(f.logins, directory.login_index)
+    emails = known(f.emails, directory.email_index)
+    groups = known(f.group_ids, directory.group_index)
+    user_dept, user_groups = ds.user_dept, directory.groups
+
+    def matches(user: int) -> bool:
+        if users is not None and user not in users:
+            return False
+        if departments is not None and user_dept[user] not in departments:
+            return False
+        if logins is not None and user not in logins:
+            return False
+        if emails is not None and user not in emails:
+            return False
+        return groups is None or any(g in groups for g in user_groups[user])
+
+    return matches
+
+
+def select_all_users(ds: Dataset, directory: UserDirectory, f: UsersFilter, *, subtree: bool) -> list[int]:
+    """Every user index the filter selects, in the order ``/users/v2`` pages them."""
+    matches = _user_matches(ds, directory, f, subtree=subtree)
+    return [user for user in directory.in_order if matches(user)]
+
+
+def select_users_page(
+    ds: Dataset, directory: UserDirectory, f: UsersFilter, *, subtree: bool
+) -> tuple[list[int], bool]:
+    """One page of user indexes after ``f.after`` (a user id as a key) and whether more follow."""
+    matches = _user_matches(ds, directory, f, subtree=subtree)
+    start = 0 if f.after is None else bisect.bisect_right(directory.keys, f.after)
+    page: list[int] = []
+    order = directory.in_order
+    for at in range(start, len(order)):
+        user = order[at]
+        if matches(user):
+            if len(page) == f.page_size:
+                return page, True
+            page.append(user)
     return page, False

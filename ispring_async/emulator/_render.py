@@ -1,4 +1,5 @@
-"""Response bodies: result and department pages in XML and JSON, error bodies, the HTML page.
+"""Response bodies: result, module result, user and department pages in XML and JSON, error bodies,
+the HTML page.
 
 Bodies are produced as a sequence of chunks (about ``CHUNK_ROWS`` records each) so the server writes
 a page while rendering it. Everything that repeats — a user's id element, a course's id and escaped
@@ -20,6 +21,8 @@ import msgspec
 
 from ispring_async.emulator._config import XmlLayout
 from ispring_async.emulator._dataset import REFERENCE_NOW, STATUSES, Dataset
+from ispring_async.emulator._modules import ModuleCatalog
+from ispring_async.emulator._users import FIELD_NAMES, ROLES, UserDirectory
 
 __all__ = ["CHUNK_ROWS", "XML_DECLARATION", "Renderer", "error_body", "html_page"]
 
@@ -156,6 +159,12 @@ class Renderer:
         # The XML layout is applied to each compact row once rendered (and cached as laid out), and
         # to the page's head and tail; the compact layout costs nothing.
         self._layout = None if layout is None or layout.compact else _Layout(layout, overdue_words)
+        self._users_layout = (
+            None
+            if layout is None or layout.compact
+            else _Layout(layout, overdue_words, list_tag="userProfiles")
+        )
+        self._overdue_words = overdue_words
         self.row_cache_rows = row_cache_rows
         # Per format, the rendered bytes of row ``pos`` (``None``: not rendered since the last change).
         # One renderer holds one variant, so XML rows of the two overdue styles never share a cache.
@@ -397,10 +406,152 @@ class Renderer:
         out.append("</response>\n")
         return "".join(out).encode()
 
+    # -- module results -------------------------------------------------------------------------
+
+    def module_results(
+        self, fmt: Format, catalog: ModuleCatalog, items: Sequence[tuple[int, int]], token: str | None
+    ) -> Iterator[bytes]:
+        """A module results page in chunks (``items`` are ``(position, module index)``); ``token`` as
+        in ``results``. XML layouts apply as to results pages: the record element is ``<result>``."""
+        layout = self._layout if fmt == "xml" else None
+        render = self._module_xml if fmt == "xml" else self._module_json
+        out = [(_XML_HEAD if layout is None else layout.head) if fmt == "xml" else b'{"results":[']
+        for n, (pos, k) in enumerate(items, 1):
+            row = render(catalog, pos, k)
+            if layout is not None:
+                # A row's variant is picked by a hash of its place, so every module gets its own.
+                row = layout.row(row, pos * 8 + k)
+            if n > 1 and fmt == "json":
+                out.append(b",")
+            out.append(row)
+            if n % CHUNK_ROWS == 0:
+                yield b"".join(out)
+                out.clear()
+        out.append(self._tail(fmt, layout, token, "results"))
+        yield b"".join(out)
+
+    def _tail(self, fmt: Format, layout: _Layout | None, token: str | None, list_tag: str) -> bytes:
+        if fmt == "json":
+            return b"]" + (f',"nextPageToken":"{token}"'.encode() if token is not None else b"") + b"}"
+        token_element = _xml_token(token) if token is not None else b""
+        if layout is not None:
+            return layout.tail(token_element)
+        return f"</{list_tag}>\n".encode() + token_element + b"</response>\n"
+
+    def _module_fields(self, catalog: ModuleCatalog, pos: int, k: int) -> list[tuple[str, str, bool]]:
+        """``(name, text, is_string)`` of one module result, in the schema's order."""
+        ds, scores = self.ds, self._scores
+        module = catalog.modules_of(pos)[k]
+        v = catalog.values(pos, k)
+        fields = [
+            ("userId", ds.user_ids[ds.r_user[pos]], True),
+            ("courseId", ds.course_ids[ds.r_course[pos]], True),
+            ("moduleId", catalog.module_ids[module], True),
+            ("moduleTitle", catalog.module_titles[module], True),
+            ("courseItemId", catalog.course_item_ids[module], True),
+        ]
+        if ds.r_flags[pos] & 1:
+            fields.append(("enrollmentId", ds.enrollment_id(pos), True))
+        fields.append(("accessDate", date_text(v.access), True))
+        for name, value in (
+            ("dueDate", v.due),
+            ("expirationDate", v.expiration),
+            ("completionDate", v.completion),
+        ):
+            if value:
+                fields.append((name, date_text(value), True))
+        fields.append(("timeSpent", str(v.spent), False))
+        fields.append(("completionStatus", STATUSES[v.status], True))
+        if v.awarded >= 0:
+            fields.append(("awardedScore", scores[v.awarded], False))
+            fields.append(("passingScore", scores[catalog.module_passing[module]], False))
+        fields.append(("progress", scores[v.progress], False))
+        overdue = catalog.is_overdue(v)
+        fields.append(("isOverdue", "true" if overdue else "false", False))
+        fields.append(("viewsCount", str(v.views), False))
+        return fields
+
+    def _module_xml(self, catalog: ModuleCatalog, pos: int, k: int) -> bytes:
+        out = ["<result>"]
+        for name, text, _ in self._module_fields(catalog, pos, k):
+            if name == "isOverdue" and not self._overdue_words:
+                text = "1" if text == "true" else "0"
+            out.append(f"<{name}>{xml_escape(text)}</{name}>")
+        out.append("</result>\n")
+        return "".join(out).encode()
+
+    def _module_json(self, catalog: ModuleCatalog, pos: int, k: int) -> bytes:
+        fields = self._module_fields(catalog, pos, k)
+        return msgspec.json.encode(
+            {name: text if quoted else msgspec.Raw(text.encode()) for name, text, quoted in fields}
+        )
+
+    # -- users ----------------------------------------------------------------------------------
+
+    def users(
+        self, fmt: Format, directory: UserDirectory, users: Sequence[int], token: str | None
+    ) -> Iterator[bytes]:
+        """A ``/users/v2`` page in chunks: ``<userProfiles><userProfile>`` (JSON ``userProfiles``),
+        each with its ``fields`` as name/value pairs, ``groups`` and ``userRoles`` as wrapped lists."""
+        layout = self._users_layout if fmt == "xml" else None
+        head = f"{XML_DECLARATION}<response>\n<userProfiles>\n".encode()
+        out = [(head if layout is None else layout.head) if fmt == "xml" else b'{"userProfiles":[']
+        for n, user in enumerate(users, 1):
+            if fmt == "xml":
+                row = self._user_xml(directory, user)
+                if layout is not None:
+                    row = layout.row(row, user)
+            else:
+                if n > 1:
+                    out.append(b",")
+                row = msgspec.json.encode(self._user_object(directory, user))
+            out.append(row)
+            if n % CHUNK_ROWS == 0:
+                yield b"".join(out)
+                out.clear()
+        out.append(self._tail(fmt, layout, token, "userProfiles"))
+        yield b"".join(out)
+
+    def _user_object(self, directory: UserDirectory, user: int) -> dict[str, object]:
+        """One profile in the API's names and nesting (the JSON object; XML follows it element by element)."""
+        ds = self.ds
+        dept = ds.department_ids[ds.user_dept[user]]
+        role = directory.role[user]
+        profile: dict[str, object] = {
+            "userId": ds.user_ids[user],
+            "role": ROLES[role],
+            "roleId": directory.role_ids[role],
+            "departmentId": dept,
+            "status": ds.user_status[user],
+            "fields": [
+                {"name": name, "value": value}
+                for name, value in zip(FIELD_NAMES, directory.field_values[user], strict=True)
+            ],
+            "addedDate": date_text(directory.added[user]),
+        }
+        if directory.last_login[user]:
+            profile["lastLoginDate"] = date_text(directory.last_login[user])
+        user_role: dict[str, object] = {"roleId": directory.role_ids[role], "roleType": ROLES[role]}
+        if ROLES[role] == "department_administrator":
+            profile["manageableDepartmentIds"] = [dept]
+            user_role["manageableDepartmentIds"] = [dept]
+        profile["userRoles"] = [user_role]
+        profile["groups"] = [directory.group_ids[g] for g in directory.groups[user]]
+        profile["subordination"] = {"subordinationType": "inherit"}
+        profile["coSubordination"] = {"subordinationType": "no_supervisor"}
+        return profile
+
+    def _user_xml(self, directory: UserDirectory, user: int) -> bytes:
+        out = ["<userProfile>"]
+        _xml_value(out, self._user_object(directory, user), _USER_LIST_ITEMS)
+        out.append("</userProfile>\n")
+        return "".join(out).encode()
+
 
 # A tag (whose quoted attribute values may hold ">"), or text. Only over rows this module rendered.
 _TOKENS = re.compile(r"<(?:[^>\"']|\"[^\"]*\"|'[^']*')*>|[^<]+")
-_TITLE = re.compile(r"<courseTitle>([^<]*)</courseTitle>")
+# The first title (or, in a user profile, the first field value) of a row becomes CDATA.
+_TITLE = re.compile(r"<(courseTitle|moduleTitle|value)>([^<]*)</\1>")
 _NESTED = (
     "<customFields><field><name>region</name><value>EU &amp; APAC</value></field>"
     "<field><name>cost center</name><value>42</value></field></customFields>"
@@ -415,7 +566,7 @@ def _picked(pos: int, share: float, salt: int) -> bool:
 class _Layout:
     """Rewrites a compact XML row (``<result>...</result>\\n``) into one ``XmlLayout``."""
 
-    def __init__(self, layout: XmlLayout, overdue_words: bool) -> None:
+    def __init__(self, layout: XmlLayout, overdue_words: bool, *, list_tag: str = "results") -> None:
         self.layout = layout
         self._swap = (
             (
@@ -432,8 +583,8 @@ class _Layout:
         lines = layout.lines or layout.indent > 0
         nl = "\n" if lines else ""
         pi = f"<?ispring-emulator layout?>{nl or chr(10)}" if layout.comments else ""
-        self.head = self._ends(f"{XML_DECLARATION}<response>\n{pi}{pad}<results>\n".encode())
-        self._results_end = f"{pad}</results>\n"
+        self.head = self._ends(f"{XML_DECLARATION}<response>\n{pi}{pad}<{list_tag}>\n".encode())
+        self._results_end = f"{pad}</{list_tag}>\n"
         self._pad = pad
 
     def _ends(self, data: bytes) -> bytes:
@@ -456,6 +607,7 @@ class _Layout:
             text = text[:cut] + _NESTED + text[cut:]
         if layout.attributes:
             text = text.replace("<result>", f"<result id=\"{pos}\" kind='row'>", 1)
+            text = text.replace("<userProfile>", f'<userProfile id="{pos}">', 1)
             text = text.replace("<timeSpent>", '<timeSpent unit="s">').replace(
                 "<progress>", '<progress unit="%" max=">100">'
             )
@@ -490,7 +642,44 @@ class _Layout:
 
 
 def _cdata(match: re.Match[str]) -> str:
-    title = match.group(1).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    tag = match.group(1)
+    title = match.group(2).replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
     if "]]>" in title:
         return match.group(0)
-    return f"<courseTitle><![CDATA[{title}]]></courseTitle>"
+    return f"<{tag}><![CDATA[{title}]]></{tag}>"
+
+
+# How a list inside a user profile is spelt in XML: the element of each item (the OpenAPI's ``xml``
+# names: ``ArrayOfIds`` items are ``<id>``, ``UserRole`` is ``<userRole>``).
+_USER_LIST_ITEMS = {
+    "fields": "field",
+    "groups": "id",
+    "manageableDepartmentIds": "id",
+    "userRoles": "userRole",
+}
+
+
+def _xml_value(out: list[str], value: dict[str, object], items: dict[str, str]) -> None:
+    """Append the elements of a JSON-shaped object: nested objects as child elements, lists as a
+    wrapper holding one ``items[name]`` element per item."""
+    for name, child in value.items():
+        if isinstance(child, dict):
+            out.append(f"<{name}>")
+            _xml_value(out, child, items)
+            out.append(f"</{name}>")
+        elif isinstance(child, list):
+            if not child:
+                out.append(f"<{name}/>")
+                continue
+            out.append(f"<{name}>")
+            item = items[name]
+            for entry in child:
+                if isinstance(entry, dict):
+                    out.append(f"<{item}>")
+                    _xml_value(out, entry, items)
+                    out.append(f"</{item}>")
+                else:
+                    out.append(f"<{item}>{xml_escape(str(entry))}</{item}>")
+            out.append(f"</{name}>")
+        else:
+            out.append(f"<{name}>{xml_escape(str(child))}</{name}>")

@@ -14,6 +14,7 @@ import collections
 import contextlib
 import dataclasses
 import email.utils
+import functools
 import hmac
 import logging
 import math
@@ -30,20 +31,39 @@ from pathlib import Path
 import msgspec
 from aiohttp import web
 
-from ispring_async._models import Department, LearnerResult
+from ispring_async._models import (
+    Department,
+    LearnerModuleResult,
+    LearnerResult,
+    User,
+    UserField,
+    UserRole,
+    UserSubordination,
+)
 from ispring_async.emulator._config import EmulatorConfig, Fault
-from ispring_async.emulator._dataset import Dataset
+from ispring_async.emulator._dataset import STATUSES, Dataset, _utc
+from ispring_async.emulator._modules import ModuleCatalog
 from ispring_async.emulator._query import (
     QueryError,
+    encode_module_page_token,
     encode_page_token,
+    module_unknown_ids_message,
     page_params,
+    parse_module_results,
     parse_page,
     parse_results,
+    parse_users,
     select_all,
+    select_all_modules,
+    select_all_users,
+    select_module_page,
     select_page,
+    select_users_page,
     unknown_ids_message,
+    users_unknown_ids_message,
 )
 from ispring_async.emulator._render import Format, Renderer, error_body, html_page
+from ispring_async.emulator._users import FIELD_NAMES, ROLES, UserDirectory
 
 __all__ = ["Emulator", "EmulatorStats", "running_emulator", "serve_in_thread"]
 
@@ -62,7 +82,8 @@ _BODY_FAULTS = (Fault.RESET, Fault.TRUNCATE, Fault.MALFORMED)
 class EmulatorStats:
     """What an emulator has seen and done, for tests to assert on.
 
-    ``requests`` counts requests by endpoint (``"token"``, ``"results"``, ``"departments"``),
+    ``requests`` counts requests by endpoint (``"token"``, ``"results"``, ``"module_results"``,
+    ``"users"``, ``"departments"``),
     ``responses`` counts responses by HTTP status, ``faults`` counts injected faults by kind: the
     ``Fault`` values, plus ``"latency"``, ``"rate_limit"`` (the per-token limiter),
     ``"token_expire_after"`` (an early-expired token refused), ``"insert"`` and ``"update"`` (rows),
@@ -89,11 +110,13 @@ class _Token:
 
 
 class Emulator:
-    """An emulated iSpring Learn API: ``POST /api/v3/token``, ``GET /learners/results``, ``GET /departments``.
+    """An emulated iSpring Learn API: ``POST /api/v3/token``, ``GET /learners/results``,
+    ``GET /learners/modules/results``, ``GET /users/v2`` and ``GET /departments``.
 
     Build it with a config, then serve it with ``running_emulator`` (async), ``serve_in_thread``
     (sync) or ``start``/``close``. The object is also the oracle: ``expected_results`` says exactly
-    which records the API holds for a query.
+    which records the API holds for a query (``expected_module_results``, ``expected_users`` for the
+    other endpoints).
 
     >>> async with running_emulator(EmulatorConfig(results=5000)) as emu:
     ...     url = emu.base_url + "/learners/results"
@@ -127,6 +150,8 @@ class Emulator:
         self.app.router.add_post(self.config.token_path, self._token)
         self.app.router.add_get(prefix + "/learners/results", self._results)
         self.app.router.add_get(prefix + "/departments", self._departments)
+        self.app.router.add_get(prefix + "/learners/modules/results", self._module_results)
+        self.app.router.add_get(prefix + "/users/v2", self._users)
 
     def __repr__(self) -> str:
         return f"Emulator(base_url={self._base_url!r}, results={len(self.dataset)}, seed={self.config.seed})"
@@ -217,6 +242,36 @@ class Emulator:
         """Every department, in the order ``/departments`` pages them (vanished ones included)."""
         return self.dataset.departments()
 
+    @functools.cached_property
+    def modules(self) -> ModuleCatalog:
+        """The modules of the dataset's courses, and the values of every module result."""
+        return ModuleCatalog(self.dataset)
+
+    @functools.cached_property
+    def directory(self) -> UserDirectory:
+        """The profiles of the dataset's users (built on first use: about 3 us a user)."""
+        return UserDirectory(self.dataset)
+
+    def expected_module_results(self, params: Params = ()) -> list[LearnerModuleResult]:
+        """Every record ``/learners/modules/results`` holds for a query, all pages, in API order
+        (``params`` as for ``expected_results``)."""
+        return [self._module_record(pos, k) for pos, k in self._select_all_modules(params)]
+
+    def write_expected_module_results(self, params: Params, path: str | Path) -> int:
+        """Write ``expected_module_results(params)`` as JSONL (API field names); returns the count."""
+        return _write_jsonl(
+            path, (self._module_record(pos, k) for pos, k in self._select_all_modules(params))
+        )
+
+    def expected_users(self, params: Params = ()) -> list[User]:
+        """Every profile ``/users/v2`` holds for a query (``departments[]``, ``userIds[]``,
+        ``logins[]``, ``emails[]``, ``groups[]``), all pages, in API order."""
+        return [self._user_record(user) for user in self._select_all_users(params)]
+
+    def write_expected_users(self, params: Params, path: str | Path) -> int:
+        """Write ``expected_users(params)`` as JSONL (API field names); returns the count."""
+        return _write_jsonl(path, (self._user_record(user) for user in self._select_all_users(params)))
+
     def mutate(self, *, inserts: int = 0, updates: int = 0, seed: int = 0) -> list[int]:
         """Insert and update rows now (as ``Faults.inserts_per_request`` does); returns their positions."""
         rng = random.Random(f"{self.config.faults.seed}:manual:{seed}")
@@ -260,6 +315,89 @@ class Emulator:
             if message is not None:
                 raise QueryError(message)
         return select_all(self.dataset, query, subtree=config.subdepartment_matching)
+
+    def _select_all_modules(self, params: Params) -> list[tuple[int, int]]:
+        config = self.config
+        query = parse_module_results(
+            _without_page(params),
+            lenient=config.lenient_lists,
+            max_page_size=config.max_page_size,
+            one_sided_ranges=config.one_sided_ranges,
+            exclusive_end=config.exclusive_end,
+        )
+        if config.unknown_ids == "400":
+            message = module_unknown_ids_message(self.dataset, self.modules, query)
+            if message is not None:
+                raise QueryError(message)
+        return select_all_modules(self.dataset, self.modules, query, subtree=config.subdepartment_matching)
+
+    def _select_all_users(self, params: Params) -> list[int]:
+        config = self.config
+        query = parse_users(
+            _without_page(params), lenient=config.lenient_lists, max_page_size=config.max_page_size
+        )
+        if config.unknown_ids == "400":
+            message = users_unknown_ids_message(self.dataset, self.directory, query)
+            if message is not None:
+                raise QueryError(message)
+        return select_all_users(self.dataset, self.directory, query, subtree=config.subdepartment_matching)
+
+    def _module_record(self, pos: int, k: int) -> LearnerModuleResult:
+        """A module result as the client should decode it, built from the values, not the page text."""
+        ds, catalog = self.dataset, self.modules
+        module = catalog.modules_of(pos)[k]
+        v = catalog.values(pos, k)
+        return LearnerModuleResult(
+            user_id=ds.user_ids[ds.r_user[pos]],
+            course_id=ds.course_ids[ds.r_course[pos]],
+            module_id=catalog.module_ids[module],
+            module_title=catalog.module_titles[module],
+            course_item_id=catalog.course_item_ids[module],
+            enrollment_id=ds.enrollment_id(pos) if ds.r_flags[pos] & 1 else None,
+            access_date=_utc(v.access),
+            due_date=_utc(v.due) if v.due else None,
+            expiration_date=_utc(v.expiration) if v.expiration else None,
+            completion_date=_utc(v.completion) if v.completion else None,
+            time_spent=v.spent,
+            completion_status=STATUSES[v.status],
+            awarded_score=v.awarded / 100 if v.awarded >= 0 else None,
+            passing_score=catalog.module_passing[module] / 100 if v.awarded >= 0 else None,
+            progress=v.progress / 100,
+            is_overdue=catalog.is_overdue(v),
+            views_count=v.views,
+        )
+
+    def _user_record(self, user: int) -> User:
+        """A profile as the client should decode it, built from the directory, not the page text."""
+        ds, directory = self.dataset, self.directory
+        role = directory.role[user]
+        dept = ds.department_ids[ds.user_dept[user]]
+        manageable = (dept,) if ROLES[role] == "department_administrator" else ()
+        last_login = directory.last_login[user]
+        return User(
+            user_id=ds.user_ids[user],
+            department_id=dept,
+            status=ds.user_status[user],
+            role=ROLES[role],
+            role_id=directory.role_ids[role],
+            fields=tuple(
+                UserField(name=name, value=value)
+                for name, value in zip(FIELD_NAMES, directory.field_values[user], strict=True)
+            ),
+            added_date=_utc(directory.added[user]),
+            last_login_date=_utc(last_login) if last_login else None,
+            groups=tuple(directory.group_ids[g] for g in directory.groups[user]),
+            manageable_department_ids=manageable,
+            user_roles=(
+                UserRole(
+                    role_id=directory.role_ids[role],
+                    role_type=ROLES[role],
+                    manageable_department_ids=manageable,
+                ),
+            ),
+            subordination=UserSubordination(subordination_type="inherit"),
+            co_subordination=UserSubordination(subordination_type="no_supervisor"),
+        )
 
     def _mutate(self, rng: random.Random, inserts: int, updates: int) -> list[int]:
         changed = []
@@ -509,6 +647,62 @@ class Emulator:
             request, plan, content_type, self._renderer.results(fmt, page, next_token), fmt
         )
 
+    async def _module_results(self, request: web.Request) -> web.StreamResponse:
+        fmt, _, plan, early = await self._admit(request, "module_results")
+        if early is not None:
+            return early
+        config = self.config
+        try:
+            query = parse_module_results(
+                request.query.items(),
+                lenient=config.lenient_lists,
+                max_page_size=config.max_page_size,
+                one_sided_ranges=config.one_sided_ranges,
+                exclusive_end=config.exclusive_end,
+            )
+        except QueryError as exc:
+            return self._reply(400, fmt, str(exc))
+        ds, catalog = self.dataset, self.modules
+        if config.unknown_ids == "400":
+            message = module_unknown_ids_message(ds, catalog, query)
+            if message is not None:
+                self.stats.faults["unknown_ids"] += 1
+                return self._reply(400, fmt, message)
+        page, more = select_module_page(ds, catalog, query, subtree=config.subdepartment_matching)
+        next_token = (
+            encode_module_page_token(ds.key(page[-1][0]), page[-1][1])
+            if more
+            else ("" if config.empty_last_token else None)
+        )
+        chunks = self._renderer.module_results(fmt, catalog, page, next_token)
+        return await self._send(request, plan, _JSON if fmt == "json" else _XML, chunks, fmt)
+
+    async def _users(self, request: web.Request) -> web.StreamResponse:
+        fmt, _, plan, early = await self._admit(request, "users")
+        if early is not None:
+            return early
+        config = self.config
+        try:
+            query = parse_users(
+                request.query.items(), lenient=config.lenient_lists, max_page_size=config.max_page_size
+            )
+        except QueryError as exc:
+            return self._reply(400, fmt, str(exc))
+        ds, directory = self.dataset, self.directory
+        if config.unknown_ids == "400":
+            message = users_unknown_ids_message(ds, directory, query)
+            if message is not None:
+                self.stats.faults["unknown_ids"] += 1
+                return self._reply(400, fmt, message)
+        page, more = select_users_page(ds, directory, query, subtree=config.subdepartment_matching)
+        next_token = (
+            encode_page_token(int(ds.user_ids[page[-1]].replace("-", ""), 16))
+            if more
+            else ("" if config.empty_last_token else None)
+        )
+        chunks = self._renderer.users(fmt, directory, page, next_token)
+        return await self._send(request, plan, _JSON if fmt == "json" else _XML, chunks, fmt)
+
     async def _departments(self, request: web.Request) -> web.StreamResponse:
         fmt, _, plan, early = await self._admit(request, "departments")
         if early is not None:
@@ -531,6 +725,28 @@ class Emulator:
         return await self._send(
             request, plan, content_type, [self._renderer.departments(fmt, chosen, next_token)], fmt
         )
+
+
+def _without_page(params: Params) -> list[tuple[str, str]]:
+    pairs = list(params.items()) if isinstance(params, Mapping) else list(params)
+    return [(k, v) for k, v in pairs if k not in ("pageSize", "pageToken")]
+
+
+def _write_jsonl(path: str | Path, records: Iterable[msgspec.Struct]) -> int:
+    """Write records as JSONL (API field names, as the structs encode them); returns the count."""
+    encoder = msgspec.json.Encoder()
+    buffer = bytearray()
+    count = 0
+    with Path(path).open("wb") as out:
+        for record in records:
+            encoder.encode_into(record, buffer, -1)
+            buffer.extend(b"\n")
+            count += 1
+            if len(buffer) > 1 << 20:
+                out.write(buffer)
+                buffer.clear()
+        out.write(buffer)
+    return count
 
 
 @contextlib.contextmanager
