@@ -11,6 +11,9 @@ from ispring_async import LearnerModuleResult, ParseError, ResponseFormat, Unsaf
 from ispring_async._parse import ParseLimits, module_results_parser, users_parser
 from ispring_async._parse._nested import USERS, NestedReferenceParser
 from ispring_async._parse._xml import XmlListParser
+from ispring_async.emulator import Emulator, EmulatorConfig
+from ispring_async.emulator._config import XML_LAYOUTS
+from ispring_async.emulator._render import Renderer
 from tests._user_pages import (
     Style,
     expected_module_result,
@@ -345,3 +348,31 @@ def test_unknown_nested_elements_are_skipped_only_where_the_reference_skips(inne
     assert users[0].user_id == "u"
     assert users[0].login == "x"
     assert users[1:] == [expected_user(r) for r in records]
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, id=name) for name in XML_LAYOUTS])
+def test_users_and_module_results_read_what_the_emulator_writes(name: str) -> None:
+    """Every XML layout the emulator renders users and module results in parses, on the hybrid and
+    the handler route alike, to the emulator's ground truth (built from its data, not its pages)."""
+    emulator = Emulator(EmulatorConfig(results=400, seed=3, departments=6))
+    ds, directory = emulator.dataset, emulator.directory
+    renderer = Renderer(ds, overdue_words=False, layout=XML_LAYOUTS[name])
+    users = list(range(len(ds.user_ids)))[:300]
+    body = b"".join(renderer.users("xml", directory, users, "tok"))
+    rnd = random.Random(name)
+    parser = users_parser(ResponseFormat.XML, page="p")
+    _feed(parser, body, rnd)
+    page = parser.close()
+    reference = NestedReferenceParser(USERS, page="p", bounds=BOUNDS)
+    reference.feed(body)
+    assert (page.users, page.next_page_token) == reference.close()
+    truth = {user.user_id: user for user in emulator.expected_users()}
+    assert page.users == [truth[ds.user_ids[u]] for u in users]
+    catalog = emulator.modules
+    items = [(p, k) for p in range(150) for k in range(len(catalog.modules_of(p)))]
+    body = b"".join(renderer.module_results("xml", catalog, items, None))
+    parser_m = module_results_parser(ResponseFormat.XML, page="p")
+    _feed(parser_m, body, rnd)
+    modules = parser_m.close().records
+    # The emulator's own record for each rendered item (what expected_module_results is made of).
+    assert modules == [emulator._module_record(p, k) for p, k in items]

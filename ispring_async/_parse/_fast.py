@@ -148,6 +148,33 @@ def strip_attributes(region: bytes) -> bytes:
     return b"".join(parts)
 
 
+def _strip_sparse(region: bytes) -> bytes:
+    """``strip_attributes`` for a run whose attributes are few (an ``id`` on each record): the regex is
+    tried only at the tags holding an ``=``, found with ``find``, rather than at every ``<``
+    (measured on a users page: 40 ms a MiB for the regex pass, under 2 for this). Dense attributes,
+    or a tag the pattern does not take, get the regex pass over the whole run."""
+    if region.count(b"=") * 256 > len(region):
+        return strip_attributes(region)
+    out: list[bytes] = []
+    pos = 0
+    eq = region.find(b"=")
+    while eq >= 0:
+        lt = region.rfind(b"<", pos, eq)
+        if lt < 0 or region.find(b">", lt, eq) >= 0:
+            eq = region.find(b"=", eq + 1)  # in text: "E = mc2"
+            continue
+        match = _TAG.match(region, lt)
+        if match is None:
+            return strip_attributes(region)
+        out += (region[pos:lt], b"<", match.group(1), match.group(2), b">")
+        pos = match.end()
+        eq = region.find(b"=", pos)
+    if not out:
+        return region
+    out.append(region[pos:])
+    return b"".join(out)
+
+
 def _has_attributes(region: bytes) -> bool:
     # "=" alone is one memchr; the two-byte searches only run where one occurs.
     return b"=" in region and (b'="' in region or b"='" in region)
@@ -255,7 +282,7 @@ def _finish(region: bytes) -> bytes:
 def prepare(run: bytes) -> bytes:
     """``run`` cleaned (CR, comments, PIs, CDATA) and with its attributes stripped."""
     run = clean(run)
-    return strip_attributes(run) if _has_attributes(run) else run
+    return _strip_sparse(run) if _has_attributes(run) else run
 
 
 def flat_json(
