@@ -49,6 +49,7 @@ Invariants this relies on (each one is what makes a rewrite of XML as text exact
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any, Final
 
 import msgspec
@@ -57,6 +58,7 @@ from ispring_async._parse._shapes import DeclinedError, Shape
 
 __all__ = [
     "Split",
+    "UnknownCutter",
     "clean",
     "flat_json",
     "header_ok",
@@ -409,3 +411,85 @@ def tail_token(tail: bytes, shape: Shape[Any]) -> tuple[bool, str | None]:
     if match is None:
         return False, None
     return True, (match.group(1) or b"").decode() or None
+
+
+# -- unknown elements with children ------------------------------------------------------------------
+
+
+class UnknownCutter:
+    """Cuts unknown elements that have children out of a prepared run, where the reference route
+    would skip them, so the records around them can still be rewritten as JSON.
+
+    Cut out only where skipping is what the reference route does: the name is no text field's
+    anywhere in the shape (inside a text field an element is an error, not skipped), the tag before
+    it is a closing, self-closing or structure tag with only whitespace between (so its parent is not
+    a text field holding it alone: a text field holding it beside other elements fails the leaf
+    check afterwards), its subtree cannot pass ``max_depth``, and the segment up to its matching
+    closing tag (found with ``find``, counting same-name opening tags; no quantifier) balances.
+    """
+
+    def __init__(self, structure: Iterable[str], leaves: Iterable[str], *, deepest_child: int) -> None:
+        """``structure``: the record's and its structs' and lists' element names; ``leaves``: every
+        text field's; ``deepest_child``: the depth at which the deepest structure element's
+        children sit (4 for flat records)."""
+        names = sorted(structure)
+        self._opens = frozenset(f"<{name}>".encode() for name in names)
+        self._leaves = frozenset(name.encode() for name in leaves)
+        self._deepest_child = deepest_child
+        alternatives = b"|".join(re.escape(name.encode()) for name in names)
+        # An opening tag, not a structure tag's, followed (after whitespace) by another opening tag:
+        # an element with children. The lookahead's run of whitespace is possessive (linear time).
+        self._open = re.compile(rb"<(?!(?:" + alternatives + rb")>)([^\s/<>!?]+)>(?=[ \t\n]*+<[^/])")
+
+    def cut(self, region: bytes, max_depth: int) -> bytes | None:
+        """``region`` without its unknown elements that have children, or ``None`` if it holds none,
+        or one that cannot be cut out safely (see the class docstring)."""
+        pieces: list[bytes] = []
+        pos = 0
+        while True:
+            match = self._open.search(region, pos)
+            if match is None:
+                break
+            name, start = match.group(1), match.start()
+            if name in self._leaves:
+                return None
+            before = region.rfind(b">", 0, start)
+            if before < 0 or region[before + 1 : start].strip():
+                return None
+            prev = region[region.rfind(b"<", 0, before) : before + 1]
+            if prev.find(b">") != len(prev) - 1 or not (
+                prev.startswith(b"</") or prev.endswith(b"/>") or prev in self._opens
+            ):
+                return None
+            end = _close_of(region, name, match.end())
+            if end is None:
+                return None
+            segment = region[start:end]
+            closes = segment.count(b"</")
+            opens = segment.count(b"<") - closes
+            if opens != closes + segment.count(b"/>") or self._deepest_child + opens > max_depth:
+                return None
+            pieces.append(region[pos:start])
+            pos = end
+        if not pieces:
+            return None
+        pieces.append(region[pos:])
+        return b"".join(pieces)
+
+
+def _close_of(region: bytes, name: bytes, pos: int) -> int | None:
+    """The end of the closing tag matching an opening ``<name>`` that ends at ``pos`` (``None``: none)."""
+    opening, closing = b"<" + name + b">", b"</" + name + b">"
+    depth = 1
+    while True:
+        close = region.find(closing, pos)
+        if close < 0:
+            return None
+        inner = region.find(opening, pos, close)
+        while inner >= 0:
+            depth += 1
+            inner = region.find(opening, inner + len(opening), close)
+        depth -= 1
+        pos = close + len(closing)
+        if depth == 0:
+            return pos

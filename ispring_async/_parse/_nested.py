@@ -37,6 +37,7 @@ from ispring_async._parse._fast import (
     _LEAF,
     _PREFIX,
     _SPACE_MAP,
+    UnknownCutter,
     _escape,
     _unescape_entities,
 )
@@ -240,24 +241,6 @@ def _deepest(node: Node, depth: int) -> int:
     return deepest
 
 
-def _close_of(region: bytes, name: bytes, pos: int) -> int | None:
-    """The end of the closing tag matching an opening ``<name>`` that ends at ``pos`` (``None``: none)."""
-    opening, closing = b"<" + name + b">", b"</" + name + b">"
-    depth = 1
-    while True:
-        close = region.find(closing, pos)
-        if close < 0:
-            return None
-        inner = region.find(opening, pos, close)
-        while inner >= 0:
-            depth += 1
-            inner = region.find(opening, inner + len(opening), close)
-        depth -= 1
-        pos = close + len(closing)
-        if depth == 0:
-            return pos
-
-
 # Structure-tag spellings NestedJson remembers (the ~40 of the schema and the indentations seen).
 _MAX_SPELLINGS: Final = 512
 
@@ -329,7 +312,6 @@ class NestedJson:
         structure = sorted(
             {*lists, *structs, *(n.item for n in lists.values() if n.of and n.of.kind == STRUCT), shape.item}
         )
-        self._structure_opens = frozenset(f"<{name}>".encode() for name in structure)
         leaves: set[str] = set()
         stack = [shape.root]
         while stack:
@@ -344,15 +326,10 @@ class NestedJson:
                         leaves.add(child.item)
                     else:
                         stack.append(child.of)
-        self._leaf_names = frozenset(name.encode() for name in leaves)
         # How deep a child of the deepest structure element sits (users: response > userProfiles >
         # userProfile > userRoles > userRole > manageableDepartmentIds > id, 7): an unknown element
         # cut out there adds its own depth, which the reference route would bound.
-        self._deepest_child = _deepest(shape.root, 4)
-        names = b"|".join(re.escape(name.encode()) for name in structure)
-        # An opening tag, not a structure tag's, followed (after whitespace) by another opening tag:
-        # an element with children. The lookahead's run of whitespace is possessive (linear time).
-        self._unknown_open = re.compile(rb"<(?!(?:" + names + rb")>)([^\s/<>!?]+)>(?=[ \t\n]*+<[^/])")
+        self._cutter = UnknownCutter(structure, leaves, deepest_child=_deepest(shape.root, 4))
 
     def json(self, region: bytes, *, max_depth: int, unknowns: bool = False) -> tuple[bytes | None, bool]:
         """JSON for a prepared run (``_fast.prepare``: cleaned, attributes stripped), or ``None``; and
@@ -368,7 +345,7 @@ class NestedJson:
             json = self._rewrite(region)
             if json is not None:
                 return json, False
-        skipped = self._skip_unknown(region, max_depth)
+        skipped = self._cutter.cut(region, max_depth)
         if skipped is not None:
             return self._rewrite(skipped), True
         return (self._rewrite(region) if unknowns else None), False
@@ -377,50 +354,8 @@ class NestedJson:
         """Whether a prepared ``prefix`` between two runs holds only unknown elements the reference
         route would skip (and whitespace)."""
         close = self._close_item
-        skipped = self._skip_unknown(close + prefix, max_depth)
+        skipped = self._cutter.cut(close + prefix, max_depth)
         return skipped is not None and not skipped[len(close) :].strip()
-
-    def _skip_unknown(self, region: bytes, max_depth: int) -> bytes | None:
-        """``region`` without its unknown elements that have children, or ``None`` if there are none
-        or one cannot be cut out safely (the handler parser then reads the run).
-
-        Cut out only where the reference route skips too: the name is no text field's anywhere in
-        the shape (inside a text field an element is an error, not skipped), the tag before it is a
-        closing, self-closing or structure tag with only whitespace between (so its parent is not a
-        text field holding it alone), its subtree cannot pass ``max_depth``, and the segment up to
-        its matching closing tag (counted with ``find``; no quantifier) balances.
-        """
-        pieces: list[bytes] = []
-        pos = 0
-        while True:
-            match = self._unknown_open.search(region, pos)
-            if match is None:
-                break
-            name, start = match.group(1), match.start()
-            if name in self._leaf_names:
-                return None
-            before = region.rfind(b">", 0, start)
-            if before < 0 or region[before + 1 : start].strip():
-                return None
-            prev = region[region.rfind(b"<", 0, before) : before + 1]
-            if prev.find(b">") != len(prev) - 1 or not (
-                prev.startswith(b"</") or prev.endswith(b"/>") or prev in self._structure_opens
-            ):
-                return None
-            end = _close_of(region, name, match.end())
-            if end is None:
-                return None
-            segment = region[start:end]
-            closes = segment.count(b"</")
-            opens = segment.count(b"<") - closes
-            if opens != closes + segment.count(b"/>") or self._deepest_child + opens > max_depth:
-                return None
-            pieces.append(region[pos:start])
-            pos = end
-        if not pieces:
-            return None
-        pieces.append(region[pos:])
-        return b"".join(pieces)
 
     def _rewrite(self, region: bytes) -> bytes | None:
         parts = self._structure.split(_escape(region))

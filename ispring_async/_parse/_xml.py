@@ -26,7 +26,15 @@ import msgspec
 
 from ispring_async._exceptions import ParseError, UnexpectedContentError
 from ispring_async._parse._envelope import Bounds, Envelope
-from ispring_async._parse._fast import clean, flat_json, header_ok, prepare, split_records, tail_token
+from ispring_async._parse._fast import (
+    UnknownCutter,
+    clean,
+    flat_json,
+    header_ok,
+    prepare,
+    split_records,
+    tail_token,
+)
 from ispring_async._parse._hardening import hardened_expat, looks_like_html, run_expat
 from ispring_async._parse._nested import NestedReferenceParser, NestedShape
 from ispring_async._parse._reference import ReferenceParser
@@ -60,6 +68,8 @@ class XmlListParser(Generic[S]):
         # Nested records (users) take the tree on every run: a JSON rewrite must know which
         # elements are lists, and the C tree builder with a walk per record already beats lxml.
         self._nested = shape if isinstance(shape, NestedShape) else None
+        # Flat records beside unknown elements with children (<customFields>) are cut free of them.
+        self._cutter = UnknownCutter([shape.item], shape.fields, deepest_child=4)
         self._reference_type: type[ReferenceParser[S]] = (
             NestedReferenceParser if self._nested is not None else ReferenceParser
         )
@@ -166,6 +176,13 @@ class XmlListParser(Generic[S]):
             # A page with records that are not flat is likely to have more: later runs are split
             # at once rather than first tried whole.
             self._mixed = True
+        cut = self._cutter.cut(region, self._bounds.max_depth)
+        if cut is not None:
+            # The run with its unknown nested elements cut out, as the reference route skips them;
+            # if that is still not flat JSON, the split below reads the run as it came.
+            json = flat_json(cut, self._shape)
+            if json is not None:
+                return self._decode(json, region, first)
         # Some records are not flat: the flat ones still decode as one JSON document, the others are
         # read from one tree, and the two are interleaved back in document order.
         split = split_records(region, self._shape)
