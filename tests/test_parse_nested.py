@@ -376,3 +376,32 @@ def test_users_and_module_results_read_what_the_emulator_writes(name: str) -> No
     modules = parser_m.close().records
     # The emulator's own record for each rendered item (what expected_module_results is made of).
     assert modules == [emulator._module_record(p, k) for p, k in items]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "inner",
+    [
+        pytest.param("<pad>" + "= " * 400_000 + "</pad>" + '<x a="1">t</x>', id="800k-equals-in-text"),
+        pytest.param("<u><v/></u>" * 4000, id="4000-unknown-nested-siblings"),
+        pytest.param("<u>" * 60 + "</u>" * 60 + "<u>" * 60 + "</u>" * 60, id="same-name-nesting"),
+    ],
+)
+def test_users_hostile_shapes_parse_in_linear_time(inner: str) -> None:
+    """Text full of '=', thousands of unknown nested siblings and same-name nesting go through the
+    attribute stripper and the unknown cutter in linear time, to the reference route's outcome."""
+    body = _one_user(inner)
+    limits = ParseLimits(max_body_bytes=8 << 20)
+    hybrid = users_parser(ResponseFormat.XML, page="p", limits=limits)
+    reference = NestedReferenceParser(
+        USERS, page="p", bounds=limits.bounds(page_size=None, markup_per_record=512)
+    )
+
+    def outcome(parser: object) -> object:
+        try:
+            result = _whole(parser, body)
+        except ParseError as exc:
+            return type(exc)
+        return result.users if hasattr(result, "users") else result[0]  # type: ignore[index]
+
+    assert outcome(hybrid) == outcome(reference)
