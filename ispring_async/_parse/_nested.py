@@ -214,6 +214,27 @@ class NestedReferenceParser(ReferenceParser[S]):
 # -- the fast route's JSON rewrite --------------------------------------------------------------------
 
 
+def _trie(entries: dict[bytes, bytes]) -> bytes:
+    """A pattern matching any key of ``entries`` followed by its value (a pattern), factored by common
+    prefixes. No key is a prefix of another (each ends at its tag's ``>``)."""
+
+    def node(words: list[bytes], depth: int) -> bytes:
+        if len(words) == 1:
+            word = words[0]
+            return re.escape(word[depth:]) + entries[word]
+        groups: dict[bytes, list[bytes]] = {}
+        for word in words:
+            assert len(word) > depth, word  # no key is a prefix of another
+            groups.setdefault(word[depth : depth + 1], []).append(word)
+        if len(groups) == 1:
+            ((char, group),) = groups.items()
+            return re.escape(char) + node(group, depth + 1)
+        branches = [re.escape(char) + node(group, depth + 1) for char, group in sorted(groups.items())]
+        return b"(?:" + b"|".join(branches) + b")"
+
+    return node(sorted(entries), 0)
+
+
 def _escape_text_gt(region: bytes) -> bytes:
     """``region`` with each ``>`` that is text (legal raw in XML) written ``&gt;``.
 
@@ -283,8 +304,9 @@ class NestedJson:
             shape.open_item: '"],"~":"',
             shape.close_item: '"},{"~":["',
         }
-        patterns = [re.escape(shape.open_item), re.escape(shape.close_item)]
-        gap = rb"[ \t\n]*+"  # possessive: each run of whitespace is consumed once (linear time)
+        # The first tag of each structure token -> what may follow it (after whitespace) to make the
+        # token; b"" for a tag that is a token alone.
+        tokens: dict[bytes, list[bytes]] = {shape.open_item: [b""], shape.close_item: [b""]}
         for name, node in sorted(lists.items()):
             item = node.item
             assert node.of is not None
@@ -294,18 +316,28 @@ class NestedJson:
             fragments[(op + io).encode()] = f'","{name}":[{{"~":"' if struct_items else f'","{name}":["'
             fragments[(ic + cl).encode()] = f'"}}],"/{name}":"' if struct_items else f'"],"/{name}":"'
             fragments[(ic + io).encode()] = '"},{"~":"' if struct_items else '","'
-            opb, clb, iob, icb = (re.escape(t.encode()) for t in (op, cl, io, ic))
-            patterns += [
-                re.escape(f"<{name}/>".encode()),
-                opb + gap + rb"(?:" + clb + rb"|" + iob + rb")",
-                icb + gap + rb"(?:" + clb + rb"|" + iob + rb")",
-            ]
+            tokens.setdefault(f"<{name}/>".encode(), []).append(b"")
+            for opening in (op, ic):
+                tokens.setdefault(opening.encode(), []).extend([cl.encode(), io.encode()])
         for name in sorted(structs):
             fragments[f"<{name}>".encode()] = f'","{name}":{{"~":"'
             fragments[f"</{name}>".encode()] = f'"}},"/{name}":"'
-            patterns += [re.escape(f"<{name}>".encode()), re.escape(f"</{name}>".encode())]
+            tokens.setdefault(f"<{name}>".encode(), []).append(b"")
+            tokens.setdefault(f"</{name}>".encode(), []).append(b"")
         self._fragments = {xml: fragment.encode() for xml, fragment in fragments.items()}
-        self._structure = re.compile(b"(" + b"|".join(patterns) + b")")
+        suffixes: dict[bytes, bytes] = {}
+        for first, follows in tokens.items():
+            assert b"" not in follows or len(set(follows)) == 1, first  # a tag is a token alone or never
+            if follows != [b""]:
+                # possessive: each run of whitespace is consumed once (linear time)
+                suffixes[first] = (
+                    rb"[ \t\n]*+(?:" + b"|".join(re.escape(f) for f in sorted(set(follows))) + b")"
+                )
+            else:
+                suffixes[first] = b""
+        # One trie over the first tags: at each "<" of a run the pattern fails after a character or
+        # two, where a flat alternation of the 28 tokens tried each in turn (measured: 2-3x slower).
+        self._structure = re.compile(b"(" + _trie(suffixes) + b")")
         self._delete = bytes(b for b in range(256) if b not in b" </>\x04")
         self._decoder = shape.list_decoder
         self._close_item = shape.close_item
