@@ -29,8 +29,8 @@ import msgspec
 from benchmarks import _data
 from benchmarks._common import Summary, memory_status, reset_peak_rss, run_child, summarize
 from ispring_async._config import ResponseFormat
-from ispring_async._models import LearnerResult
-from ispring_async._parse import ParseLimits, results_parser
+from ispring_async._models import LearnerResult, User
+from ispring_async._parse import ParseLimits, results_parser, users_parser
 from ispring_async.emulator import XmlLayout, encode_page_token
 from ispring_async.emulator._config import XML_LAYOUTS
 from ispring_async.emulator._render import Renderer
@@ -216,7 +216,7 @@ def _check(bodies: dict[str, bytes]) -> None:
             raise AssertionError(f"{name} does not produce the same records as ispring_async")
 
 
-def _time(parse: Parse, body: bytes, iterations: int) -> float:
+def _time(parse: Callable[[bytes], object], body: bytes, iterations: int) -> float:
     gc.collect()
     start = time.perf_counter()
     for _ in range(iterations):
@@ -282,7 +282,14 @@ def page_rounds(*, rounds: int, target_seconds: float) -> dict[str, Any]:
 
 LAYOUTS = XML_LAYOUTS
 """Layouts of the same 1000 records (``ispring-async emulator --xml-...``)."""
-_LAYOUT_APPROACHES: dict[str, Parse] = {"ours-xml": ours_xml, "lxml": lxml_tree, "xmltodict": xmltodict_parse}
+_LAYOUT_APPROACHES: dict[str, Parse] = {
+    "ours-xml": ours_xml,
+    "lxml": lxml_tree,
+    "xmltodict": xmltodict_parse,
+    # The floor, no records: every byte through expat is what the safety envelope requires, so
+    # expat-bare / xmltodict is the most ours / xmltodict can be on a layout.
+    "expat-bare": expat_bare,
+}
 LAYOUT_TARGETS = {"lxml": 1.0, "xmltodict": 5.0}
 
 
@@ -306,7 +313,8 @@ def layout_rounds(
     iterations: dict[tuple[str, str], int] = {}
     for layout, approach in cells:
         parse = _LAYOUT_APPROACHES[approach]
-        if parse(bodies[layout]) != expected:
+        got = parse(bodies[layout])
+        if got is not None and got != expected:
             raise AssertionError(f"{approach} reads the {layout!r} layout differently")
         single = _time(parse, bodies[layout], 1)
         iterations[layout, approach] = max(1, round(target_seconds / single))
@@ -327,7 +335,122 @@ def layout_rounds(
         for base, minimum in LAYOUT_TARGETS.items():
             ratio = summarize([o / b for o, b in zip(ours, rates[layout, base], strict=True)])
             entry[f"vs_{base}"] = {**ratio, "required": minimum, "pass": ratio["median"] >= minimum}
+        floor = rates[layout, "expat-bare"]
+        entry["floor_vs_xmltodict"] = summarize(
+            [f / x for f, x in zip(floor, rates[layout, "xmltodict"], strict=True)]
+        )
         out[layout] = entry
+    return {"rounds": rounds, "layouts": out}
+
+
+# -- users: nested records (issue 14) -----------------------------------------------------------------
+
+_USERS_LIST = list[User]
+# The elements of a UserV2 that are wrapped lists (their items are <field>, <id>, <userRole>).
+_USER_LISTS = {"fields": "field", "groups": "id", "manageableDepartmentIds": "id", "userRoles": "userRole"}
+
+
+def _user_row(element: Any) -> dict[str, Any]:
+    """What one writes for lxml: leaves to text, wrapped lists to lists, other parents to dicts."""
+    row: dict[str, Any] = {}
+    for child in element:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue  # a comment or PI
+        item_tag = _USER_LISTS.get(tag)
+        if item_tag is not None:
+            row[tag] = [
+                _user_row(item) if len(item) else (item.text or "") for item in child if item.tag == item_tag
+            ]
+        elif len(child):
+            row[tag] = _user_row(child)
+        else:
+            row[tag] = child.text or ""
+    return row
+
+
+def ours_users(body: bytes) -> list[User]:
+    """``users_parser`` fed 16 KiB chunks."""
+    parser = users_parser(ResponseFormat.XML, page="bench", limits=_DOCUMENT_LIMITS)
+    for chunk in _chunks(body):
+        parser.feed(chunk)
+    return parser.close().users
+
+
+def lxml_users(body: bytes) -> list[User]:
+    """lxml's tree, walked into nested dicts, converted by msgspec."""
+    from lxml import etree as lxml_etree
+
+    root = lxml_etree.fromstring(body)
+    rows = [_user_row(user) for user in root.find("userProfiles") if user.tag == "userProfile"]
+    converted: list[User] = msgspec.convert(rows, _USERS_LIST, strict=False)
+    return converted
+
+
+USERS_EMULATOR_LAYOUTS = ("compact", "indented", "indented + 30% cdata + 10% nested", "everything")
+"""The emulator's XML layouts the users pages are measured in (``ispring-async emulator --xml-...``)."""
+
+
+def users_pages() -> dict[str, bytes]:
+    """1000 users as the emulator renders them in ``USERS_EMULATOR_LAYOUTS``, and 1000 from the
+    OpenAPI-shaped generator of the tests (``UserV2`` with every optional member: 4 to 6 profile
+    fields, roles with departments, groups, subordination, leave) compact and indented."""
+    import random
+
+    from ispring_async.emulator import Emulator, EmulatorConfig
+    from tests._user_pages import Style, render_xml, user_fields
+
+    emulator = Emulator(EmulatorConfig(results=12_000, seed=14))  # over 1000 users
+    users = list(range(len(emulator.dataset.user_ids)))[:PAGE_RECORDS]
+    assert len(users) == PAGE_RECORDS, len(users)
+    pages = {
+        f"emulator {name}": b"".join(
+            Renderer(emulator.dataset, overdue_words=False, layout=XML_LAYOUTS[name]).users(
+                "xml", emulator.directory, users, "tok"
+            )
+        )
+        for name in USERS_EMULATOR_LAYOUTS
+    }
+    rnd = random.Random(14)
+    generated = [user_fields(rnd) for _ in range(PAGE_RECORDS)]
+    for name, style in {"generator compact": Style(), "generator indented": Style(indent="  ")}.items():
+        pages[name] = render_xml(generated, container="userProfiles", item="userProfile", style=style)
+    return pages
+
+
+_USERS_APPROACHES: dict[str, Callable[[bytes], list[User] | None]] = {
+    "ours-xml": ours_users,
+    "lxml": lxml_users,
+    "expat-bare": expat_bare,
+}
+
+
+def users_rounds(*, rounds: int, target_seconds: float) -> dict[str, Any]:
+    """Ours, lxml and bare expat (the floor) on users pages, interleaved per round; ours/lxml per round."""
+    bodies = users_pages()
+    cells = [(layout, approach) for layout in bodies for approach in _USERS_APPROACHES]
+    iterations: dict[tuple[str, str], int] = {}
+    for layout, approach in cells:
+        parse = _USERS_APPROACHES[approach]
+        got = parse(bodies[layout])
+        if got is not None and got != lxml_users(bodies[layout]):
+            raise AssertionError(f"{approach} reads the {layout!r} users page differently")
+        iterations[layout, approach] = max(1, round(target_seconds / _time(parse, bodies[layout], 1)))
+    rates: dict[tuple[str, str], list[float]] = {cell: [] for cell in cells}
+    for r in range(rounds):
+        shift = r % len(cells)
+        for cell in cells[shift:] + cells[:shift]:
+            seconds = _time(_USERS_APPROACHES[cell[1]], bodies[cell[0]], iterations[cell])
+            rates[cell].append(PAGE_RECORDS / seconds)
+    out: dict[str, Any] = {}
+    for layout in bodies:
+        ours = rates[layout, "ours-xml"]
+        ratio = summarize([o / b for o, b in zip(ours, rates[layout, "lxml"], strict=True)])
+        out[layout] = {
+            "xml_bytes": len(bodies[layout]),
+            "records_per_s": {a: summarize(rates[layout, a]) for a in _USERS_APPROACHES},
+            "vs_lxml": {**ratio, "required": 1.0, "pass": ratio["median"] >= 1.0},
+        }
     return {"rounds": rounds, "layouts": out}
 
 
@@ -417,6 +540,7 @@ def run(*, rounds: int, target_seconds: float, document: int, repeats: int) -> d
     return {
         **page,
         "layouts": layouts,
+        "users": users_rounds(rounds=rounds, target_seconds=target_seconds),
         "document": document_runs(records=document, repeats=repeats, timeout=600),
     }
 
@@ -425,7 +549,19 @@ def _main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(description="parse-scenario child process (used by the runner)")
     p.add_argument("--child", nargs=3, metavar=("APPROACH", "FILE", "WARM_UP_FILE"))
     p.add_argument("--layouts", type=int, metavar="ROUNDS", help="only the per-layout rounds, as a table")
+    p.add_argument("--users", type=int, metavar="ROUNDS", help="only the users pages' rounds, as a table")
     args = p.parse_args(argv)
+    if args.users:
+        result = users_rounds(rounds=args.users, target_seconds=0.1)
+        for name, entry in result["layouts"].items():
+            rates = {a: entry["records_per_s"][a]["median"] / 1000 for a in _USERS_APPROACHES}
+            vs = entry["vs_lxml"]
+            print(
+                f"{name:44s} ours {rates['ours-xml']:5.1f}k  lxml {rates['lxml']:5.1f}k  "
+                f"expat floor {rates['expat-bare']:5.1f}k  ours/lxml {vs['median']:.2f} "
+                f"[{vs['min']:.2f}-{vs['max']:.2f}]"
+            )
+        return
     if args.layouts:
         result = layout_rounds(rounds=args.layouts, target_seconds=0.1)
         for name, entry in result["layouts"].items():
@@ -433,7 +569,8 @@ def _main(argv: list[str]) -> None:
             print(
                 f"{name:36s} ours {rates['ours-xml']:5.0f}k  lxml {rates['lxml']:5.0f}k  "
                 f"xmltodict {rates['xmltodict']:4.0f}k  ours/lxml {entry['vs_lxml']['median']:.2f}  "
-                f"ours/xmltodict {entry['vs_xmltodict']['median']:.1f}"
+                f"ours/xmltodict {entry['vs_xmltodict']['median']:.1f}  "
+                f"expat floor/xmltodict {entry['floor_vs_xmltodict']['median']:.1f}"
             )
         return
     if not args.child:

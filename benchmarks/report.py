@@ -168,6 +168,7 @@ def _parse(parse: dict[str, Any]) -> list[str]:
                     _spread(rates["xmltodict"]),
                     _spread(entry["vs_lxml"], _ratio) + ("" if entry["vs_lxml"]["pass"] else " ✗"),
                     _spread(entry["vs_xmltodict"], _ratio) + ("" if entry["vs_xmltodict"]["pass"] else " ✗"),
+                    _spread(entry["floor_vs_xmltodict"], _ratio) if "floor_vs_xmltodict" in entry else "—",
                 ]
             )
         lines += _table(
@@ -179,9 +180,43 @@ def _parse(parse: dict[str, Any]) -> list[str]:
                 "xmltodict rec/s",
                 "ours/lxml",
                 "ours/xmltodict",
+                "expat floor/xmltodict",
             ],
             rows,
-            "lrrrrrr",
+            "lrrrrrrr",
+        )
+        lines += [
+            "",
+            "*expat floor/xmltodict*: bare expat (no handlers, no records: the validation pass every byte "
+            "must go through) against xmltodict — the most ours/xmltodict can be on that layout.",
+            "",
+        ]
+    users = parse.get("users")
+    if users:
+        lines += [
+            "### Users pages (nested records, issue 14)",
+            "",
+            f"1000 `UserV2` profiles per page; {users['rounds']} interleaved rounds, ratios per round, "
+            "median (min–max). Target: ≥ 1.0× lxml tree + walk into nested dicts + `msgspec.convert`.",
+            "",
+        ]
+        rows = []
+        for name, entry in users["layouts"].items():
+            rates = entry["records_per_s"]
+            rows.append(
+                [
+                    name,
+                    f"{entry['xml_bytes'] / 1000:.0f}",
+                    _spread(rates["ours-xml"]),
+                    _spread(rates["lxml"]),
+                    _spread(rates["expat-bare"]),
+                    _spread(entry["vs_lxml"], _ratio) + ("" if entry["vs_lxml"]["pass"] else " ✗"),
+                ]
+            )
+        lines += _table(
+            ["page", "bytes/rec", "ours rec/s", "lxml rec/s", "expat floor rec/s", "ours/lxml"],
+            rows,
+            "lrrrrr",
         )
         lines.append("")
     doc = parse.get("document")

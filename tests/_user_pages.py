@@ -142,10 +142,14 @@ class Style:
     """How a page is spelled: indentation, and (from ``rnd``) comments, CDATA, attributes, unknown
     elements, varied value spellings. The logical values never change."""
 
-    def __init__(self, rnd: random.Random | None = None, *, indent: str = "", noise: float = 0.0) -> None:
+    def __init__(
+        self, rnd: random.Random | None = None, *, indent: str = "", noise: float = 0.0, tricky: bool = True
+    ) -> None:
         self.rnd = rnd
         self.indent = indent
         self.noise = noise
+        self.tricky = tricky
+        """Comments hold a record's closing tag (a run cut there must not be read as one)."""
 
     def _roll(self) -> bool:
         return self.rnd is not None and self.rnd.random() < self.noise
@@ -158,8 +162,8 @@ class Style:
     def gap(self, depth: int) -> str:
         out = f"\n{self.indent * depth}" if self.indent else ""
         if self._roll():
-            out += "<!-- </userProfile> -->"
-        if self._roll():
+            out += "<!-- </userProfile> -->" if self.tricky else "<!-- generated -->"
+        if depth > 1 and self._roll():  # not around the container: the API's own header is plain
             out += "<unknownNested><a><b>x</b></a><id>not an id</id></unknownNested>"
         return out
 

@@ -42,6 +42,9 @@ def test_tiny_run_writes_results_report_and_plots(tmp_path: Path) -> None:
     assert all(a["records_per_s"]["median"] > 0 for a in parse["approaches"].values())
     assert parse["machine"]["cores"] >= 1
     assert all(r["records"] in (2000, None) for runs in parse["document"]["raw"].values() for r in runs)
+    users = parse["users"]["layouts"]
+    assert len(users) == 6
+    assert all(u["records_per_s"]["ours-xml"]["median"] > 0 and "vs_lxml" in u for u in users.values())
 
     e2e = json.loads((tmp_path / "e2e.json").read_text())
     clients = {(c["client"], c["format"]) for c in e2e["cells"]}
@@ -63,6 +66,8 @@ def test_tiny_run_writes_results_report_and_plots(tmp_path: Path) -> None:
         "## 2. End to end",
         "## 3. Memory",
         "## 4. Sinks",
+        "### Users pages (nested records, issue 14)",
+        "expat floor/xmltodict",
     ):
         assert heading in report
     for plot in ("e2e-throughput.png", "parse-ratio.png"):

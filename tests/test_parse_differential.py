@@ -19,8 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ispring_async import LearnerResult
-from tests._helpers import both_routes
+from ispring_async import LearnerResult, User
+from ispring_async._parse import DEFAULT_LIMITS
+from ispring_async._parse._nested import USERS, NestedReferenceParser
+from ispring_async._parse._xml import XmlListParser
+from tests._helpers import both_routes, outcome
 
 EXAMPLES = int(os.environ.get("ISPRING_FUZZ_EXAMPLES", "100"))
 
@@ -297,3 +300,197 @@ def test_flat_records_beside_nested_ones_keep_fields_with_spaced_tags(spacing: b
     assert fast and hybrid == reference
     assert isinstance(hybrid, tuple)
     assert all(r.due_date is not None for r in hybrid[0][1::2])
+
+
+# -- users: nested records ---------------------------------------------------------------------------
+
+USER_BOUNDS = DEFAULT_LIMITS.bounds(page_size=None, markup_per_record=USERS.markup_per_record)
+
+
+@st.composite
+def umisc(draw: st.DrawFn) -> str:
+    """``misc`` with the users page's record tags inside comments."""
+    return draw(misc()).replace("result>", "userProfile>")
+
+
+@st.composite
+def uunknown(draw: st.DrawFn) -> str:
+    """An element no struct knows at this place: flat, empty, nested, or holding known names inside."""
+    kind = draw(st.sampled_from(["flat", "empty", "nested", "known-inside", "structure-inside", "deep"]))
+    if kind == "flat":
+        return f"<extra>{''.join(draw(spelled()).xml)}</extra>"
+    if kind == "empty":
+        return draw(st.sampled_from(["<extra/>", "<extra />", "<extra></extra>", "<id/>"]))
+    if kind == "nested":
+        return "<customFields><field><name>a &amp; b</name><value>1</value></field><field/></customFields>"
+    if kind == "known-inside":
+        return "<meta><userId>x</userId><name>n</name><id>i</id></meta>"
+    if kind == "structure-inside":
+        return (
+            "<meta><fields><field><name>LOGIN</name><value>evil</value></field></fields>"
+            "<groups><id>g-evil</id></groups><subordination><subordinationType>x</subordinationType>"
+            "</subordination></meta>"
+        )
+    return "<d>" * draw(st.sampled_from([2, 20, 70]))  # closed by _deep
+
+
+def _deep(xml: str) -> str:
+    # "deep" above opens <d> elements; close them here so the page stays well-formed.
+    return xml + "</d>" * xml.count("<d>")
+
+
+@st.composite
+def utag(draw: st.DrawFn, name: str, inner: str) -> str:
+    """``<name>inner</name>``, with attributes and whitespace the grammar allows, sometimes misc around."""
+    attrs = draw(attributes())
+    return f"{draw(umisc())}<{name}{attrs}>{inner}</{name}{draw_space(attrs)}>"
+
+
+@st.composite
+def ugap(draw: st.DrawFn) -> str:
+    """What may sit between the children of a struct or list: misc and, sometimes, unknown elements."""
+    out = draw(umisc())
+    if draw(st.integers(0, 5)) == 0:
+        out += _deep(draw(uunknown()))
+    return out
+
+
+@st.composite
+def leaf(draw: st.DrawFn, name: str, value: str | None = None) -> tuple[str, str]:
+    """A text element and the value it spells (``value`` fixed: a date, a number)."""
+    text = draw(spelled(value))
+    if not text.xml and draw(st.integers(0, 3)) == 0:
+        return f"{draw(umisc())}<{name}/>", ""
+    return draw(utag(name, "".join(text.xml))), text.value
+
+
+@st.composite
+def ulist(draw: st.DrawFn, name: str, items: list[str]) -> str:
+    """A wrapped list of already-spelled items (``<name/>`` or ``<name></name>`` when empty)."""
+    if not items and draw(st.booleans()):
+        return f"{draw(umisc())}<{name}{draw(st.sampled_from(['', ' ']))}/>"
+    inner = "".join(draw(ugap()) + item for item in items) + draw(ugap())
+    return draw(utag(name, inner))
+
+
+@st.composite
+def user_record(draw: st.DrawFn) -> tuple[str, dict[str, object]]:
+    """One <userProfile>: required leaves, fields, optional lists and structs, unknown elements anywhere."""
+    want: dict[str, object] = {}
+    parts: list[str] = []
+    for name in ("userId", "departmentId", "role", "roleId"):
+        xml, value = draw(leaf(name))
+        want[name] = value
+        parts.append(xml)
+    parts.append(draw(leaf("status", draw(st.sampled_from(["1", "3", "5", "x"]))))[0])
+    parts.append(draw(leaf("addedDate", draw(st.sampled_from(_DATES))))[0])
+    if draw(st.booleans()):
+        parts.append(draw(leaf("lastLoginDate", draw(st.sampled_from([*_DATES, ""]))))[0])
+    fields: list[tuple[str, str]] = []
+    items: list[str] = []
+    for _ in range(draw(st.integers(0, 3))):
+        name_xml, name = draw(leaf("name"))
+        value_xml, value = draw(leaf("value"))
+        fields.append((name, value))
+        pair = [name_xml, value_xml] if draw(st.booleans()) else [value_xml, name_xml]
+        items.append(draw(utag("field", "".join(pair) + draw(ugap()))))
+    want["fields"] = fields
+    parts.append(draw(ulist("fields", items)))
+    if draw(st.booleans()):
+        ids = [draw(leaf("id")) for _ in range(draw(st.integers(0, 3)))]
+        want["groups"] = [value for _, value in ids]
+        parts.append(draw(ulist("groups", [xml for xml, _ in ids])))
+    if draw(st.booleans()):
+        roles = []
+        for _ in range(draw(st.integers(0, 2))):
+            inner = draw(leaf("roleId"))[0]
+            if draw(st.booleans()):
+                inner += draw(ulist("manageableDepartmentIds", [draw(leaf("id"))[0]]))
+            roles.append(draw(utag("userRole", inner + draw(ugap()))))
+        parts.append(draw(ulist("userRoles", roles)))
+    if draw(st.booleans()):
+        inner = draw(leaf("subordinationType"))[0] if draw(st.integers(0, 4)) else ""
+        if draw(st.booleans()):
+            inner += draw(leaf("supervisorId"))[0]
+        parts.append(draw(utag("subordination", inner + draw(ugap()))))
+    if draw(st.booleans()):
+        parts.append(
+            draw(st.sampled_from(["<workLeaveStatus/>", "<workLeaveStatus> </workLeaveStatus>"]))
+            if draw(st.integers(0, 3)) == 0
+            else draw(
+                utag(
+                    "workLeaveStatus",
+                    draw(leaf("workLeaveReason"))[0] + draw(leaf("startDate", "2024-01-01"))[0],
+                )
+            )
+        )
+    if draw(st.integers(0, 15)) == 0:
+        parts.append("<userId>a<b/></userId>")  # an element inside a known text field: an error
+    order = draw(st.permutations(range(len(parts))))
+    body = "".join(draw(ugap()) + parts[i] for i in order) + draw(ugap())
+    return f"<userProfile{draw(attributes())}>{body}</userProfile>", want
+
+
+@st.composite
+def users_page(draw: st.DrawFn) -> tuple[bytes, list[dict[str, object]]]:
+    """A whole users page: prolog, records (unknown elements between them), token, misc everywhere."""
+    records = draw(st.lists(user_record(), max_size=5))
+    out = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        draw(umisc()),
+        "<response>",
+        draw(umisc()),
+        "<userProfiles>",
+    ]
+    for xml, _ in records:
+        out.append(draw(umisc()))
+        if draw(st.integers(0, 8)) == 0:
+            out.append(_deep(draw(uunknown())))
+        out.append(xml)
+    out += [draw(umisc()), "</userProfiles>", "<nextPageToken>t</nextPageToken>", "</response>"]
+    return "".join(out).encode(), [want for _, want in records]
+
+
+def users_both_routes(body: bytes, chunk: int) -> tuple[object, object]:
+    """The hybrid parser's and the reference route's outcome on a users page."""
+    hybrid = XmlListParser(USERS, page="p", bounds=USER_BOUNDS)
+
+    def run_hybrid() -> object:
+        for start in range(0, len(body), chunk):
+            hybrid.feed(body[start : start + chunk])
+        return hybrid.close()
+
+    def run_reference() -> object:
+        reference = NestedReferenceParser(USERS, page="p", bounds=USER_BOUNDS)
+        reference.feed(body)
+        return reference.close()
+
+    return outcome(run_hybrid), outcome(run_reference)
+
+
+@pytest.mark.timeout(60 + EXAMPLES)
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(generated=users_page(), chunk=st.sampled_from([7, 61, 500, 4096, 1 << 20]))
+def test_generated_users_pages_read_alike_on_both_routes(
+    generated: tuple[bytes, list[dict[str, object]]], chunk: int
+) -> None:
+    """Any well-formed users page from the grammar: the hybrid parser (JSON rewrite where it vouches)
+    equals the reference route, which reads ids, profile fields and groups as the values they spell."""
+    body, wants = generated
+    hybrid, reference = users_both_routes(body, chunk)
+    assert hybrid == reference
+    if isinstance(reference, tuple):
+        users, token = reference
+        assert token == "t"
+        assert len(users) == len(wants)
+        for user, want in zip(users, wants, strict=True):
+            assert isinstance(user, User)
+            assert user.user_id == want["userId"]
+            assert user.role_id == want["roleId"]
+            assert [(f.name, f.value) for f in user.fields] == want["fields"]
+            if "groups" in want:
+                assert list(user.groups) == want["groups"]

@@ -11,6 +11,9 @@ from ispring_async import LearnerModuleResult, ParseError, ResponseFormat, Unsaf
 from ispring_async._parse import ParseLimits, module_results_parser, users_parser
 from ispring_async._parse._nested import USERS, NestedReferenceParser
 from ispring_async._parse._xml import XmlListParser
+from ispring_async.emulator import Emulator, EmulatorConfig
+from ispring_async.emulator._config import XML_LAYOUTS
+from ispring_async.emulator._render import Renderer
 from tests._user_pages import (
     Style,
     expected_module_result,
@@ -80,13 +83,14 @@ def test_users_reference_route_agrees(make_style: object) -> None:
 
 
 def test_users_compact_page_stays_on_the_fast_route() -> None:
-    """A plain users page is read by the tree route throughout, not handed to the handler parser."""
+    """A plain users page is rewritten as JSON run after run, never handed to the handler parser."""
     records = _users(3, 200)
     body = render_xml(records, container="userProfiles", item="userProfile", style=Style(indent="  "))
     parser = XmlListParser(USERS, page="p", bounds=BOUNDS)
     for start in range(0, len(body), 16384):
         parser.feed(body[start : start + 16384])
     assert parser.fast
+    assert parser.fallback_runs == 0
     got, _ = parser.close()
     assert got == [expected_user(r) for r in records]
 
@@ -295,3 +299,109 @@ def test_module_results_missing_required_field_names_record() -> None:
     with pytest.raises(ParseError, match=r"<result> #4 of the page") as caught:
         _whole(parser, render_xml(records, container="results", item="result"))
     assert "courseItemId" in str(caught.value)
+
+
+_CUSTOM = "<customFields><field><name>region</name><value>EU</value></field><x><y>1</y></x></customFields>"
+
+
+@pytest.mark.parametrize(
+    ("inner", "outcome"),
+    [
+        pytest.param(_CUSTOM, "skipped", id="unknown-nested-in-record"),
+        pytest.param(
+            f"<subordination><subordinationType>m</subordinationType>{_CUSTOM}</subordination>",
+            "skipped",
+            id="unknown-nested-in-struct",
+        ),
+        pytest.param(f"<groups><id>g</id>{_CUSTOM}</groups>", "skipped", id="unknown-nested-in-list"),
+        pytest.param(f"<role>{_CUSTOM}</role>", "error", id="unknown-nested-alone-in-text-field"),
+        pytest.param(f"<role>learner{_CUSTOM}</role>", "error", id="unknown-nested-after-text-in-text-field"),
+        pytest.param("<roleId><a><b>1</b></a></roleId>", "error", id="text-field-with-children"),
+        pytest.param(
+            "<meta><userId>evil</userId><x><y/></x></meta>", "skipped", id="known-names-inside-unknown"
+        ),
+        pytest.param("<a>" * 70 + "<b>1</b>" + "</a>" * 70, "error", id="unknown-past-max-depth"),
+    ],
+)
+def test_unknown_nested_elements_are_skipped_only_where_the_reference_skips(inner: str, outcome: str) -> None:
+    """Unknown elements with children are cut out of the JSON rewrite exactly where the handler route
+    skips them; inside a text field, or past the depth bound, both routes refuse the page alike."""
+    records = _users(21, 30)
+    body = render_xml(records, container="userProfiles", item="userProfile", style=Style(indent=" "))
+    # The record built by _one_user goes in as the page's first record, before the 30 generated ones.
+    head = body.index(b"<userProfile>")
+    extra = _one_user(inner)[len(b"<response><userProfiles>") : -len(b"</userProfiles></response>")]
+    body = body[:head] + extra + body[head:]
+    hybrid = XmlListParser(USERS, page="p", bounds=BOUNDS)
+    reference = NestedReferenceParser(USERS, page="p", bounds=BOUNDS)
+    if outcome == "error":
+        with pytest.raises(ParseError):
+            _whole(hybrid, body)
+        with pytest.raises(ParseError):
+            _whole(reference, body)
+        return
+    got = _whole(hybrid, body)
+    assert got == _whole(reference, body)
+    assert hybrid.fallback_runs == 0
+    assert isinstance(got, tuple)
+    users: list[User] = got[0]
+    assert users[0].user_id == "u"
+    assert users[0].login == "x"
+    assert users[1:] == [expected_user(r) for r in records]
+
+
+@pytest.mark.parametrize("name", [pytest.param(name, id=name) for name in XML_LAYOUTS])
+def test_users_and_module_results_read_what_the_emulator_writes(name: str) -> None:
+    """Every XML layout the emulator renders users and module results in parses, on the hybrid and
+    the handler route alike, to the emulator's ground truth (built from its data, not its pages)."""
+    emulator = Emulator(EmulatorConfig(results=400, seed=3, departments=6))
+    ds, directory = emulator.dataset, emulator.directory
+    renderer = Renderer(ds, overdue_words=False, layout=XML_LAYOUTS[name])
+    users = list(range(len(ds.user_ids)))[:300]
+    body = b"".join(renderer.users("xml", directory, users, "tok"))
+    rnd = random.Random(name)
+    parser = users_parser(ResponseFormat.XML, page="p")
+    _feed(parser, body, rnd)
+    page = parser.close()
+    reference = NestedReferenceParser(USERS, page="p", bounds=BOUNDS)
+    reference.feed(body)
+    assert (page.users, page.next_page_token) == reference.close()
+    truth = {user.user_id: user for user in emulator.expected_users()}
+    assert page.users == [truth[ds.user_ids[u]] for u in users]
+    catalog = emulator.modules
+    items = [(p, k) for p in range(150) for k in range(len(catalog.modules_of(p)))]
+    body = b"".join(renderer.module_results("xml", catalog, items, None))
+    parser_m = module_results_parser(ResponseFormat.XML, page="p")
+    _feed(parser_m, body, rnd)
+    modules = parser_m.close().records
+    # The emulator's own record for each rendered item (what expected_module_results is made of).
+    assert modules == [emulator._module_record(p, k) for p, k in items]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    "inner",
+    [
+        pytest.param("<pad>" + "= " * 400_000 + "</pad>" + '<x a="1">t</x>', id="800k-equals-in-text"),
+        pytest.param("<u><v/></u>" * 4000, id="4000-unknown-nested-siblings"),
+        pytest.param("<u>" * 60 + "</u>" * 60 + "<u>" * 60 + "</u>" * 60, id="same-name-nesting"),
+    ],
+)
+def test_users_hostile_shapes_parse_in_linear_time(inner: str) -> None:
+    """Text full of '=', thousands of unknown nested siblings and same-name nesting go through the
+    attribute stripper and the unknown cutter in linear time, to the reference route's outcome."""
+    body = _one_user(inner)
+    limits = ParseLimits(max_body_bytes=8 << 20)
+    hybrid = users_parser(ResponseFormat.XML, page="p", limits=limits)
+    reference = NestedReferenceParser(
+        USERS, page="p", bounds=limits.bounds(page_size=None, markup_per_record=512)
+    )
+
+    def outcome(parser: object) -> object:
+        try:
+            result = _whole(parser, body)
+        except ParseError as exc:
+            return type(exc)
+        return result.users if hasattr(result, "users") else result[0]  # type: ignore[index]
+
+    assert outcome(hybrid) == outcome(reference)
