@@ -1,6 +1,7 @@
 """Module results and users through the client: one chain against the fan-out, same run, same server.
 
-``python -m benchmarks.datasets [--results N] [--latency S] [--repeats R] [--concurrency C]``
+``python -m benchmarks.datasets [--results N] [--latency S] [--repeats R] [--concurrency C]
+[--datasets module-results,users]``
 
 One emulator process (its own interpreter) serves a dataset of ``--results`` result rows, so about
 three times as many module results and a tenth as many users, every request delayed by
@@ -54,12 +55,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency", type=float, default=0.02, help="seconds per request (default 0.02)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument(
+        "--datasets",
+        default=",".join(SPLITS),
+        help=f"comma-separated, of {', '.join(SPLITS)} (default: both)",
+    )
     args = parser.parse_args(argv)
     load = os.getloadavg()
     print(f"results={args.results:,} latency={args.latency * 1000:.0f} ms concurrency={args.concurrency}")
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} cores")
     with emulator_process(results=args.results, latency=args.latency) as emu:
-        for dataset, splits in SPLITS.items():
+        for dataset in args.datasets.split(","):
+            splits = SPLITS[dataset]
             times: dict[str, list[float]] = {split: [] for split in splits}
             counts: set[int] = set()
             for _ in range(args.repeats):
