@@ -10,8 +10,10 @@ from types import TracebackType
 from typing import Self, TypeVar, cast
 
 import aiohttp
+import msgspec
 
 from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_token_url
+from ispring_async._batching import BatchToken, id_batches
 from ispring_async._config import (
     DEFAULT_LIMITS,
     DEFAULT_PAGE_SIZE,
@@ -208,6 +210,11 @@ class Client:
         Each page is yielded only once it has been received and parsed whole; save its
         ``next_page_token`` after handling it to resume there later. ``on_retry`` is called with a
         ``RetryEvent`` for every retried attempt.
+
+        Id lists longer than one request holds (``_batching``: 50 ids a list, 100 in all) are sent
+        as consecutive batches, one chain each; the tokens are then batch tokens, valid only with
+        the same query. Department batches may repeat rows if ``departmentIds`` matches
+        sub-departments; ``learner_results`` removes those, this method does not.
         """
         self._check_open()
         query = query or ResultsQuery()
@@ -242,7 +249,10 @@ class Client:
         self._check_open()
         # FanOutOptions validates the values and turns a split name into a Split.
         options = FanOutOptions(split=cast(Split, split), concurrency=concurrency, rate_limit=rate_limit)
-        if options.split is Split.NONE and rate_limit is None:
+        # One chain unless the id lists need batches: department batches may overlap, and the fan-out
+        # dedupes them.
+        one_request = len((query or ResultsQuery()).batches()) == 1
+        if options.split is Split.NONE and rate_limit is None and one_request:
             batches = _batches(self.result_pages(query), lambda page: page.records)
         else:
             batches = fan_out_batches(self, query, options)
@@ -286,21 +296,30 @@ class Client:
                 on_retry=on_retry,
             )
 
-        if empty is not None and id_lists(params):
-            # Id lists: a 400 may mean one unknown id (see _unknown_ids); an emptied list ends the chain.
-            fetch = self._unknown_ids.guard(send, params, what=what, empty=empty)
-        else:
+        def chain(params: list[tuple[str, str]], token: str | None) -> AsyncGenerator[Paged, None]:
+            if empty is not None and id_lists(params):
+                # Id lists: a 400 may mean one unknown id (see _unknown_ids); an emptied list ends
+                # the chain.
+                fetch = self._unknown_ids.guard(send, params, what=what, empty=empty)
+            else:
 
-            async def fetch(token: str | None, number: int) -> Paged:
-                return await send(params, token, f"{what} page {number}")
+                async def fetch(token: str | None, number: int) -> Paged:
+                    return await send(params, token, f"{what} page {number}")
 
-        return follow_pages(
-            fetch,
-            what=what,
-            page_token=page_token,
-            fingerprint=_fingerprint,
-            max_pages=self.max_pages_per_chain,
-        )
+            return follow_pages(
+                fetch,
+                what=what,
+                page_token=token,
+                fingerprint=_fingerprint,
+                max_pages=self.max_pages_per_chain,
+            )
+
+        batches = id_batches(params)
+        if len(batches) == 1:
+            return chain(params, page_token)
+        # Validated here, not at the first page: a wrong token is the caller's error, raised at once.
+        start = BatchToken.parse(page_token, len(batches)) if page_token else None
+        return _batched(chain, batches, start)
 
     def departments(self) -> AsyncGenerator[Department, None]:
         """Every department of the account, across all pages."""
@@ -361,6 +380,29 @@ async def _batches(
     async with contextlib.aclosing(pages):
         async for page in pages:
             yield items(page)
+
+
+async def _batched(
+    chain: Callable[[list[tuple[str, str]], str | None], AsyncGenerator[Paged, None]],
+    batches: list[list[tuple[str, str]]],
+    start: BatchToken | None,
+) -> AsyncGenerator[Paged, None]:
+    """The chains of ``batches`` one after another, as one chain whose tokens are ``BatchToken``s."""
+    count = len(batches)
+    first = start.index if start is not None else 0
+    for index in range(first, count):
+        pages = chain(batches[index], start.inner if start is not None and index == first else None)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                inner = page.next_page_token
+                if inner:
+                    token: str | None = str(BatchToken(index, count, inner))
+                elif index + 1 < count:
+                    # The batch is done: the next position is the start of the next batch.
+                    token = str(BatchToken(index + 1, count, None))
+                else:
+                    token = None
+                yield msgspec.structs.replace(page, next_page_token=token)
 
 
 def _fingerprint(page: ResultsPage | DepartmentsPage) -> tuple[int, str, str] | None:

@@ -101,6 +101,9 @@ class Dedupe:
     def __init__(self, seen: Iterable[str] = ()) -> None:
         self._seen = set(seen)
         self._boundaries: dict[int, Boundary] = {}
+        self.refetched = 0
+        """Rows dropped because a split's children fetched its kept first page again: the plan's
+        own cost, not duplicates the server sent."""
 
     @property
     def remembered(self) -> int:
@@ -176,6 +179,7 @@ class Dedupe:
                     if identity in kept:
                         del kept[identity]
                         drop.add(i)
+                        self.refetched += 1
             if group is not None:
                 _first_of_each(ids, group.ids, drop)
             if drop:

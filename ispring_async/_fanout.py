@@ -135,12 +135,12 @@ _Delivery = tuple[_Chain, ResultsPage, tuple[_Chain, ...]]
 
 def _shared_edges(partitions: Sequence[Partition]) -> list[tuple[bool, bool]]:
     """For each partition: whether its start, and its end, is a boundary shared with a neighbour."""
-    starts = {(p.departments, p.start) for p in partitions if p.windowed and p.start is not None}
-    ends = {(p.departments, p.end) for p in partitions if p.windowed and p.end is not None}
+    starts = {(p.batch, p.departments, p.start) for p in partitions if p.windowed and p.start is not None}
+    ends = {(p.batch, p.departments, p.end) for p in partitions if p.windowed and p.end is not None}
     return [
         (
-            p.windowed and p.start is not None and (p.departments, p.start) in ends,
-            p.windowed and p.end is not None and (p.departments, p.end) in starts,
+            p.windowed and p.start is not None and (p.batch, p.departments, p.start) in ends,
+            p.windowed and p.end is not None and (p.batch, p.departments, p.end) in starts,
         )
         for p in partitions
     ]
@@ -216,14 +216,11 @@ class FanOut:
 
     def _restore(self, data: bytes) -> Planner:
         state = _checkpoint.decode(data, self._query)
-        if state.chains is not None and not self._seen_given:
-            # Finished chains no longer name their group: any progress at all counts.
-            grouped = any(c.group is not None for c in state.chains)
-            if grouped and any(c.token is not None or c.done for c in state.chains):
-                raise ConfigurationError(
-                    "resuming a department split needs seen= (the identities already written): its "
-                    "partitions may overlap and the state does not hold what they delivered"
-                )
+        if not self._seen_given and _checkpoint.needs_seen(data):
+            raise ConfigurationError(
+                "resuming a department split needs seen= (the identities already written): its "
+                "partitions may overlap and the state does not hold what they delivered"
+            )
         if state.chains is not None:
             groups: dict[int, Group] = {}
             chains = []
@@ -310,6 +307,7 @@ class FanOut:
             requests=self._requests,
             splits=self._splits,
             identities_held=self._held(),
+            refetched=self._dedupe.refetched,
             # Only a Client skips unknown ids (see _unknown_ids); an in-memory source has none.
             skipped_ids=dict(getattr(self._source, "skipped_ids", {})),
         )
@@ -368,8 +366,11 @@ class FanOut:
 
     def _plan(self, partitions: list[Partition]) -> dict[str, _Chain]:
         """Chains for the starting partitions, each with its dedupe scope."""
-        # Department partitions may overlap (sub-department matching): one exact group for all.
-        group = Group() if self._planner.split in (Split.DEPARTMENT, Split.COMBINED) else None
+        # Department partitions may overlap (sub-department matching), and so may id batches holding
+        # different departments: one exact group for all.
+        planner = self._planner
+        overlap = planner.split in (Split.DEPARTMENT, Split.COMBINED) or planner.batches_overlap
+        group = Group() if overlap else None
         chains = {}
         for partition, (left, right) in zip(partitions, _shared_edges(partitions), strict=True):
             chain = _Chain(partition, partition.key)
@@ -531,7 +532,9 @@ class FanOut:
         scope = chain.scope
         assert scope is not None, "a page of a partition that is not in the plan"
         records = page.records
-        fresh = self._dedupe.admit(scope, records)
+        dedupe = self._dedupe
+        refetched = dedupe.refetched
+        fresh = dedupe.admit(scope, records)
         chain.pages += 1
         chain.records += len(fresh)
         if children:
@@ -546,7 +549,8 @@ class FanOut:
             self._progress(chain)
         self._pages += 1
         self._records += len(fresh)
-        self._duplicates += len(records) - len(fresh)
+        # A kept first page fetched again by the split's children is not a duplicate the server sent.
+        self._duplicates += len(records) - len(fresh) - (dedupe.refetched - refetched)
         return Batch(partition=chain.key, records=fresh) if fresh else None
 
     def _adopt(self, parent: _Chain, page: list[LearnerResult], children: tuple[_Chain, ...]) -> None:
@@ -556,8 +560,9 @@ class FanOut:
         assert parent.scope is not None
         windows = [(child.partition.start, child.partition.end) for child in children]
         spread = len(set(windows)) == 1
-        # Children spreading a department list over one window may overlap: an exact group for them.
-        group = (parent.scope.group or Group()) if spread else None
+        # Children spreading a department list over one window may overlap: an exact group for them;
+        # window children of a grouped parent stay in its group (they overlap its other chains).
+        group = parent.scope.group or (Group() if spread else None)
         scopes = self._dedupe.split(parent.scope, page, windows, group=group)
         for child, scope in zip(children, scopes, strict=True):
             child.scope = scope

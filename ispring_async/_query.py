@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+from ispring_async._batching import id_batches
 from ispring_async._config import MAX_PAGE_SIZE
 from ispring_async._exceptions import ConfigurationError
 from ispring_async._models import CompletionStatus, UserStatus
@@ -19,6 +20,13 @@ from ispring_async._models import CompletionStatus, UserStatus
 __all__ = ["EARLIEST_INSTANT", "LATEST_INSTANT", "DateRange", "ResultsQuery", "check_instant"]
 
 _E = TypeVar("_E", CompletionStatus, UserStatus)
+
+_ID_FIELDS = {
+    "enrollmentIds[]": "enrollment_ids",
+    "userIds[]": "user_ids",
+    "courseIds[]": "course_ids",
+    "departmentIds[]": "department_ids",
+}
 
 # Bounds a day inside the calendar's edges: windows, rounding and "end of day" add seconds to a bound,
 # and at year 1 or 9999 that overflows (year 10000 is out of range) long after the query was accepted.
@@ -207,3 +215,22 @@ class ResultsQuery:
         if self.page_size is not None:
             params.append(("pageSize", str(self.page_size)))
         return params
+
+    def batches(self) -> list[ResultsQuery]:
+        """The query as queries whose id lists fit one request each (``_batching.id_batches``).
+
+        ``[self]`` when it fits already. The batches' rows partition the query's, except that
+        department batches may overlap if ``departmentIds`` matches sub-departments (see
+        ``_batching``); ``Client.learner_results`` dedupes them.
+        """
+        cut = id_batches(self.to_params())
+        if len(cut) == 1:
+            return [self]
+        queries = []
+        for params in cut:
+            lists: dict[str, list[str]] = {}
+            for name, value in params:
+                if name in _ID_FIELDS:
+                    lists.setdefault(_ID_FIELDS[name], []).append(value)
+            queries.append(dataclasses.replace(self, **lists))  # type: ignore[arg-type]
+        return queries

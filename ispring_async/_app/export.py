@@ -29,6 +29,7 @@ from ispring_async._app.progress import (
     format_duration,
     render_retries,
 )
+from ispring_async._checkpoint import needs_seen
 from ispring_async._client import Client
 from ispring_async._config import ResponseFormat, RetryPolicy
 from ispring_async._exceptions import (
@@ -276,9 +277,12 @@ async def run_export(
     signals: list[int] = []
     with sink:
         saved = await anyio.to_thread.run_sync(lambda: sink.open(resume=settings.resume))
-        seen: Sequence[str] = ()
+        seen: Sequence[str] | None = None
         if saved is not None:
-            seen = await anyio.to_thread.run_sync(lambda: list(sink.identities()))
+            # Only a department split's state lacks what its chains delivered; any other is exact on
+            # its own, and loading every identity written would make a resume's memory grow with it.
+            if needs_seen(saved):
+                seen = await anyio.to_thread.run_sync(lambda: list(sink.identities()))
             run.kept = sink.records_written
             logger.info("resuming the export to %s: %d records kept", sink.path, run.kept)
         elif settings.resume:
