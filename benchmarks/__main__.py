@@ -161,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[name] = {"mode": mode, **e2e.run(grid=grid, ceiling=ceiling)}
         elif name == "memory":
             sizes, repeats = settings["memory"]
-            results[name] = {"mode": mode, **memory.run(sizes=sizes, repeats=repeats)}
+            # Every split mode in a full run (each dedupes its own way); the default alone otherwise.
+            splits = memory.SPLITS if mode == "full" else ("adaptive",)
+            results[name] = {"mode": mode, **memory.run(sizes=sizes, repeats=repeats, splits=splits)}
         elif name == "sinks":
             records, rounds = settings["sinks"]
             results[name] = {"mode": mode, **sinks.run(records=records, rounds=rounds)}

@@ -390,6 +390,19 @@ def _memory(memory: dict[str, Any]) -> list[str]:
     if "baseline_rss_mib" in memory:
         rows.insert(0, ["0 (interpreter + imports)", _spread(memory["baseline_rss_mib"], _mib), "—"])
     lines += _table(["records", "peak RSS MiB", "records/s"], rows)
+    by_split = memory.get("by_split", {})
+    if len(by_split) > 1:
+        sizes = list(memory["sizes"])
+        header = ["split", *(f"{int(size):,} records, MiB" for size in sizes), "largest / smallest"]
+        split_rows = [
+            [
+                f"`{split}`",
+                *(_mib(results[size]["peak_rss_mib"]["median"]) for size in sizes),
+                _ratio(memory["peak_growth_by_split"][split]),
+            ]
+            for split, results in by_split.items()
+        ]
+        lines += ["", "Peak RSS by split mode (medians):", "", *_table(header, split_rows)]
     return [*lines, ""]
 
 
