@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib.metadata
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from types import TracebackType
 from typing import Self, TypeVar, cast
@@ -34,21 +33,18 @@ from ispring_async._parse import PageParser, ParseLimits, departments_parser, re
 from ispring_async._query import ResultsQuery
 from ispring_async._transport import OnRetry, Transport
 from ispring_async._unknown_ids import UnknownIds, id_lists
+from ispring_async._version import VERSION
 
 __all__ = ["DEFAULT_USER_AGENT", "Client", "ResultStream"]
 
 RESULTS_PATH = "/learners/results"
 DEPARTMENTS_PATH = "/departments"
 
-try:
-    _VERSION = importlib.metadata.version("ispring-async")
-except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    _VERSION = "0"
 P = TypeVar("P")
 R = TypeVar("R")
 Paged = TypeVar("Paged", ResultsPage, DepartmentsPage)
 
-DEFAULT_USER_AGENT = f"ispring-async/{_VERSION} aiohttp/{aiohttp.__version__}"
+DEFAULT_USER_AGENT = f"ispring-async/{VERSION} aiohttp/{aiohttp.__version__}"
 
 # XML is the API's default, so for XML the client sends aiohttp's ``Accept: */*`` as every working
 # integration does; JSON must be asked for.

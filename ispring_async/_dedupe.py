@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import operator
 import sqlite3
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ from ispring_async._models import LearnerResult
 __all__ = ["Boundary", "Dedupe", "Group", "IdentitySet", "Scope", "WindowError", "epoch_of"]
 
 _ZONE = timedelta(seconds=1)
+_ACCESS_DATE = operator.attrgetter("access_date")
 
 
 class WindowError(ResponseError):
@@ -367,9 +369,14 @@ def _near_edges(
     floor: datetime | None,
     ceiling: datetime | None,
 ) -> list[int]:
-    # One comprehension per page; the comparisons are C-level datetime comparisons.
+    # Usually no row is near an edge: the page's earliest and latest dates, found by C-level map and
+    # min/max (about a quarter of a comprehension's cost), prove it without a Python loop.
     lower = low if low is not None else floor
     upper = high if high is not None else ceiling
+    if records:
+        dates = list(map(_ACCESS_DATE, records))
+        if (lower is None or min(dates) > lower) and (upper is None or max(dates) < upper):
+            return []
     if lower is not None and upper is not None:
         return [i for i, r in enumerate(records) if not lower < r.access_date < upper]
     if lower is not None:
