@@ -18,12 +18,20 @@ from a saved token like a single one.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Sequence
 
 from ispring_async._exceptions import ConfigurationError
 
-__all__ = ["MAX_IDS_PER_LIST", "MAX_IDS_PER_REQUEST", "BatchToken", "id_batches", "is_id_list"]
+__all__ = [
+    "MAX_IDS_PER_LIST",
+    "MAX_IDS_PER_REQUEST",
+    "BatchToken",
+    "batching_key",
+    "id_batches",
+    "is_id_list",
+]
 
 MAX_IDS_PER_LIST = 50
 """Ids of one list per request: what production code sends to the real service."""
@@ -88,38 +96,54 @@ def id_batches(params: Sequence[tuple[str, str]]) -> list[Params]:
 _PREFIX = "ispring-async-batch"
 
 
-class BatchToken:
-    """A position in a chain of ``count`` batches: batch ``index``, after its page token ``inner``.
+def batching_key(batches: Sequence[Sequence[tuple[str, str]]]) -> str:
+    """A short digest of the batches (paging left out): a token names its batch by index, so a query
+    with the same ids in another order, or other filters, must not accept it."""
+    digest = hashlib.blake2s(digest_size=6)
+    for batch in batches:
+        for name, value in batch:
+            if name not in ("pageSize", "pageToken"):
+                digest.update(f"{name}={value}&".encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
 
-    Text form ``ispring-async-batch:<index>:<count>:<inner token or nothing>``: the server's token
-    is kept whole (it is opaque, and may hold ``:``), and the count pins the batching it belongs to.
+
+class BatchToken:
+    """A position in a chain of batches: batch ``index`` of ``count``, after its page token ``inner``.
+
+    Text form ``ispring-async-batch:<index>:<count>:<key>:<inner token or nothing>``: the server's
+    token is kept whole (it is opaque, and may hold ``:``), and ``key`` (``batching_key``) pins the
+    batches it belongs to, so a token is refused by any other query rather than resuming the wrong
+    batch.
     """
 
-    __slots__ = ("count", "index", "inner")
+    __slots__ = ("count", "index", "inner", "key")
 
-    def __init__(self, index: int, count: int, inner: str | None) -> None:
-        self.index, self.count, self.inner = index, count, inner
+    def __init__(self, index: int, count: int, key: str, inner: str | None) -> None:
+        self.index, self.count, self.key, self.inner = index, count, key, inner
 
     def __str__(self) -> str:
-        return f"{_PREFIX}:{self.index}:{self.count}:{self.inner or ''}"
+        return f"{_PREFIX}:{self.index}:{self.count}:{self.key}:{self.inner or ''}"
 
     def __repr__(self) -> str:
         return f"BatchToken(index={self.index}, count={self.count})"
 
     @classmethod
-    def parse(cls, text: str, count: int) -> BatchToken:
-        """The token ``text`` of a chain of ``count`` batches, or ``ConfigurationError``."""
+    def parse(cls, text: str, count: int, key: str) -> BatchToken:
+        """The token ``text`` of the chain of ``count`` batches with ``key``, or ``ConfigurationError``."""
         prefix, _, rest = text.partition(":")
         index, _, rest = rest.partition(":")
-        saved, _, inner = rest.partition(":")
+        saved, _, rest = rest.partition(":")
+        saved_key, _, inner = rest.partition(":")
         if prefix != _PREFIX or not index.isdigit() or not saved.isdigit():
             raise ConfigurationError(
                 f"this query's id lists are sent in {count} batches, so its page tokens are batch "
                 "tokens (ispring-async-batch:…) given back by this client; this one is not"
             )
-        if int(saved) != count or int(index) >= count:
+        if int(saved) != count or int(index) >= count or saved_key != key:
             raise ConfigurationError(
-                f"the page token is for a batching of {saved} requests, this query makes {count}: "
-                "resume with the query the token was saved for"
+                "the page token was saved for another query (other ids, another order or other "
+                f"filters; it is for {saved} batches, this query makes {count}): resume with the "
+                "query the token was saved for"
             )
-        return cls(int(index), count, inner or None)
+        return cls(int(index), count, key, inner or None)

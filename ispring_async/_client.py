@@ -12,7 +12,7 @@ import aiohttp
 import msgspec
 
 from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_token_url
-from ispring_async._batching import BatchToken, id_batches
+from ispring_async._batching import BatchToken, batching_key, id_batches
 from ispring_async._config import (
     DEFAULT_LIMITS,
     DEFAULT_PAGE_SIZE,
@@ -314,8 +314,9 @@ class Client:
         if len(batches) == 1:
             return chain(params, page_token)
         # Validated here, not at the first page: a wrong token is the caller's error, raised at once.
-        start = BatchToken.parse(page_token, len(batches)) if page_token else None
-        return _batched(chain, batches, start)
+        key = batching_key(batches)
+        start = BatchToken.parse(page_token, len(batches), key) if page_token else None
+        return _batched(chain, batches, key, start)
 
     def departments(self) -> AsyncGenerator[Department, None]:
         """Every department of the account, across all pages."""
@@ -381,6 +382,7 @@ async def _batches(
 async def _batched(
     chain: Callable[[list[tuple[str, str]], str | None], AsyncGenerator[Paged, None]],
     batches: list[list[tuple[str, str]]],
+    key: str,
     start: BatchToken | None,
 ) -> AsyncGenerator[Paged, None]:
     """The chains of ``batches`` one after another, as one chain whose tokens are ``BatchToken``s."""
@@ -392,10 +394,10 @@ async def _batched(
             async for page in pages:
                 inner = page.next_page_token
                 if inner:
-                    token: str | None = str(BatchToken(index, count, inner))
+                    token: str | None = str(BatchToken(index, count, key, inner))
                 elif index + 1 < count:
                     # The batch is done: the next position is the start of the next batch.
-                    token = str(BatchToken(index + 1, count, None))
+                    token = str(BatchToken(index + 1, count, key, None))
                 else:
                     token = None
                 yield msgspec.structs.replace(page, next_page_token=token)

@@ -8,7 +8,6 @@ with the emulator's oracle over the whole query.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import random
 from collections.abc import AsyncIterator, Sequence
@@ -16,7 +15,13 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from ispring_async import Client, ConfigurationError, FanOut, FanOutOptions, ResultsQuery, Split
-from ispring_async._batching import MAX_IDS_PER_LIST, MAX_IDS_PER_REQUEST, BatchToken, id_batches
+from ispring_async._batching import (
+    MAX_IDS_PER_LIST,
+    MAX_IDS_PER_REQUEST,
+    BatchToken,
+    batching_key,
+    id_batches,
+)
 from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, running_emulator
 from tests.test_unknown_ids import known_params, strangers
@@ -62,7 +67,7 @@ def test_id_batches_cover_every_combination_once_within_the_limits(
     params.append(("pageSize", "20"))
     batches = id_batches(params)
     assert len(batches) == requests
-    combinations: set[tuple[str, ...]] = set()
+    cells: set[tuple[frozenset[str], ...]] = set()
     for batch in batches:
         lists: dict[str, list[str]] = {}
         for name, value in batch:
@@ -73,31 +78,40 @@ def test_id_batches_cover_every_combination_once_within_the_limits(
         assert batch[0] == ("completionStatuses[]", "failed")
         assert batch[-1] == ("pageSize", "20")
         assert set(lists) == set(lengths)
-        combinations.update(itertools.product(*lists.values()))
-    # Every combination of one id per list is sent exactly once: the AND of ORs is covered exactly.
-    total = 1
-    for count in lengths.values():
-        total *= count
-    assert len(combinations) == total
-    # ... and exactly once: no two requests share a combination.
-    sizes = [math.prod(len([1 for n, _ in b if n == name]) for name in lengths) for b in batches]
-    assert sum(sizes) == total
+        cells.add(tuple(frozenset(lists[name]) for name in lengths))
+    # Per list the cuts partition its ids, and every combination of one cut per list is one request,
+    # exactly once: so every combination of one id per list (the AND of ORs) is sent exactly once.
+    assert len(cells) == len(batches)
+    cut_counts = []
+    for position, count in enumerate(lengths.values()):
+        cuts = {cell[position] for cell in cells}
+        assert sum(map(len, cuts)) == count == len(set().union(*cuts))
+        cut_counts.append(len(cuts))
+    assert len(batches) == math.prod(cut_counts)
 
 
 def test_batch_tokens_round_trip_and_refuse_foreign_ones() -> None:
     """A batch token keeps the server's token whole (colons too); a plain or mismatched token is refused."""
-    token = BatchToken(3, 20, "b3BhcXVlOmlk:x")
-    parsed = BatchToken.parse(str(token), 20)
+    token = BatchToken(3, 20, "k1", "b3BhcXVlOmlk:x")
+    parsed = BatchToken.parse(str(token), 20, "k1")
     assert (parsed.index, parsed.count, parsed.inner) == (3, 20, "b3BhcXVlOmlk:x")
-    assert BatchToken.parse(str(BatchToken(4, 20, None)), 20).inner is None
-    for bad in (
-        "b3BhcXVl",
-        str(BatchToken(3, 19, "t")),
-        str(BatchToken(20, 20, None)),
-        "ispring-async-batch:x:2:",
-    ):
+    assert BatchToken.parse(str(BatchToken(4, 20, "k1", None)), 20, "k1").inner is None
+    foreign = ("b3BhcXVl", "ispring-async-batch:x:2:k1:")
+    mismatched = (BatchToken(3, 19, "k1", "t"), BatchToken(20, 20, "k1", None), BatchToken(3, 20, "k2", "t"))
+    for bad in (*foreign, *map(str, mismatched)):
         with pytest.raises(ConfigurationError):
-            BatchToken.parse(bad, 20)
+            BatchToken.parse(bad, 20, "k1")
+
+
+def test_the_same_ids_in_another_order_refuse_a_saved_batch_token() -> None:
+    """Reordered ids make other batches: their key differs, so a saved token cannot resume the wrong one."""
+    ids = uuids(120, 4)
+    params = [("userIds[]", i) for i in ids]
+    reordered = [("userIds[]", i) for i in reversed(ids)]
+    assert len(id_batches(params)) == len(id_batches(reordered)) == 3
+    assert batching_key(id_batches(params)) != batching_key(id_batches(reordered))
+    # The page size is not part of the batching: a resume may use another.
+    assert batching_key(id_batches([*params, ("pageSize", "10")])) == batching_key(id_batches(params))
 
 
 def big_query(emu: Emulator, *, users: int = 1000, departments: int = 300, seed: int = 5) -> ResultsQuery:
@@ -193,6 +207,11 @@ async def test_result_pages_resume_across_batches_from_a_saved_token() -> None:
                 assert_exact(before + after, expected)
             with pytest.raises(ConfigurationError, match="batch tokens"):
                 client.result_pages(query, "c29tZS10b2tlbg==")
+            # The same users in another order: other batches, so the saved token is refused.
+            users = tuple(query.user_ids or ())
+            reordered = ResultsQuery(user_ids=users[::-1], user_statuses=STATUSES)
+            with pytest.raises(ConfigurationError, match="another query"):
+                client.result_pages(reordered, tokens[0])
 
 
 @pytest.mark.parametrize(
