@@ -71,8 +71,8 @@ class IdentitySet:
     one ``INSERT`` batch per page rather than a query per record.
     """
 
-    MEMORY_LIMIT = 50_000
-    """Identities held in memory before they move to disk: about 6 MiB."""
+    MEMORY_LIMIT = 20_000
+    """Identities held in memory before they move to disk: about 2.5 MiB."""
     _CHUNK = 500  # ids per ``IN (…)``: under every SQLite build's variable limit
 
     def __init__(self, ids: Iterable[str] = (), *, memory_limit: int | None = None) -> None:
@@ -161,7 +161,7 @@ class IdentitySet:
             db = self._db = sqlite3.connect("", isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode = OFF")
             db.execute("PRAGMA synchronous = OFF")
-            db.execute("PRAGMA cache_size = -4096")  # 4 MiB of page cache, whatever the set's size
+            db.execute("PRAGMA cache_size = -2048")  # 2 MiB of page cache, whatever the set's size
             db.execute("CREATE TABLE ids (id TEXT PRIMARY KEY) WITHOUT ROWID")
         db.execute("BEGIN")
         db.executemany("INSERT OR IGNORE INTO ids VALUES (?)", ((identity,) for identity in self._memory))
