@@ -35,7 +35,7 @@ import contextlib
 import dataclasses
 import functools
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_EARLIEST",
     "Batch",
+    "BatchStream",
     "FanOut",
     "FanOutOptions",
     "FanOutStats",
@@ -325,7 +326,7 @@ class FanOut:
     # -- running ----------------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def run(self) -> AsyncGenerator[AsyncIterator[Batch], None]:
+    async def run(self) -> AsyncGenerator[BatchStream, None]:
         """Plan, start the chains and yield the merged stream of batches (see the class docstring)."""
         if self._ran:
             raise RuntimeError("a FanOut runs once; resume with a new FanOut(resume_state=fanout.state())")
@@ -337,7 +338,7 @@ class FanOut:
                 self._scope = tg.cancel_scope
                 tg.start_soon(self._produce, send)
                 try:
-                    yield _Batches(self, receive)
+                    yield BatchStream(self, receive)
                 except (Exception, GeneratorExit) as exc:
                     # Raised again below, outside the task group, so it is not wrapped in a group.
                     # GeneratorExit is how an async generator around this block (fan_out_results,
@@ -578,15 +579,39 @@ class FanOut:
         self._progress(parent, split_into=tuple(child.key for child in children))
 
 
-class _Batches:
+class BatchStream:
     """The consumer's iterator: receives pages, dedupes them, and skips pages with nothing new."""
 
     def __init__(self, fanout: FanOut, receive: MemoryObjectReceiveStream[_Delivery]) -> None:
         self._fanout = fanout
         self._receive = receive
 
-    def __aiter__(self) -> _Batches:
+    def __aiter__(self) -> BatchStream:
         return self
+
+    def ready(self, limit: int) -> list[Batch]:
+        """Up to ``limit`` more batches whose pages have arrived already, without waiting.
+
+        A consumer that commits what it received (a sink writing, then checkpointing ``state()``) can
+        take these with the batch it has, and write them all under one checkpoint: fewer fsyncs when
+        it lags behind the chains, and ``state()`` still covers exactly what it took. A page whose
+        dedupe fails ends the list; the next ``__anext__`` raises that failure.
+        """
+        fanout = self._fanout
+        taken: list[Batch] = []
+        while len(taken) < limit and fanout._failure is None:
+            try:
+                chain, page, children = self._receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            try:
+                batch = fanout._deliver(chain, page, children)
+            except Exception as exc:
+                fanout._fail(exc, chain)
+                break
+            if batch is not None:
+                taken.append(batch)
+        return taken
 
     async def __anext__(self) -> Batch:
         fanout = self._fanout
