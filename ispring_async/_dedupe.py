@@ -30,7 +30,7 @@ import dataclasses
 import itertools
 import operator
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 
 from ispring_async._exceptions import ResponseError
@@ -86,6 +86,12 @@ class IdentitySet:
 
     def __len__(self) -> int:
         return len(self._memory) + self._on_disk
+
+    def __iter__(self) -> Iterator[str]:
+        yield from list(self._memory)
+        if self._db is not None:
+            for (identity,) in self._db.execute("SELECT id FROM ids"):
+                yield identity
 
     def __bool__(self) -> bool:
         return bool(self._memory) or self._on_disk > 0
@@ -212,7 +218,8 @@ class Dedupe:
     """The consumer side's duplicate filter (see the module docstring); one per fan-out."""
 
     def __init__(self, seen: Iterable[str] = ()) -> None:
-        self._seen = IdentitySet(seen)
+        # An IdentitySet is taken as it is: a resume builds one off the event loop, never a list.
+        self._seen = seen if isinstance(seen, IdentitySet) else IdentitySet(seen)
         self._boundaries: dict[int, Boundary] = {}
         self.refetched = 0
         """Rows dropped because a split's children fetched its kept first page again: the plan's

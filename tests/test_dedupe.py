@@ -7,7 +7,7 @@ import random
 import pytest
 
 from ispring_async import FanOut, FanOutOptions, ResultsQuery, Split
-from ispring_async._dedupe import Group, IdentitySet
+from ispring_async._dedupe import Dedupe, Group, IdentitySet
 from ispring_async.emulator import EmulatorConfig, running_emulator
 from tests.test_batching import assert_exact, client_for
 
@@ -55,6 +55,9 @@ def test_identity_set_seeded_with_many_ids_spills_them() -> None:
     assert len(seen) == 25_000
     assert len(seen._memory) <= 1_000
     assert seen.known(["s0", "s24999", "x", "s12345"]) == {0, 1, 3}
+    # Iterating gives every identity once, from memory and disk; a Dedupe takes the set as it is.
+    assert sorted(seen) == sorted(f"s{i}" for i in range(25_000))
+    assert Dedupe(seen)._seen is seen
 
 
 @pytest.mark.parametrize(

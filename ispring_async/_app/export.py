@@ -14,7 +14,6 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -32,6 +31,7 @@ from ispring_async._app.progress import (
 from ispring_async._checkpoint import needs_seen
 from ispring_async._client import Client
 from ispring_async._config import ResponseFormat, RetryPolicy
+from ispring_async._dedupe import IdentitySet
 from ispring_async._exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -277,12 +277,13 @@ async def run_export(
     signals: list[int] = []
     with sink:
         saved = await anyio.to_thread.run_sync(lambda: sink.open(resume=settings.resume))
-        seen: Sequence[str] | None = None
+        seen: IdentitySet | None = None
         if saved is not None:
             # Only a department split's state lacks what its chains delivered; any other is exact on
             # its own, and loading every identity written would make a resume's memory grow with it.
+            # Read into an IdentitySet (bounded memory, on disk beyond 20k), off the event loop.
             if needs_seen(saved):
-                seen = await anyio.to_thread.run_sync(lambda: list(sink.identities()))
+                seen = await anyio.to_thread.run_sync(lambda: IdentitySet(sink.identities()))
             run.kept = sink.records_written
             logger.info("resuming the export to %s: %d records kept", sink.path, run.kept)
         elif settings.resume:
