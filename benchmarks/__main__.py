@@ -58,7 +58,7 @@ _MODES: dict[str, dict[str, Any]] = {
         ),
         "memory": ((2_000,), 1),
         "sinks": (2_000, 1),
-        "complete": complete.Grid(latencies_ms=(0,), concurrency=(2,), rounds=1, dataset=3_000),
+        "complete": complete.Grid(latencies_ms=(0, "20~200"), concurrency=(2,), rounds=1, dataset=3_000),
         "peers": ((0,), 1, 3_000),
     },
 }
@@ -82,6 +82,23 @@ def _numbers(text: str) -> tuple[int, ...]:
     return values
 
 
+def _latencies(text: str) -> tuple[int | str, ...]:
+    """Fixed milliseconds, or ``median~p99`` milliseconds for a lognormal latency: ``0,50,100~1000``."""
+    values: list[int | str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        median, sep, p99 = part.partition("~")
+        if not median.isdigit() or (sep and not (p99.isdigit() and int(p99) > int(median))):
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated milliseconds or median~p99 with p99 > median (got {text!r})"
+            )
+        values.append(part if sep else int(median))
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected at least one latency (got {text!r})")
+    return tuple(values)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     size = p.add_mutually_exclusive_group()
@@ -94,7 +111,9 @@ def _parser() -> argparse.ArgumentParser:
         help=f"comma-separated scenarios (default {','.join(DEFAULT_SCENARIOS)})",
     )
     p.add_argument(
-        "--latencies", type=_numbers, help="complete and peers: emulator latencies, ms (e.g. 0,50)"
+        "--latencies",
+        type=_latencies,
+        help="complete and peers: emulator latencies, ms, or median~p99 ms lognormal (e.g. 0,50,100~1000)",
     )
     p.add_argument("--concurrency", type=_numbers, help="complete: concurrency levels (e.g. 1,8,32)")
     p.add_argument("--rounds", type=int, help="complete and peers: interleaved rounds")
@@ -142,7 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             results[name] = {"mode": mode, **e2e.run(grid=grid, ceiling=ceiling)}
         elif name == "memory":
             sizes, repeats = settings["memory"]
-            results[name] = {"mode": mode, **memory.run(sizes=sizes, repeats=repeats)}
+            # Every split mode in a full run (each dedupes its own way); the default alone otherwise.
+            splits = memory.SPLITS if mode == "full" else ("adaptive",)
+            results[name] = {"mode": mode, **memory.run(sizes=sizes, repeats=repeats, splits=splits)}
         elif name == "sinks":
             records, rounds = settings["sinks"]
             results[name] = {"mode": mode, **sinks.run(records=records, rounds=rounds)}

@@ -39,12 +39,21 @@ CLIENT_ID = "bench-client"
 CLIENT_SECRET = "bench-secret"
 
 
-def _args(results: int, latency: float, extra: Sequence[str] = ()) -> list[str]:
+def _args(
+    results: int,
+    latency: float,
+    extra: Sequence[str] = (),
+    *,
+    latency_median: float = 0.0,
+    latency_p99: float = 0.0,
+) -> list[str]:
+    lognormal = ["--latency-median", str(latency_median), "--latency-p99", str(latency_p99)]
     return [
         "--results",
         str(results),
         "--latency",
         str(latency),
+        *(lognormal if latency_median else []),
         "--client-id",
         CLIENT_ID,
         "--uvloop",
@@ -82,16 +91,25 @@ class CountingEmulator:
 
 @contextlib.contextmanager
 def counting_emulator(
-    *, results: int, latency: float, extra: Sequence[str] = ()
+    *,
+    results: int,
+    latency: float,
+    extra: Sequence[str] = (),
+    latency_median: float = 0.0,
+    latency_p99: float = 0.0,
 ) -> Iterator[CountingEmulator]:
     """``python -m benchmarks._emulator`` on a free loopback port; stopped (SIGTERM, then SIGKILL) on exit.
+
+    ``latency`` is fixed seconds per request; ``latency_median`` / ``latency_p99`` (seconds) add the
+    emulator's lognormal latency (``Faults.latency_median``), drawn per request from its fault seed.
 
     The secret travels in the child's environment, never its argv; stderr goes to a file that is
     shown if the server fails to start.
     """
     env = child_env()
     env["ISPRING_CLIENT_SECRET"] = CLIENT_SECRET
-    command = [sys.executable, "-m", "benchmarks._emulator", "--port", "0", *_args(results, latency, extra)]
+    args = _args(results, latency, extra, latency_median=latency_median, latency_p99=latency_p99)
+    command = [sys.executable, "-m", "benchmarks._emulator", "--port", "0", *args]
     with (
         tempfile.TemporaryFile(mode="w+") as stderr,
         subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True, env=env) as process,

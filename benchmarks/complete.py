@@ -1,6 +1,8 @@
 """Scenario 5 — complete exports: what a user waits for, from process start to the published file.
 
 For each latency one emulator process (``benchmarks._emulator.counting_emulator``) serves the dataset.
+A latency is fixed milliseconds (``50``) or a lognormal distribution given as ``median~p99`` in
+milliseconds (``100~1000``: what ``make run`` uses, and closer to a real service than any fixed value).
 Every tool then runs as a fresh process, measured by ``benchmarks/_launch.py`` from spawn to exit:
 
 * ``cli-<fmt>-c<C>`` — ``ispring-async export --output FILE.jsonl --concurrency C --response-format fmt``
@@ -43,10 +45,15 @@ __all__ = [
     "Grid",
     "Identity",
     "IncompleteExportError",
+    "Latency",
     "Tool",
     "check_complete",
+    "describe_latency",
+    "entry_label",
     "identity",
     "jsonl_identities",
+    "latency_label",
+    "latency_parts",
     "ours_tools",
     "run",
     "run_rounds",
@@ -61,10 +68,42 @@ USER_STATUSES = (("userStatuses[]", "1"), ("userStatuses[]", "3"))
 _LAUNCH = Path(__file__).resolve().parent / "_launch.py"
 
 
+Latency = int | str
+"""Fixed milliseconds, or ``"median~p99"`` milliseconds of a lognormal latency."""
+
+
+def latency_parts(latency: Latency) -> tuple[int, int | None]:
+    """``(median ms, p99 ms)`` of a latency; ``p99`` is ``None`` for a fixed one."""
+    if isinstance(latency, int):
+        return latency, None
+    median, sep, p99 = latency.partition("~")
+    if not sep:
+        return int(median), None
+    return int(median), int(p99)
+
+
+def latency_label(latency: Latency) -> str:
+    """A latency's key in results files: ``"50"``, or ``"100~1000"`` for a lognormal one."""
+    median, p99 = latency_parts(latency)
+    return str(median) if p99 is None else f"{median}~{p99}"
+
+
+def describe_latency(latency: Latency) -> str:
+    """``"50 ms"``, or ``"lognormal, median 100 ms, p99 1000 ms"``."""
+    median, p99 = latency_parts(latency)
+    return f"{median} ms" if p99 is None else f"lognormal, median {median} ms, p99 {p99} ms"
+
+
+def entry_label(entry: dict[str, Any]) -> str:
+    """The latency label of a raw run or a cell (files written before lognormal cells have only ms)."""
+    label = entry.get("latency")
+    return str(entry["latency_ms"]) if label is None else str(label)
+
+
 class Grid(msgspec.Struct, frozen=True, kw_only=True):
     """What one complete-export run covers."""
 
-    latencies_ms: tuple[int, ...]
+    latencies_ms: tuple[Latency, ...]
     concurrency: tuple[int, ...]
     formats: tuple[str, ...] = ("xml", "json")
     interfaces: tuple[str, ...] = ("cli", "lib")
@@ -72,8 +111,10 @@ class Grid(msgspec.Struct, frozen=True, kw_only=True):
     dataset: int
 
 
-FULL = Grid(latencies_ms=(0, 20, 50, 100), concurrency=(1, 8, 32), rounds=3, dataset=200_000)
-QUICK = Grid(latencies_ms=(0, 50), concurrency=(8,), rounds=1, dataset=20_000, interfaces=("cli",))
+FULL = Grid(latencies_ms=(0, 20, 50, 100, "100~1000"), concurrency=(1, 8, 32), rounds=3, dataset=200_000)
+QUICK = Grid(
+    latencies_ms=(0, 50, "100~1000"), concurrency=(8,), rounds=1, dataset=20_000, interfaces=("cli",)
+)
 
 
 class IncompleteExportError(Exception):
@@ -235,7 +276,7 @@ def _launch(tool: Tool, emulator: CountingEmulator, workdir: Path, timeout: floa
 def run_rounds(
     tools: Sequence[Tool],
     *,
-    latencies_ms: Sequence[int],
+    latencies_ms: Sequence[Latency],
     rounds: int,
     dataset: int,
     timeout: float = 1800.0,
@@ -245,9 +286,17 @@ def run_rounds(
     raw: list[dict[str, Any]] = []
     truth_sizes: dict[str, int] = {}
     for latency in latencies_ms:
-        with counting_emulator(results=dataset, latency=latency / 1000) as emulator:
+        median, p99 = latency_parts(latency)
+        label = latency_label(latency)
+        if p99 is None:
+            emulating = counting_emulator(results=dataset, latency=median / 1000)
+        else:
+            emulating = counting_emulator(
+                results=dataset, latency=0.0, latency_median=median / 1000, latency_p99=p99 / 1000
+            )
+        with emulating as emulator:
             truth = set(emulator.truth(USER_STATUSES))
-            truth_sizes[str(latency)] = len(truth)
+            truth_sizes[label] = len(truth)
             for round_ in range(rounds):
                 # Rotate the order each round: a slow moment of the shared machine hits every tool alike.
                 shift = round_ * len(tools) // max(rounds, 1)
@@ -258,10 +307,17 @@ def run_rounds(
                         workdir = Path(tmp)
                         measured = _launch(tool, emulator, workdir, timeout)
                         found = check_complete(tool.identities(workdir, workdir / "stdout"), truth)
-                    entry = {"latency_ms": latency, "tool": tool.name, "round": round_, **measured, **found}
+                    entry = {
+                        "latency_ms": median,
+                        "latency": label,
+                        "tool": tool.name,
+                        "round": round_,
+                        **measured,
+                        **found,
+                    }
                     raw.append(entry)
                     log(
-                        f"    {latency:>3} ms  {tool.name:<16} {measured['seconds']:7.2f} s  "
+                        f"    {label:>8} ms  {tool.name:<16} {measured['seconds']:7.2f} s  "
                         f"{found['records'] / measured['seconds']:>9,.0f} rec/s  "
                         f"{measured['requests']:>4} requests  exact"
                     )
@@ -271,15 +327,17 @@ def run_rounds(
 
 def summarize_runs(raw: list[dict[str, Any]], tools: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """Per latency and tool: medians (min–max) of every measure, and ratios to naive within a round."""
-    by_cell: dict[tuple[int, str], list[dict[str, Any]]] = collections.defaultdict(list)
+    by_cell: dict[tuple[str, str], list[dict[str, Any]]] = collections.defaultdict(list)
     for entry in raw:
-        by_cell[entry["latency_ms"], entry["tool"]].append(entry)
+        by_cell[entry_label(entry), entry["tool"]].append(entry)
     cells: list[dict[str, Any]] = []
-    for (latency, name), runs in by_cell.items():
+    for (label, name), runs in by_cell.items():
         info = tools[name]
-        naive = {r["round"]: r["seconds"] for r in by_cell.get((latency, f"naive-{info['format']}"), [])}
-        unsplit = {r["round"]: r["requests"] for r in by_cell.get((latency, f"naive-{info['format']}"), [])}
-        cell: dict[str, Any] = {"latency_ms": latency, "tool": name, **info}
+        naive = {r["round"]: r["seconds"] for r in by_cell.get((label, f"naive-{info['format']}"), [])}
+        unsplit = {r["round"]: r["requests"] for r in by_cell.get((label, f"naive-{info['format']}"), [])}
+        median, p99 = latency_parts(label)
+        cell: dict[str, Any] = {"latency_ms": median, "latency": label, "latency_p99_ms": p99, "tool": name}
+        cell.update(info)
         cell["seconds"] = summarize([r["seconds"] for r in runs])
         cell["records_per_s"] = summarize([r["records"] / r["seconds"] for r in runs])
         cell["requests_per_record"] = summarize([r["requests"] / r["records"] for r in runs])
@@ -296,14 +354,15 @@ def summarize_runs(raw: list[dict[str, Any]], tools: dict[str, dict[str, Any]]) 
                 [r["requests"] / unsplit[r["round"]] for r in runs if r["round"] in unsplit]
             )
         cells.append(cell)
-    cells.sort(key=lambda c: (c["latency_ms"], list(tools).index(c["tool"])))
+    cells.sort(key=lambda c: (c["latency_ms"], c["latency_p99_ms"] or 0, list(tools).index(c["tool"])))
     return {"cells": cells}
 
 
-def versus(raw: list[dict[str, Any]], tool: str, baseline: str, latency: int) -> Summary | None:
+def versus(raw: list[dict[str, Any]], tool: str, baseline: str, latency: Latency) -> Summary | None:
     """``baseline``'s wall time over ``tool``'s, pairwise within each round at ``latency``."""
-    mine = {r["round"]: r["seconds"] for r in raw if r["tool"] == tool and r["latency_ms"] == latency}
-    theirs = {r["round"]: r["seconds"] for r in raw if r["tool"] == baseline and r["latency_ms"] == latency}
+    label = latency_label(latency)
+    mine = {r["round"]: r["seconds"] for r in raw if r["tool"] == tool and entry_label(r) == label}
+    theirs = {r["round"]: r["seconds"] for r in raw if r["tool"] == baseline and entry_label(r) == label}
     ratios = [theirs[k] / mine[k] for k in mine if k in theirs]
     return summarize(ratios) if ratios else None
 
@@ -322,10 +381,9 @@ def targets(data: dict[str, Any], peers: dict[str, Any] | None = None) -> list[d
             ratio = versus(raw, tool, baseline, latency)
             if ratio is not None:
                 found.append(_target(f"{tool} vs {baseline}, {latency} ms", ratio, minimum, at_least=True))
-        for latency in sorted({r["latency_ms"] for r in raw}):
-            cell = next((c for c in data["cells"] if c["tool"] == xml and c["latency_ms"] == latency), None)
-            if cell is not None and "requests_vs_unsplit" in cell:
-                name = f"{xml} requests / unsplit chain's pages, {latency} ms"
+        for cell in data["cells"]:
+            if cell["tool"] == xml and "requests_vs_unsplit" in cell:
+                name = f"{xml} requests / unsplit chain's pages, {describe_latency(entry_label(cell))}"
                 found.append(_target(name, cell["requests_vs_unsplit"], 1.1, at_least=False))
         if peers is not None:
             ratio = versus(peers["raw"], xml, "dlt-extract", 50)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import Summary, read_result
-from benchmarks.complete import versus
+from benchmarks.complete import Latency, describe_latency, entry_label, latency_label, versus
 
 __all__ = ["plot_e2e", "plot_parse", "write_peers", "write_report"]
 
@@ -311,10 +311,11 @@ def _e2e(e2e: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _export_table(data: dict[str, Any], latency: int, reference: str | None) -> list[str]:
+def _export_table(data: dict[str, Any], latency: Latency, reference: str | None) -> list[str]:
     """One latency's cells: wall time, rates, requests, CPU and memory; ``reference``'s speed-up if given."""
-    cells = [c for c in data["cells"] if c["latency_ms"] == latency]
-    truth = data["truth_records"][str(latency)]
+    label = latency_label(latency)
+    cells = [c for c in data["cells"] if entry_label(c) == label]
+    truth = data["truth_records"][label]
     rows = []
     for c in cells:
         if reference is None:
@@ -338,7 +339,7 @@ def _export_table(data: dict[str, Any], latency: int, reference: str | None) -> 
     speed = "speed-up vs naive (same format)" if reference is None else f"`{reference}` faster by"
     header = ["tool", "wall s", "records/s", speed, "requests (per 1000 records)", "requests / unsplit"]
     header += ["client CPU µs/record", "peak RSS MiB"]
-    lines = [f"### {latency} ms latency ({truth:,} records, every tool's output exact)", ""]
+    lines = [f"### {describe_latency(latency)} latency ({truth:,} records, every tool's output exact)", ""]
     return [*lines, *_table(header, rows), ""]
 
 
@@ -424,6 +425,19 @@ def _memory(memory: dict[str, Any]) -> list[str]:
     if "baseline_rss_mib" in memory:
         rows.insert(0, ["0 (interpreter + imports)", _spread(memory["baseline_rss_mib"], _mib), "—"])
     lines += _table(["records", "peak RSS MiB", "records/s"], rows)
+    by_split = memory.get("by_split", {})
+    if len(by_split) > 1:
+        sizes = list(memory["sizes"])
+        header = ["split", *(f"{int(size):,} records, MiB" for size in sizes), "largest / smallest"]
+        split_rows = [
+            [
+                f"`{split}`",
+                *(_mib(results[size]["peak_rss_mib"]["median"]) for size in sizes),
+                _ratio(memory["peak_growth_by_split"][split]),
+            ]
+            for split, results in by_split.items()
+        ]
+        lines += ["", "Peak RSS by split mode (medians):", "", *_table(header, split_rows)]
     return [*lines, ""]
 
 

@@ -22,7 +22,16 @@ from ispring_async._exceptions import ConfigurationError
 from ispring_async._plan import Partition, Split
 from ispring_async._query import ResultsQuery
 
-__all__ = ["STATE_VERSION", "ChainState", "PlannerState", "State", "decode", "encode", "query_fingerprint"]
+__all__ = [
+    "STATE_VERSION",
+    "ChainState",
+    "PlannerState",
+    "State",
+    "decode",
+    "encode",
+    "needs_seen",
+    "query_fingerprint",
+]
 
 STATE_VERSION = 3
 
@@ -88,6 +97,26 @@ def decode(data: bytes, query: ResultsQuery) -> State:
     if [tuple(pair) for pair in state.query] != query_fingerprint(query):
         raise ConfigurationError("the saved fan-out state is for a different query; start a fresh export")
     return state
+
+
+def needs_seen(data: bytes) -> bool:
+    """Whether resuming ``data`` needs ``seen``: department groups (possibly overlapping chains, whose
+    identities the state does not hold) that have delivered something. ``False`` for a state that
+    does not decode: ``decode`` says why when the fan-out reads it."""
+    try:
+        state = _decode(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return False
+    return _grouped_progress(state)
+
+
+def _grouped_progress(state: State) -> bool:
+    chains = state.chains
+    if chains is None:
+        return False
+    # Finished chains no longer name their group: any progress at all counts.
+    grouped = any(c.group is not None for c in chains)
+    return grouped and any(c.token is not None or c.done for c in chains)
 
 
 def _old(version: int) -> str:

@@ -5,14 +5,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import importlib.metadata
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from types import TracebackType
 from typing import Self, TypeVar, cast
 
 import aiohttp
+import msgspec
 
 from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_token_url
+from ispring_async._batching import BatchToken, batching_key, id_batches
 from ispring_async._config import (
     DEFAULT_CONCURRENCY,
     DEFAULT_CONNECTION_LIMITS,
@@ -52,6 +53,7 @@ from ispring_async._query import ModuleResultsQuery, ResultsQuery, UsersQuery
 from ispring_async._stream import Batches, Stream, pages_as_batches
 from ispring_async._transport import OnRetry, Transport
 from ispring_async._unknown_ids import UnknownIds, id_lists
+from ispring_async._version import VERSION
 
 __all__ = ["DEFAULT_USER_AGENT", "Client", "ResultStream"]
 
@@ -67,15 +69,11 @@ first only help to drop duplicates), so reading more pages first only delays it;
 cores): one page first 1.19x one chain, four pages first 0.84x, a department split from the start
 1.43x. It does not pay where the CPU is the limit, not the round trip."""
 
-try:
-    _VERSION = importlib.metadata.version("ispring-async")
-except importlib.metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
-    _VERSION = "0"
 Paged = TypeVar("Paged", ResultsPage, ModuleResultsPage, UsersPage, DepartmentsPage)
 T = TypeVar("T")
 Page = TypeVar("Page")
 
-DEFAULT_USER_AGENT = f"ispring-async/{_VERSION} aiohttp/{aiohttp.__version__}"
+DEFAULT_USER_AGENT = f"ispring-async/{VERSION} aiohttp/{aiohttp.__version__}"
 
 # XML is the API's default, so for XML the client sends aiohttp's ``Accept: */*`` as every working
 # integration does; JSON must be asked for.
@@ -238,6 +236,11 @@ class Client:
         Each page is yielded only once it has been received and parsed whole; save its
         ``next_page_token`` after handling it to resume there later. ``on_retry`` is called with a
         ``RetryEvent`` for every retried attempt.
+
+        Id lists longer than one request holds (``_batching``: 50 ids a list, 100 in all) are sent
+        as consecutive batches, one chain each; the tokens are then batch tokens, valid only with
+        the same query. Department batches may repeat rows if ``departmentIds`` matches
+        sub-departments; ``learner_results`` removes those, this method does not.
         """
         self._check_open()
         query = query or ResultsQuery()
@@ -290,7 +293,10 @@ class Client:
         Every record stream of the client (results, module results, users) opens through here, so
         they share the fan-out, its deduplication, its cancellation and its stream lifetime.
         """
-        if options.split is Split.NONE and options.rate_limit is None:
+        # One chain unless the id lists need batches: department batches may overlap (sub-department
+        # matching), and the fan-out dedupes them.
+        one_request = query is None or len(query.batches()) == 1
+        if options.split is Split.NONE and options.rate_limit is None and one_request:
 
             def batches() -> Batches[T]:
                 # The chain is made when the block is entered: a stream never entered holds nothing.
@@ -491,21 +497,31 @@ class Client:
                 on_retry=on_retry,
             )
 
-        if empty is not None and id_lists(params):
-            # Id lists: a 400 may mean one unknown id (see _unknown_ids); an emptied list ends the chain.
-            fetch = self._unknown_ids.guard(send, params, what=what, empty=empty)
-        else:
+        def chain(params: list[tuple[str, str]], token: str | None) -> AsyncGenerator[Paged, None]:
+            if empty is not None and id_lists(params):
+                # Id lists: a 400 may mean one unknown id (see _unknown_ids); an emptied list ends
+                # the chain.
+                fetch = self._unknown_ids.guard(send, params, what=what, empty=empty)
+            else:
 
-            async def fetch(token: str | None, number: int) -> Paged:
-                return await send(params, token, f"{what} page {number}")
+                async def fetch(token: str | None, number: int) -> Paged:
+                    return await send(params, token, f"{what} page {number}")
 
-        return follow_pages(
-            fetch,
-            what=what,
-            page_token=page_token,
-            fingerprint=_fingerprint,
-            max_pages=self.max_pages_per_chain,
-        )
+            return follow_pages(
+                fetch,
+                what=what,
+                page_token=token,
+                fingerprint=_fingerprint,
+                max_pages=self.max_pages_per_chain,
+            )
+
+        batches = id_batches(params)
+        if len(batches) == 1:
+            return chain(params, page_token)
+        # Validated here, not at the first page: a wrong token is the caller's error, raised at once.
+        key = batching_key(batches)
+        start = BatchToken.parse(page_token, len(batches), key) if page_token else None
+        return _batched(chain, batches, key, start)
 
     def departments(self) -> Stream[Department]:
         """Every department of the account, across all pages, iterated inside ``async with`` as every
@@ -575,6 +591,30 @@ class _Then(AsyncIterator[Sequence[T]]):
         if self._rest is None:
             raise StopAsyncIteration
         return await self._rest.__anext__()
+
+
+async def _batched(
+    chain: Callable[[list[tuple[str, str]], str | None], AsyncGenerator[Paged, None]],
+    batches: list[list[tuple[str, str]]],
+    key: str,
+    start: BatchToken | None,
+) -> AsyncGenerator[Paged, None]:
+    """The chains of ``batches`` one after another, as one chain whose tokens are ``BatchToken``s."""
+    count = len(batches)
+    first = start.index if start is not None else 0
+    for index in range(first, count):
+        pages = chain(batches[index], start.inner if start is not None and index == first else None)
+        async with contextlib.aclosing(pages):
+            async for page in pages:
+                inner = page.next_page_token
+                if inner:
+                    token: str | None = str(BatchToken(index, count, key, inner))
+                elif index + 1 < count:
+                    # The batch is done: the next position is the start of the next batch.
+                    token = str(BatchToken(index + 1, count, key, None))
+                else:
+                    token = None
+                yield msgspec.structs.replace(page, next_page_token=token)
 
 
 def _fingerprint(

@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_EARLIEST",
     "Batch",
+    "BatchStream",
     "FanOut",
     "FanOutOptions",
     "FanOutStats",
@@ -145,12 +146,12 @@ _Delivery = tuple[_Chain, ResultsPage, tuple[_Chain, ...]]
 
 def _shared_edges(partitions: Sequence[Partition]) -> list[tuple[bool, bool]]:
     """For each partition: whether its start, and its end, is a boundary shared with a neighbour."""
-    starts = {(p.departments, p.start) for p in partitions if p.windowed and p.start is not None}
-    ends = {(p.departments, p.end) for p in partitions if p.windowed and p.end is not None}
+    starts = {(p.batch, p.departments, p.start) for p in partitions if p.windowed and p.start is not None}
+    ends = {(p.batch, p.departments, p.end) for p in partitions if p.windowed and p.end is not None}
     return [
         (
-            p.windowed and p.start is not None and (p.departments, p.start) in ends,
-            p.windowed and p.end is not None and (p.departments, p.end) in starts,
+            p.windowed and p.start is not None and (p.batch, p.departments, p.start) in ends,
+            p.windowed and p.end is not None and (p.batch, p.departments, p.end) in starts,
         )
         for p in partitions
     ]
@@ -229,14 +230,11 @@ class FanOut:
 
     def _restore(self, data: bytes) -> Planner:
         state = _checkpoint.decode(data, self._query)
-        if state.chains is not None and not self._seen_given:
-            # Finished chains no longer name their group: any progress at all counts.
-            grouped = any(c.group is not None for c in state.chains)
-            if grouped and any(c.token is not None or c.done for c in state.chains):
-                raise ConfigurationError(
-                    "resuming a department split needs seen= (the identities already written): its "
-                    "partitions may overlap and the state does not hold what they delivered"
-                )
+        if not self._seen_given and _checkpoint.needs_seen(data):
+            raise ConfigurationError(
+                "resuming a department split needs seen= (the identities already written): its "
+                "partitions may overlap and the state does not hold what they delivered"
+            )
         if state.chains is not None:
             groups: dict[int, Group] = {}
             chains = []
@@ -323,6 +321,7 @@ class FanOut:
             requests=self._requests,
             splits=self._splits,
             identities_held=self._held(),
+            refetched=self._dedupe.refetched,
             # Only a Client skips unknown ids (see _unknown_ids); an in-memory source has none.
             skipped_ids=dict(getattr(self._source, "skipped_ids", {})),
         )
@@ -340,7 +339,7 @@ class FanOut:
     # -- running ----------------------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
-    async def run(self) -> AsyncGenerator[AsyncIterator[Batch], None]:
+    async def run(self) -> AsyncGenerator[BatchStream, None]:
         """Plan, start the chains and yield the merged stream of batches (see the class docstring)."""
         if self._ran:
             raise RuntimeError("a FanOut runs once; resume with a new FanOut(resume_state=fanout.state())")
@@ -355,7 +354,7 @@ class FanOut:
                 self._scope = anyio.CancelScope()
                 tg.start_soon(self._produce_until_failure, self._scope, send)
                 try:
-                    yield _Batches(self, receive)
+                    yield BatchStream(self, receive)
                 except Exception as exc:
                     # Raised again below, outside the task group, so it is not wrapped in a group.
                     body_error = exc
@@ -382,8 +381,11 @@ class FanOut:
 
     def _plan(self, partitions: list[Partition]) -> dict[str, _Chain]:
         """Chains for the starting partitions, each with its dedupe scope."""
-        # Department partitions may overlap (sub-department matching): one exact group for all.
-        group = Group() if self._planner.split in (Split.DEPARTMENT, Split.COMBINED) else None
+        # Department partitions may overlap (sub-department matching), and so may id batches holding
+        # different departments: one exact group for all.
+        planner = self._planner
+        overlap = planner.split in (Split.DEPARTMENT, Split.COMBINED) or planner.batches_overlap
+        group = Group() if overlap else None
         chains = {}
         for partition, (left, right) in zip(partitions, _shared_edges(partitions), strict=True):
             chain = _Chain(partition, partition.key)
@@ -551,7 +553,9 @@ class FanOut:
         scope = chain.scope
         assert scope is not None, "a page of a partition that is not in the plan"
         records = page.records
-        fresh = self._dedupe.admit(scope, records)
+        dedupe = self._dedupe
+        refetched = dedupe.refetched
+        fresh = dedupe.admit(scope, records)
         chain.pages += 1
         chain.records += len(fresh)
         if children:
@@ -566,7 +570,8 @@ class FanOut:
             self._progress(chain)
         self._pages += 1
         self._records += len(fresh)
-        self._duplicates += len(records) - len(fresh)
+        # A kept first page fetched again by the split's children is not a duplicate the server sent.
+        self._duplicates += len(records) - len(fresh) - (dedupe.refetched - refetched)
         return Batch(partition=chain.key, records=fresh) if fresh else None
 
     def _adopt(self, parent: _Chain, page: list[LearnerResult], children: tuple[_Chain, ...]) -> None:
@@ -576,8 +581,9 @@ class FanOut:
         assert parent.scope is not None
         windows = [(child.partition.start, child.partition.end) for child in children]
         spread = len(set(windows)) == 1
-        # Children spreading a department list over one window may overlap: an exact group for them.
-        group = (parent.scope.group or Group()) if spread else None
+        # Children spreading a department list over one window may overlap: an exact group for them;
+        # window children of a grouped parent stay in its group (they overlap its other chains).
+        group = parent.scope.group or (Group() if spread else None)
         scopes = self._dedupe.split(parent.scope, page, windows, group=group)
         for child, scope in zip(children, scopes, strict=True):
             child.scope = scope
@@ -593,15 +599,39 @@ class FanOut:
         self._progress(parent, split_into=tuple(child.key for child in children))
 
 
-class _Batches:
+class BatchStream:
     """The consumer's iterator: receives pages, dedupes them, and skips pages with nothing new."""
 
     def __init__(self, fanout: FanOut, receive: MemoryObjectReceiveStream[_Delivery]) -> None:
         self._fanout = fanout
         self._receive = receive
 
-    def __aiter__(self) -> _Batches:
+    def __aiter__(self) -> BatchStream:
         return self
+
+    def ready(self, limit: int) -> list[Batch]:
+        """Up to ``limit`` more batches whose pages have arrived already, without waiting.
+
+        A consumer that commits what it received (a sink writing, then checkpointing ``state()``) can
+        take these with the batch it has, and write them all under one checkpoint: fewer fsyncs when
+        it lags behind the chains, and ``state()`` still covers exactly what it took. A page whose
+        dedupe fails ends the list; the next ``__anext__`` raises that failure.
+        """
+        fanout = self._fanout
+        taken: list[Batch] = []
+        while len(taken) < limit and fanout._failure is None:
+            try:
+                chain, page, children = self._receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            try:
+                batch = fanout._deliver(chain, page, children)
+            except Exception as exc:
+                fanout._fail(exc, chain)
+                break
+            if batch is not None:
+                taken.append(batch)
+        return taken
 
     async def __anext__(self) -> Batch:
         fanout = self._fanout

@@ -126,7 +126,8 @@ class Batch:
 class FanOutStats:
     """Counters of a fan-out so far.
 
-    ``pages``/``records`` were handed to the consumer; ``requests`` counts page requests sent (first
+    ``pages``/``records`` were handed to the consumer (``duplicates_removed``: rows dropped as sent
+    twice, by overlapping partitions or shared boundaries); ``requests`` counts page requests sent (first
     attempts and planning included; retries are in ``retries_by_cause``). ``partitions_total`` counts
     the plan's current partitions (split ones replaced by their children). ``identities_held`` is how
     many row identities the duplicate filter holds now (bounded by the plan, not the export, except
@@ -142,5 +143,8 @@ class FanOutStats:
     requests: int
     splits: int
     identities_held: int = 0
+    refetched: int = 0
+    """Rows dropped because a split's children fetched its delivered first page again (the plan's
+    cost, counted apart from ``duplicates_removed``, which the server sent twice)."""
     skipped_ids: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     """Ids left out as unknown to the account (``Client(skip_unknown_ids=True)``), by parameter."""

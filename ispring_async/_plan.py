@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -107,18 +108,20 @@ class Partition:
     """One piece of a split query: a department group and an ``accessDate`` window, each optional.
 
     ``windowed`` says whether the partition sets ``accessDate`` itself (from ``start``/``end``) or
-    keeps the caller's range untouched.
+    keeps the caller's range untouched. ``batch`` is the index of the caller's query's id batch
+    (``ResultsQuery.batches()``) when its id lists are too long for one request, else ``None``.
     """
 
     departments: tuple[str, ...] | None = None
     windowed: bool = False
     start: int | None = None
     end: int | None = None
+    batch: int | None = None
 
     @property
     def key(self) -> str:
         """A short, stable, unique name, e.g. ``dept=<id>+3 access=[2019-01-01T00:00:00Z,*)``."""
-        parts = []
+        parts = [] if self.batch is None else [f"batch={self.batch}"]
         if self.departments is not None:
             extra = len(self.departments) - 1
             parts.append(f"dept={self.departments[0]}" + (f"+{extra}" if extra else ""))
@@ -145,6 +148,17 @@ class Planner:
     departments_per_partition: int = 1
     whole_seconds: bool = False
 
+    @functools.cached_property
+    def batches(self) -> list[ResultsQuery]:
+        """The caller's query cut into queries whose id lists fit one request (usually just it)."""
+        return self.query.batches()
+
+    @property
+    def batches_overlap(self) -> bool:
+        """Whether id batches may return the same row: they hold different department ids, which
+        overlap if ``departmentIds`` matches sub-departments."""
+        return len({batch.department_ids for batch in self.batches}) > 1
+
     @property
     def needs_departments(self) -> bool:
         """Whether the plan needs the account's department list (``GET /departments``)."""
@@ -155,23 +169,28 @@ class Planner:
         split = self.split
         by_department = split in (Split.DEPARTMENT, Split.COMBINED)
         by_window = split in (Split.WINDOW, Split.COMBINED, Split.ADAPTIVE)
-        groups: list[tuple[str, ...] | None] = [None]
-        caller = self.query.department_ids
-        if by_department:
-            # The caller's own ids keep the caller's semantics exactly under either matching mode.
-            ids = tuple(caller) if caller is not None else tuple(dict.fromkeys(departments or ()))
-            size = self.departments_per_partition
-            groups = [ids[i : i + size] for i in range(0, len(ids), size)]
-        elif caller is not None and split is Split.ADAPTIVE:
-            groups = [tuple(caller)]
         windows: list[tuple[int | None, int | None]] = [(None, None)]
         if by_window:
             windows = self.cut(*range_seconds(self.query.access_date), self.windows)
-        return [
-            Partition(departments=group, windowed=by_window, start=start, end=end)
-            for group in groups
-            for start, end in windows
-        ]
+        batches = self.batches
+        partitions: list[Partition] = []
+        for index, query in enumerate(batches):
+            groups: list[tuple[str, ...] | None] = [None]
+            caller = query.department_ids
+            if by_department:
+                # The caller's own ids keep the caller's semantics exactly under either matching mode.
+                ids = tuple(caller) if caller is not None else tuple(dict.fromkeys(departments or ()))
+                size = self.departments_per_partition
+                groups = [ids[i : i + size] for i in range(0, len(ids), size)]
+            elif caller is not None and split is Split.ADAPTIVE:
+                groups = [tuple(caller)]
+            batch = index if len(batches) > 1 else None
+            partitions.extend(
+                Partition(departments=group, windowed=by_window, start=start, end=end, batch=batch)
+                for group in groups
+                for start, end in windows
+            )
+        return partitions
 
     def cut(self, start: int | None, end: int | None, count: int) -> list[tuple[int | None, int | None]]:
         """``[start, end)`` cut into at most ``count`` windows at least ``min_window`` wide.
@@ -221,6 +240,7 @@ class Planner:
 
     def query_for(self, partition: Partition) -> ResultsQuery:
         """The caller's query narrowed to ``partition``; every other filter is kept as given."""
+        base = self.query if partition.batch is None else self.batches[partition.batch]
         changes: dict[str, object] = {}
         if partition.departments is not None:
             changes["department_ids"] = partition.departments
@@ -241,7 +261,7 @@ class Planner:
                     last = end
                 first = WIRE_FLOOR if start is None else start
                 changes["access_date"] = DateRange(start=_instant(first), end=_instant(max(first, last)))
-        return dataclasses.replace(self.query, **changes) if changes else self.query  # type: ignore[arg-type]
+        return dataclasses.replace(base, **changes) if changes else base  # type: ignore[arg-type]
 
 
 def quantile_points(

@@ -10,8 +10,9 @@ import dataclasses
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
+from ispring_async._batching import id_batches
 from ispring_async._config import MAX_PAGE_SIZE
 from ispring_async._exceptions import ConfigurationError
 from ispring_async._models import CompletionStatus, UserStatus
@@ -27,6 +28,13 @@ __all__ = [
 ]
 
 _E = TypeVar("_E", CompletionStatus, UserStatus)
+
+_ID_FIELDS = {
+    "enrollmentIds[]": "enrollment_ids",
+    "userIds[]": "user_ids",
+    "courseIds[]": "course_ids",
+    "departmentIds[]": "department_ids",
+}
 
 # Bounds a day inside the calendar's edges: windows, rounding and "end of day" add seconds to a bound,
 # and at year 1 or 9999 that overflows (year 10000 is out of range) long after the query was accepted.
@@ -190,6 +198,9 @@ class ResultsQuery:
     [('completionStatuses[]', 'failed'), ('userStatuses[]', '1'), ('userStatuses[]', '3'), ('pageSize', '33')]
     """
 
+    # Which field each id-list parameter comes from: a batch of the query is built back from them.
+    _id_fields: ClassVar[dict[str, str]] = _ID_FIELDS
+
     enrollment_ids: Iterable[str] | None = None
     user_ids: Iterable[str] | None = None
     course_ids: Iterable[str] | None = None
@@ -245,6 +256,25 @@ class ResultsQuery:
             params.append(("pageSize", str(self.page_size)))
         return params
 
+    def batches(self) -> list[ResultsQuery]:
+        """The query as queries whose id lists fit one request each (``_batching.id_batches``).
+
+        ``[self]`` when it fits already. The batches' rows partition the query's, except that
+        department batches may overlap if ``departmentIds`` matches sub-departments (see
+        ``_batching``); ``Client.learner_results`` dedupes them.
+        """
+        cut = id_batches(self.to_params())
+        if len(cut) == 1:
+            return [self]
+        queries = []
+        for params in cut:
+            lists: dict[str, list[str]] = {}
+            for name, value in params:
+                if name in self._id_fields:
+                    lists.setdefault(self._id_fields[name], []).append(value)
+            queries.append(dataclasses.replace(self, **lists))  # type: ignore[arg-type]
+        return queries
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ModuleResultsQuery(ResultsQuery):
@@ -258,6 +288,12 @@ class ModuleResultsQuery(ResultsQuery):
     >>> ModuleResultsQuery(module_ids=["0c6a62f4-2f52-11ea-8e3f-0a580af40c09"]).to_params()[-1]
     ('moduleIds[]', '0c6a62f4-2f52-11ea-8e3f-0a580af40c09')
     """
+
+    _id_fields: ClassVar[dict[str, str]] = {
+        **_ID_FIELDS,
+        "moduleIds[]": "module_ids",
+        "courseItemIds[]": "course_item_ids",
+    }
 
     module_ids: Iterable[str] | None = None
     course_item_ids: Iterable[str] | None = None

@@ -82,6 +82,10 @@ def test_tiny_complete_exports_are_exact_and_counted_by_the_emulator(tmp_path: P
     data = json.loads((tmp_path / "complete.json").read_text())
     truth = data["truth_records"]["0"]
     assert 2_000 < truth < 3_000  # userStatuses 1 and 3 of 3,000 rows
+    # The lognormal cell (median 20 ms, p99 200 ms) runs beside the fixed one, on the same dataset.
+    assert data["truth_records"]["20~200"] == truth
+    assert {r["latency"] for r in data["raw"]} == {"0", "20~200"}
+
     tools = {r["tool"] for r in data["raw"]}
     assert tools == {"naive-xml", "naive-json", "cli-xml-c2", "cli-json-c2", "lib-xml-c2", "lib-json-c2"}
     for run in data["raw"]:
@@ -97,6 +101,41 @@ def test_tiny_complete_exports_are_exact_and_counted_by_the_emulator(tmp_path: P
     report = (tmp_path / "report.md").read_text()
     assert "## 5. Complete export" in report
     assert "`cli-xml-c2`" in report
+    assert "### lognormal, median 20 ms, p99 200 ms latency" in report
+
+
+def test_counting_emulator_waits_its_lognormal_draws() -> None:
+    """``latency_median``/``latency_p99`` reach the emulator: its seeded draws for two pages are waited."""
+    import random
+    import time
+    import urllib.parse
+    import urllib.request
+
+    from benchmarks._emulator import CLIENT_ID, CLIENT_SECRET, counting_emulator
+    from ispring_async.emulator import Faults
+    from ispring_async.emulator._server import _lognormal
+
+    median, p99 = 0.2, 1.0
+    # The emulator draws request n's wait from Random("<fault seed>:results:<n>"), the gauss last.
+    draws = [_lognormal(random.Random(f"{Faults().seed}:results:{n}"), median, p99) for n in (1, 2)]
+    with counting_emulator(results=200, latency=0.0, latency_median=median, latency_p99=p99) as emu:
+        form = urllib.parse.urlencode(
+            {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "grant_type": "client_credentials"}
+        ).encode()
+        with urllib.request.urlopen(f"{emu.base_url}/api/v3/token", data=form, timeout=30) as reply:
+            token = json.loads(reply.read())["access_token"]
+        started = time.perf_counter()
+        for _ in draws:
+            request = urllib.request.Request(
+                f"{emu.base_url}/learners/results?pageSize=10", headers={"Authorization": f"Bearer {token}"}
+            )
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                reply.read()
+        waited = time.perf_counter() - started
+        assert emu.requests()["results"] == 2
+    # A lower bound only: a loaded machine can make it slower, never faster.
+    assert waited >= sum(draws) * 0.95
+    assert sum(draws) > 0.3
 
 
 def _write(path: Path, lines: list[str]) -> Path:

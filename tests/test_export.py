@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -259,6 +260,38 @@ def test_failure_mid_export_keeps_the_checkpoint_and_resume_completes(
         assert_ground_truth(read_records(output, "jsonl"), emulator.expected_results(ACTIVE_AND_BLOCKED))
         # The resumed run starts after the checkpointed pages, not from the first page.
         assert emulator.stats.requests["results"] == 6 + 15 - kept // 100
+
+
+@pytest.mark.parametrize(
+    ("split", "loads_seen"),
+    [pytest.param("window", False, id="window"), pytest.param("department", True, id="department")],
+)
+def test_resume_loads_the_written_identities_only_for_a_department_split(
+    tmp_path: Path, creds: None, monkeypatch: pytest.MonkeyPatch, split: str, loads_seen: bool
+) -> None:
+    """A window split's state resumes exactly on its own; only a department split reads the output back."""
+    from ispring_async.sinks._files import FileSink
+
+    reads: list[int] = []
+    original = FileSink.identities
+
+    def counted(self: FileSink, *args: Any) -> Any:
+        reads.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(FileSink, "identities", counted)
+    config = EmulatorConfig(
+        results=1500, seed=2, client_secret=SECRET, faults=Faults(script={("results", 6): Fault.SERVER_ERROR})
+    )
+    output = tmp_path / "results.jsonl"
+    with serve_in_thread(config) as emulator:
+        args = ["--split", split, "--retry-attempts", "1", "--concurrency", "1"]
+        assert export(emulator.base_url, output, *args) == ExitCode.API
+        kept = json.loads((tmp_path / ".results.jsonl.checkpoint").read_bytes())["records"]
+        assert kept > 0  # the resume has progress to continue from
+        assert export(emulator.base_url, output, *args, "--resume") == ExitCode.OK
+        assert_ground_truth(read_records(output, "jsonl"), emulator.expected_results(ACTIVE_AND_BLOCKED))
+    assert bool(reads) is loads_seen
 
 
 def test_resume_with_other_filters_is_a_usage_error(

@@ -24,7 +24,16 @@ from typing import Any
 import msgspec
 
 from benchmarks._common import REPO
-from benchmarks.complete import Identity, Tool, identity, jsonl_identities, ours_tools, run_rounds, targets
+from benchmarks.complete import (
+    Identity,
+    Latency,
+    Tool,
+    identity,
+    jsonl_identities,
+    ours_tools,
+    run_rounds,
+    targets,
+)
 
 __all__ = ["PEERS", "airbyte_identities", "dlt_extracted_identities", "peer_tools", "run"]
 
@@ -130,7 +139,7 @@ def peer_tools() -> list[Tool]:
 
 
 def run(
-    *, latencies_ms: tuple[int, ...], rounds: int, dataset: int, timeout: float = 1800.0
+    *, latencies_ms: tuple[Latency, ...], rounds: int, dataset: int, timeout: float = 1800.0
 ) -> dict[str, Any]:
     """Peers, ours (CLI and library, XML and JSON, C=8) and naive, interleaved in each round."""
     tools = [*ours_tools(formats=("xml", "json"), concurrency=(8,)), *peer_tools()]

@@ -19,7 +19,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,8 +35,10 @@ from ispring_async._app.progress import (
     format_duration,
     render_retries,
 )
+from ispring_async._checkpoint import needs_seen
 from ispring_async._client import Client
 from ispring_async._config import ResponseFormat, RetryPolicy
+from ispring_async._dedupe import IdentitySet
 from ispring_async._exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -436,9 +438,13 @@ async def _export_datasets(run: _Run, datasets: Sequence[Dataset], state: RunSta
     for dataset in datasets:
         if dataset.name in state.done:
             continue
-        seen: Sequence[str] = ()
-        if state.current is not None:
+        seen: Iterable[str] | None = None
+        chained = dataset in (USERS, DEPARTMENTS)
+        if state.current is not None and (chained or needs_seen(state.current)):
             # Rows of this dataset kept from the interrupted run: the duplicate filter starts with them.
+            # A fan-out's state is exact on its own except for a department split's (overlapping
+            # chains), so only that one reads them back: loading every identity written would make a
+            # resume's memory grow with the export. An IdentitySet keeps 20k in memory, the rest on disk.
             seen = await anyio.to_thread.run_sync(_identities, run.sink, dataset.name)
         logger.info("exporting %s", dataset.name)
         if dataset is RESULTS:
@@ -482,7 +488,7 @@ async def _export_fanout(
     run: _Run,
     dataset: Dataset,
     state: RunState,
-    seen: Sequence[str],
+    seen: Iterable[str] | None,
     query: ResultsQuery,
     pages: Callable[..., AsyncGenerator[Any, None]],
 ) -> None:
@@ -507,16 +513,20 @@ async def _export_fanout(
     run.fanouts.append(fanout)
     async with fanout.run() as batches:
         async for batch in batches:
-            # The state is taken before anything else can happen: it covers exactly this batch.
+            # Pages that arrived while the last commit ran go with this one, under one checkpoint:
+            # when fsync is slow (a loaded disk) the sink catches up instead of paying two fsyncs a
+            # page; the chains never wait longer than for one commit, as before.
+            group = [batch.records, *(b.records for b in batches.ready(_GROUP_COMMIT - 1))]
+            # The state is taken before anything else can happen: it covers exactly these batches.
             current = fanout.state()
-            await _commit(run.sink, batch.records, dataset, msgspec.structs.replace(state, current=current))
+            await _commit(run.sink, group, dataset, msgspec.structs.replace(state, current=current))
 
 
 async def _export_chain(
     run: _Run,
     dataset: Dataset,
     state: RunState,
-    seen: Sequence[str],
+    seen: Iterable[str] | None,
     pages_after: Callable[[str | None], AsyncGenerator[Any, None]],
     records_of: Callable[[Any], list[Any]],
 ) -> None:
@@ -527,7 +537,7 @@ async def _export_chain(
     # The API may repeat a record on a later page (rows change while it pages): each goes out once.
     # A set of identities is enough here: these lists are per account (users, departments), not per
     # enrollment.
-    identities = set(seen)
+    identities = set(seen or ())
     identity = dataset.identity
     async with contextlib.aclosing(pages_after(chain.token)) as pages:
         async for page in pages:
@@ -542,23 +552,28 @@ async def _export_chain(
                 records.append(record)
             token = page.next_page_token or None
             current = msgspec.json.encode(_ChainState(token=token, ended=token is None))
-            await _commit(run.sink, records, dataset, msgspec.structs.replace(state, current=current))
+            await _commit(run.sink, [records], dataset, msgspec.structs.replace(state, current=current))
 
 
-def _identities(sink: Sink, dataset: str) -> list[str]:
-    return list(sink.identities(dataset))
+def _identities(sink: Sink, dataset: str) -> IdentitySet:
+    return IdentitySet(sink.identities(dataset))
 
 
-async def _commit(sink: Sink, records: list[Any], dataset: Dataset, state: RunState) -> None:
+# Pages committed under one checkpoint at most: what the fan-out's stream buffers (8 by default).
+_GROUP_COMMIT = 8
+
+
+async def _commit(sink: Sink, groups: list[list[Any]], dataset: Dataset, state: RunState) -> None:
     encoded = msgspec.json.encode(state)
     # One thread call for both, so a cancellation lands before or after the pair, never between a
     # write and the checkpoint that covers it (and never on two sink calls at once).
-    await anyio.to_thread.run_sync(_write_and_checkpoint, sink, records, dataset.name, encoded)
+    await anyio.to_thread.run_sync(_write_and_checkpoint, sink, groups, dataset.name, encoded)
 
 
-def _write_and_checkpoint(sink: Sink, records: list[Any], dataset: str, state: bytes) -> None:
-    if records:
-        sink.write(records, dataset)
+def _write_and_checkpoint(sink: Sink, groups: list[list[Any]], dataset: str, state: bytes) -> None:
+    for records in groups:
+        if records:
+            sink.write(records, dataset)
     sink.checkpoint(state)
 
 
