@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -24,7 +24,7 @@ from ispring_async._batching import (
 )
 from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, running_emulator
-from tests._helpers import known_params, strangers
+from tests._helpers import assert_exactly_once, drain, known_params, strangers
 
 STATUSES = [1, 3]
 
@@ -32,14 +32,6 @@ STATUSES = [1, 3]
 def uuids(count: int, seed: int) -> list[str]:
     """``count`` distinct UUID strings drawn from ``seed``."""
     return strangers(count, seed)
-
-
-def assert_exact(records: Sequence[LearnerResult], expected: Sequence[LearnerResult]) -> None:
-    """The same rows as ``expected``, each exactly once."""
-    identities = [r.identity for r in records]
-    assert len(identities) == len(set(identities)), "a row came twice"
-    assert {r.identity: r for r in records} == {r.identity: r for r in expected}
-    assert len(records) == len(expected)
 
 
 @pytest.mark.parametrize(
@@ -161,8 +153,8 @@ async def test_1000_users_and_300_departments_export_exactly(split: str, subtree
         expected = emu.expected_results(query.to_params())
         assert len(expected) > 2_000
         async with client_for(emu) as client:
-            records = [r async for r in client.learner_results(query, split=split, concurrency=8)]
-        assert_exact(records, expected)
+            records = await drain(client.learner_results(query, split=split, concurrency=8))
+        assert_exactly_once(records, expected)
         requests = emu.stats.requests["results"]
         # 120 batches, each paged: at least one request a batch, and splits stay bounded.
         assert 120 <= requests <= 120 + 3 * len(expected) // 40 + 240
@@ -179,7 +171,7 @@ async def test_department_split_of_a_batched_query_keeps_groups_within_batches()
             fanout = FanOut(client, query, options)
             async with fanout.run() as batches:
                 records = [r async for batch in batches for r in batch.records]
-        assert_exact(records, expected)
+        assert_exactly_once(records, expected)
         stats = fanout.stats
         assert stats.partitions_total == 120
         # Under sub-department matching a parent in one batch returns its children's rows of another.
@@ -204,7 +196,7 @@ async def test_result_pages_resume_across_batches_from_a_saved_token() -> None:
                 before = [r for page in whole[:stop] for r in page.records]
                 token = whole[stop - 1].next_page_token
                 after = [r async for page in client.result_pages(query, token) for r in page.records]
-                assert_exact(before + after, expected)
+                assert_exactly_once(before + after, expected)
             with pytest.raises(ConfigurationError, match="batch tokens"):
                 client.result_pages(query, "c29tZS10b2tlbg==")
             # The same users in another order: other batches, so the saved token is refused.
@@ -238,7 +230,7 @@ async def test_fan_out_resume_of_a_batched_query_is_exact(subtree: bool) -> None
             async with rest.run() as batches:
                 async for batch in batches:
                     written.extend(batch.records)
-        assert_exact(written, expected)
+        assert_exactly_once(written, expected)
 
 
 @pytest.mark.anyio
@@ -251,9 +243,9 @@ async def test_unknown_ids_are_isolated_per_batch() -> None:
         rng.shuffle(users)
         query = ResultsQuery(user_ids=users, user_statuses=STATUSES)
         async with client_for(emu, page_size=100, skip_unknown_ids=True) as client:
-            records = [r async for r in client.learner_results(query, concurrency=4)]
+            records = await drain(client.learner_results(query, concurrency=4))
             probes = client._unknown_ids.probes
-        assert_exact(records, emu.expected_results(known_params(emu, query)))
+        assert_exactly_once(records, emu.expected_results(known_params(emu, query)))
         assert set(client.skipped_ids["userIds[]"]) == set(bad)
         # Bisection runs inside a 50-id batch: log2(50) rounds per unknown id, not log2(1000).
         assert probes <= 4 * 2 * 6 + 2 * 4
