@@ -13,7 +13,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 import msgspec
 import pytest
 
-from ispring_async import DateRange, ISpringError, ResultsQuery, UserStatus
+from ispring_async import Client, DateRange, ISpringError, ResultsQuery, UserStatus
 from ispring_async._models import CompletionStatus, LearnerResult
 from ispring_async._parse import DEFAULT_LIMITS
 from ispring_async._parse._reference import ReferenceParser
@@ -338,3 +338,16 @@ def outcome(run: object) -> object:
         return run()  # type: ignore[operator]
     except ISpringError as exc:
         return type(exc)
+
+
+@asynccontextmanager
+async def small_page_client(emu: Emulator, page_size: int = 40, **options: object) -> AsyncIterator[Client]:
+    """A client of ``emu`` with small pages, so every batch pages."""
+    async with Client(
+        emu.base_url,
+        client_id=emu.client_id,
+        client_secret=emu.client_secret,
+        page_size=page_size,
+        **options,  # type: ignore[arg-type]
+    ) as client:
+        yield client

@@ -7,14 +7,12 @@ with the emulator's oracle over the whole query.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
-from collections.abc import AsyncIterator
 
 import pytest
 
-from ispring_async import Client, ConfigurationError, FanOut, FanOutOptions, ResultsQuery, Split
+from ispring_async import ConfigurationError, FanOut, FanOutOptions, ResultsQuery, Split
 from ispring_async._batching import (
     MAX_IDS_PER_LIST,
     MAX_IDS_PER_REQUEST,
@@ -24,7 +22,7 @@ from ispring_async._batching import (
 )
 from ispring_async._models import LearnerResult
 from ispring_async.emulator import Emulator, EmulatorConfig, running_emulator
-from tests._helpers import assert_exactly_once, drain, known_params, strangers
+from tests._helpers import assert_exactly_once, drain, known_params, small_page_client, strangers
 
 STATUSES = [1, 3]
 
@@ -123,19 +121,6 @@ def config(**overrides: object) -> EmulatorConfig:
     return EmulatorConfig(**settings)  # type: ignore[arg-type]
 
 
-@contextlib.asynccontextmanager
-async def client_for(emu: Emulator, page_size: int = 40, **options: object) -> AsyncIterator[Client]:
-    """A client of ``emu`` with small pages, so every batch pages."""
-    async with Client(
-        emu.base_url,
-        client_id=emu.client_id,
-        client_secret=emu.client_secret,
-        page_size=page_size,
-        **options,  # type: ignore[arg-type]
-    ) as client:
-        yield client
-
-
 @pytest.mark.parametrize(
     ("split", "subtree"),
     [
@@ -152,7 +137,7 @@ async def test_1000_users_and_300_departments_export_exactly(split: str, subtree
         query = big_query(emu)
         expected = emu.expected_results(query.to_params())
         assert len(expected) > 2_000
-        async with client_for(emu) as client:
+        async with small_page_client(emu) as client:
             records = await drain(client.learner_results(query, split=split, concurrency=8))
         assert_exactly_once(records, expected)
         requests = emu.stats.requests["results"]
@@ -167,7 +152,7 @@ async def test_department_split_of_a_batched_query_keeps_groups_within_batches()
         query = big_query(emu)
         expected = emu.expected_results(query.to_params())
         options = FanOutOptions(split=Split.DEPARTMENT, concurrency=8, departments_per_partition=50)
-        async with client_for(emu) as client:
+        async with small_page_client(emu) as client:
             fanout = FanOut(client, query, options)
             async with fanout.run() as batches:
                 records = [r async for batch in batches for r in batch.records]
@@ -186,7 +171,7 @@ async def test_result_pages_resume_across_batches_from_a_saved_token() -> None:
     async with running_emulator(config(results=6_000)) as emu:
         query = big_query(emu, users=400, departments=0)
         expected = emu.expected_results(query.to_params())
-        async with client_for(emu, page_size=25) as client:
+        async with small_page_client(emu, page_size=25) as client:
             whole = [page async for page in client.result_pages(query)]
             assert len(whole) > 8
             assert whole[-1].next_page_token is None
@@ -217,7 +202,7 @@ async def test_fan_out_resume_of_a_batched_query_is_exact(subtree: bool) -> None
         query = big_query(emu, users=300, departments=120)
         expected = emu.expected_results(query.to_params())
         options = FanOutOptions(concurrency=4)
-        async with client_for(emu, page_size=20) as client:
+        async with small_page_client(emu, page_size=20) as client:
             first = FanOut(client, query, options)
             written: list[LearnerResult] = []
             async with first.run() as batches:
@@ -242,7 +227,7 @@ async def test_unknown_ids_are_isolated_per_batch() -> None:
         users = [*rng.sample(emu.dataset.user_ids, 996), *bad]
         rng.shuffle(users)
         query = ResultsQuery(user_ids=users, user_statuses=STATUSES)
-        async with client_for(emu, page_size=100, skip_unknown_ids=True) as client:
+        async with small_page_client(emu, page_size=100, skip_unknown_ids=True) as client:
             records = await drain(client.learner_results(query, concurrency=4))
             probes = client._unknown_ids.probes
         assert_exactly_once(records, emu.expected_results(known_params(emu, query)))

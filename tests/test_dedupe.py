@@ -9,7 +9,7 @@ import pytest
 from ispring_async import FanOut, FanOutOptions, ResultsQuery, Split
 from ispring_async._dedupe import Dedupe, Group, IdentitySet
 from ispring_async.emulator import EmulatorConfig, running_emulator
-from tests.test_batching import assert_exact, client_for
+from tests._helpers import assert_exactly_once, small_page_client
 
 
 @pytest.mark.parametrize(
@@ -82,7 +82,7 @@ async def test_department_split_is_exact_with_its_group_on_disk(
     async with running_emulator(config) as emu:
         query = ResultsQuery(user_statuses=[1, 3])
         expected = emu.expected_results(query.to_params())
-        async with client_for(emu, page_size=100) as client:
+        async with small_page_client(emu, page_size=100) as client:
             fanout = FanOut(client, query, FanOutOptions(split=split, concurrency=4, windows=3))
             records = []
             peak_memory = on_disk = 0
@@ -93,7 +93,7 @@ async def test_department_split_is_exact_with_its_group_on_disk(
                         peak_memory = max(peak_memory, len(group.ids._memory))
                         on_disk = max(on_disk, group.ids._on_disk)
                         assert len(group.ids._memory) <= 200
-        assert_exact(records, expected)
+        assert_exactly_once(records, expected)
         assert fanout.stats.duplicates_removed > 0  # parents returned their subtrees
         assert groups and peak_memory > 0
         assert on_disk > 1_000  # most of the group was on disk
