@@ -46,11 +46,11 @@ def page(*records: bytes, head: bytes = HEAD) -> bytes:
 
 
 def titles(result: object) -> list[str]:
-    return [r.course_title for r in result[0]]  # type: ignore[index, attr-defined]
+    return [r.course_title for r in result[0]]  # type: ignore[index]
 
 
 def users(result: object) -> list[str]:
-    return [r.user_id for r in result[0]]  # type: ignore[index, attr-defined]
+    return [r.user_id for r in result[0]]  # type: ignore[index]
 
 
 # Well-formed pages and the title (of the middle record) XML says they hold.
