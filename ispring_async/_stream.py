@@ -98,7 +98,15 @@ class Stream(AsyncIterator[T], Generic[T]):
                 f"'async with {self._what} as records: async for record in records: ...'"
             )
         while True:
-            self._current = iter(await batches.__anext__())
+            try:
+                batch = await batches.__anext__()
+            except Exception as exc:  # cancellation (a BaseException) passes through as itself
+                if self._state == "open":
+                    raise
+                # The block was left while this (another) task waited for a batch: the end of the
+                # batches is then the close, not the last record, and must not read as "all delivered".
+                raise RuntimeError(f"{self._what} was closed while it was being iterated") from exc
+            self._current = iter(batch)
             for record in self._current:
                 return record
 
