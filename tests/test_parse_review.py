@@ -216,3 +216,54 @@ def test_each_construct_costs_linear_time_on_both_routes(unit: bytes) -> None:
     large = seconds(4 * base)
     # Linear is 4x; quadratic would be 16x. Noise on a shared machine is allowed for with a floor.
     assert large < max(8 * small, 0.5)
+
+
+_R = record()
+_TWO = HEAD + PLAIN % 1 + PLAIN % 2
+# Pages whose meaning is a choice (duplicate fields, stray text, the token's place): whatever either
+# route reads, the other must read the same.
+AGREE = [
+    pytest.param(page(b"<result/>"), id="self-closing-record"),
+    pytest.param(page(_R.replace(b"<userId>u1", b"<userId><![CDATA[u]]><![CDATA[1]]>")), id="adjacent-cdata"),
+    pytest.param(
+        page(_R.replace(b"<userId>u1</userId>", b"<userId>a</userId><userId>b</userId>")), id="dup-field"
+    ),
+    pytest.param(page(_R.replace(b"<isOverdue>0<", b"<isOverdue> 1 <")), id="padded-bool"),
+    pytest.param(page(_R.replace(b"<accessDate>2021", b"<accessDate>&#50;021")), id="date-via-ref"),
+    pytest.param(page(_R.replace(b"</result>", b"<progress/></result>")), id="self-closing-optional"),
+    pytest.param(page(_R.replace(b"<courseTitle>T</courseTitle>", b"")), id="missing-required"),
+    pytest.param(
+        page(_R.replace(b"<courseTitle>T</courseTitle>", b"<courseTitle>T<b>x</b></courseTitle>")), id="mixed"
+    ),
+    pytest.param(page(_R.replace(b"<userId>", b"stray<userId>")), id="text-in-record"),
+    pytest.param(
+        _TWO + b"</results><nextPageToken><![CDATA[a&b]]></nextPageToken></response>", id="token-cdata"
+    ),
+    pytest.param(
+        _TWO + b"</results><nextPageToken>a</nextPageToken><nextPageToken>b</nextPageToken></response>",
+        id="two-tokens",
+    ),
+    pytest.param(
+        HEAD.replace(b"<results>", b"<nextPageToken>t</nextPageToken><results>") + PLAIN % 1 + TAIL,
+        id="token-first",
+    ),
+    pytest.param(
+        _TWO + b'</results><nextPageToken a="1"> t \n</nextPageToken></response>', id="token-attr-space"
+    ),
+    pytest.param(_TWO + b"</results><results>" + PLAIN % 3 + TAIL, id="two-result-lists"),
+    pytest.param(HEAD + PLAIN % 1 + b"</results>" + PLAIN % 2 + b"</response>", id="record-outside-results"),
+    pytest.param(
+        HEAD + PLAIN % 1 + b"junk&#x41;<![CDATA[x]]><x>y</x>" + PLAIN % 2 + TAIL, id="between-records"
+    ),
+    pytest.param(HEAD + PLAIN % 1 + TAIL + b"<x/>", id="trailing-element"),
+    pytest.param(b"<root><results>" + PLAIN % 1 + b"</results></root>", id="other-root"),
+]
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("chunk", CHUNKS)
+@pytest.mark.parametrize("body", AGREE)
+def test_pages_whose_reading_is_a_choice_read_alike_on_both_routes(body: bytes, chunk: int) -> None:
+    """Value-equal records and token, or the same error class, on both routes."""
+    hybrid, reference, _ = both_routes(body, chunk)
+    assert hybrid == reference
