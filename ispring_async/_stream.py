@@ -70,8 +70,13 @@ class Stream(AsyncIterator[T], Generic[T]):
         if self._state != "new":
             raise RuntimeError(f"{self._what} is entered once; this stream is {self._state}")
         self._state = "opening"
-        context = self._open()
-        self._batches = await context.__aenter__()
+        try:
+            context = self._open()
+            self._batches = await context.__aenter__()
+        except BaseException:
+            # It never opened, and cannot be entered again: say "closed", not "opening" for ever.
+            self._state = "closed"
+            raise
         self._context = context
         self._state = "open"
         return self

@@ -122,6 +122,9 @@ async def test_a_stream_whose_client_closed_fails_to_enter_with_a_clear_error(op
             stream = open_stream(client)
         with pytest.raises(RuntimeError, match="Client is closed"):
             await drain(stream)
+        assert "(closed)" in repr(stream)
+        with pytest.raises(RuntimeError, match="entered once; this stream is closed"):
+            await drain(stream)
         assert emu.stats.requests["results"] == 0
 
 
