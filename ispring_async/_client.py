@@ -306,9 +306,14 @@ class Client:
         # The fan-out reads a page's records and next token, and a record's identity and accessDate:
         # module results have all four, users' pages are given the first two (see ChainPages).
         pages = None if chain == self.result_pages else cast(ChainPages, chain)
-        return cast(
-            Callable[[], Batches[T]], functools.partial(fan_out_batches, self, query, options, pages=pages)
-        )
+
+        def fanned_out() -> Batches[T]:
+            # Checked here, as the one chain does: a client closed before the block is entered is the
+            # caller's error, not a "partition failed" with the real cause one level down.
+            self._check_open()
+            return cast(Batches[T], fan_out_batches(self, query, options, pages=pages))
+
+        return fanned_out
 
     def module_result_pages(
         self,

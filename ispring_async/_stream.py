@@ -70,8 +70,13 @@ class Stream(AsyncIterator[T], Generic[T]):
         if self._state != "new":
             raise RuntimeError(f"{self._what} is entered once; this stream is {self._state}")
         self._state = "opening"
-        context = self._open()
-        self._batches = await context.__aenter__()
+        try:
+            context = self._open()
+            self._batches = await context.__aenter__()
+        except BaseException:
+            # It never opened, and cannot be entered again: say "closed", not "opening" for ever.
+            self._state = "closed"
+            raise
         self._context = context
         self._state = "open"
         return self
@@ -98,7 +103,15 @@ class Stream(AsyncIterator[T], Generic[T]):
                 f"'async with {self._what} as records: async for record in records: ...'"
             )
         while True:
-            self._current = iter(await batches.__anext__())
+            try:
+                batch = await batches.__anext__()
+            except Exception as exc:  # cancellation (a BaseException) passes through as itself
+                if self._state == "open":
+                    raise
+                # The block was left while this (another) task waited for a batch: the end of the
+                # batches is then the close, not the last record, and must not read as "all delivered".
+                raise RuntimeError(f"{self._what} was closed while it was being iterated") from exc
+            self._current = iter(batch)
             for record in self._current:
                 return record
 

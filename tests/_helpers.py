@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl
 import msgspec
 import pytest
 
-from ispring_async import Client, DateRange, ISpringError, ResultsQuery, UserStatus
+from ispring_async import Client, DateRange, ISpringError, ResultsQuery, RetryPolicy, UserStatus
 from ispring_async._models import CompletionStatus, LearnerResult
 from ispring_async._parse import DEFAULT_LIMITS
 from ispring_async._parse._reference import ReferenceParser
@@ -52,6 +52,11 @@ async def drain(stream: AbstractAsyncContextManager[AsyncIterator[T]]) -> list[T
     """Every item of a record stream, iterated inside its ``async with`` block as the library requires."""
     async with stream as items:
         return [item async for item in items]
+
+
+def no_wait(attempts: int) -> RetryPolicy:
+    """A retry policy of ``attempts`` attempts that never sleeps between them (tests wait on events)."""
+    return RetryPolicy(attempts=attempts, wait_scale=0)
 
 
 def client_tasks() -> set[asyncio.Task[Any]]:

@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ispring_async import Client, RetryPolicy
+from ispring_async import Client
+from tests._helpers import no_wait
 
 SECRET = "s3cr3t-VALUE"
 
@@ -16,7 +17,7 @@ SECRET = "s3cr3t-VALUE"
 TOKEN = "TOKEN-d41d8cd98f00b204"
 
 
-NO_WAIT = RetryPolicy(attempts=2, wait_scale=0)
+NO_WAIT = no_wait(2)
 
 
 def _http(head: bytes, body: bytes = b"") -> bytes:

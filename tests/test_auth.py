@@ -28,7 +28,7 @@ from ispring_async._auth import ClientCredentialsAuth, StaticTokenAuth, resolve_
 from ispring_async._config import DEFAULT_CONNECTION_LIMITS
 from ispring_async._transport import _MAX_REFRESHES, Transport
 from ispring_async.emulator import EmulatorConfig, running_emulator
-from tests._helpers import FakeClock, Raw, drain
+from tests._helpers import FakeClock, Raw, drain, no_wait
 from tests._servers import Handler, PagedResults, Server, TokenEndpoint, api_error, serve
 
 TOKEN = "/api/v3/token"
@@ -63,7 +63,7 @@ async def setup(
             server.base_url,
             timeouts=Timeouts(),
             limits=DEFAULT_CONNECTION_LIMITS,
-            retry=RetryPolicy(attempts=3, wait_scale=0),
+            retry=no_wait(3),
             user_agent="tests",
         )
         await transport.open()

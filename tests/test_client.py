@@ -28,16 +28,28 @@ from ispring_async import (
     ResponseFormat,
     ResultsQuery,
     RetryEvent,
-    RetryPolicy,
     UnexpectedContentError,
     UserStatus,
 )
 from ispring_async.emulator import EmulatorConfig, Fault, Faults, running_emulator
-from tests._helpers import C1, D1, E1, SEED_TOKEN, U1, U2, client_tasks, drain, seed_params, seed_query, utc
+from tests._helpers import (
+    C1,
+    D1,
+    E1,
+    SEED_TOKEN,
+    U1,
+    U2,
+    client_tasks,
+    drain,
+    no_wait,
+    seed_params,
+    seed_query,
+    utc,
+)
 from tests._servers import PagedResults, Server, partial_then, results_body, serve
 
 PATH = "/learners/results"
-NO_WAIT = RetryPolicy(attempts=6, wait_scale=0)
+NO_WAIT = no_wait(6)
 ALL_USERS = [UserStatus.ACTIVE, UserStatus.BLOCKED, UserStatus.TERMINATED]
 
 
@@ -334,7 +346,7 @@ async def test_emulator_seeded_faults_still_give_ground_truth() -> None:
     query = ResultsQuery(user_statuses=ALL_USERS, page_size=50)
     events: list[RetryEvent] = []
     async with running_emulator(EmulatorConfig(results=2000, seed=2, faults=faults)) as emu:
-        async with emulator_client(emu, retry=RetryPolicy(attempts=10, wait_scale=0)) as client:
+        async with emulator_client(emu, retry=no_wait(10)) as client:
             records = [r async for p in client.result_pages(query, on_retry=events.append) for r in p.records]
         assert records == emu.expected_results(query.to_params())
         assert sum(emu.stats.faults.values()) == len(events) > 0

@@ -24,16 +24,15 @@ from ispring_async import (
     DateRange,
     LearnerModuleResult,
     ModuleResultsQuery,
-    RetryPolicy,
     Stream,
     User,
     UsersQuery,
 )
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator
-from tests._helpers import drain
+from tests._helpers import drain, no_wait
 
 pytestmark = pytest.mark.anyio
-NO_WAIT = RetryPolicy(attempts=12, wait_scale=0)
+NO_WAIT = no_wait(12)
 EVERYONE = [1, 3, 5]
 UNKNOWN = "00000000-0000-1000-8000-000000000000"
 # Well over 10% of requests fail, in every way a retry can mend (a 200 HTML page is a wrong base URL,

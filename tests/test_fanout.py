@@ -28,7 +28,6 @@ from ispring_async import (
     DateRange,
     PartitionError,
     ResultsQuery,
-    RetryPolicy,
     UnexpectedContentError,
 )
 from ispring_async._dedupe import WindowError
@@ -43,10 +42,10 @@ from ispring_async._fanout import (
 )
 from ispring_async._plan import Partition, epoch_seconds
 from ispring_async.emulator import Emulator, EmulatorConfig, Fault, Faults, running_emulator
-from tests._helpers import assert_exactly_once, client_tasks
+from tests._helpers import assert_exactly_once, client_tasks, no_wait
 from tests._memory import MemorySource, Row, make_rows
 
-NO_WAIT = RetryPolicy(attempts=12, wait_scale=0)
+NO_WAIT = no_wait(12)
 pytestmark = pytest.mark.anyio
 EVERYONE = [1, 3, 5]
 QUERY = ResultsQuery(

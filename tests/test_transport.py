@@ -39,10 +39,11 @@ from ispring_async import (
 from ispring_async._config import DEFAULT_CONNECTION_LIMITS
 from ispring_async._parse import results_parser
 from ispring_async._transport import Transport, check_base_url, parse_retry_after
+from tests._helpers import no_wait
 from tests._servers import Handler, PagedResults, Server, api_error, partial_then, results_body, serve
 
 PATH = "/learners/results"
-NO_WAIT = RetryPolicy(attempts=4, wait_scale=0)
+NO_WAIT = no_wait(4)
 
 
 @contextlib.asynccontextmanager
@@ -209,7 +210,7 @@ async def test_stall_on_every_attempt_raises_read_timeout() -> None:
 
     async with serve({PATH: stall}) as server:
         holder["server"] = server
-        policy = RetryPolicy(attempts=2, wait_scale=0)
+        policy = no_wait(2)
         async with transport_for(server, retry=policy, timeouts=Timeouts(read=0.2)) as transport:
             with pytest.raises(ReadTimeoutError, match="stopped sending mid-body"):
                 await get_page(transport)
@@ -231,7 +232,7 @@ async def test_retries_are_bounded_by_attempts(
     """A failure that persists is raised as its own error class after exactly ``attempts`` tries."""
     async with (
         serve({PATH: failure}) as server,
-        transport_for(server, retry=RetryPolicy(attempts=3, wait_scale=0)) as t,
+        transport_for(server, retry=no_wait(3)) as t,
     ):
         with pytest.raises(error, match=message) as info:
             await get_page(t)
@@ -244,7 +245,7 @@ async def test_rate_limit_error_carries_retry_after() -> None:
     """RateLimitError after the last attempt keeps the server's last Retry-After hint."""
     async with (
         serve({PATH: status(429, {"Retry-After": "7"})}) as server,
-        transport_for(server, retry=RetryPolicy(attempts=2, wait_scale=0)) as transport,
+        transport_for(server, retry=no_wait(2)) as transport,
     ):
         with pytest.raises(RateLimitError) as info:
             await get_page(transport)
@@ -391,7 +392,7 @@ async def test_connection_refused_is_a_transport_error_after_retries() -> None:
         f"http://127.0.0.1:{port}",
         timeouts=Timeouts(),
         limits=DEFAULT_CONNECTION_LIMITS,
-        retry=RetryPolicy(attempts=2, wait_scale=0),
+        retry=no_wait(2),
         user_agent="tests",
     )
     events: list[RetryEvent] = []

@@ -420,17 +420,21 @@ _TRUTH = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no"
 
 
 def env_layer(environ: Mapping[str, str]) -> Layer:
-    """The fields that name an ``ISPRING_*`` variable, from ``environ`` (empty variables are unset)."""
+    """The fields that name an ``ISPRING_*`` variable, from ``environ``.
+
+    Values are stripped, and a variable that is empty or only whitespace is unset: ``export
+    ISPRING_TOKEN=" "`` must not count as a token (nor a URL, an id or a secret end in a newline that a
+    file would have lost, see ``_read_secret``).
+    """
     values: dict[str, Any] = {}
-    names = {}
+    names: dict[str, str] = {}
     for field in FIELDS.values():
-        if field.env is None or not environ.get(field.env):
+        if field.env is None or not (text := environ.get(field.env, "").strip()):
             continue
         names[field.name] = field.env
-        value: Any = environ[field.env]
+        value: Any = text
         if field.kind is bool:
-            text = value.strip().lower()
-            value = _TRUTH.get(text, text)
+            value = _TRUTH.get(text.lower(), text)
         values[field.name] = value
     return Layer("the environment", values, lambda key: "$" + names.get(key, ENV_PREFIX + key.upper()))
 
@@ -450,6 +454,9 @@ def config_layer(path: Path) -> Layer:
         field = FIELDS.get(name)
         if field is None:
             raise OptionsError(f"unknown key {key!r} in the config file {path}")
+        if name in values:
+            # TOML sees page-size and page_size as two keys; here they are one, given twice.
+            raise OptionsError(f"{key} is given twice in the config file {path} (with - and with _)")
         if field.cli.path:
             if not isinstance(value, str):
                 raise OptionsError(f"{key} in the config file {path} must be a string path")
@@ -553,8 +560,10 @@ def _explain(exc: msgspec.ValidationError, values: Mapping[str, Any], source: Ma
         try:
             if isinstance(value, bool | float):
                 raise ValueError
-            number = int(value)
-        except (TypeError, ValueError):
+            # As msgspec reads it: int() would read " 4 " and "4_0", which msgspec refuses, and the
+            # message would then blame a bound the number is within.
+            number = msgspec.convert(value, int, strict=False)
+        except (TypeError, ValueError, msgspec.ValidationError):
             return f"{label} must be a whole number, got {value!r}"
         assert bounds is not None
         if bounds.le is not None:

@@ -48,6 +48,17 @@ __all__ = ["build_config", "main", "parser"]
 _SECRET_ENV = "ISPRING_CLIENT_SECRET"  # noqa: S105 - the name of a variable, not a secret
 
 
+def _port(text: str) -> int:
+    """A TCP port (0: a free one); argparse's usage error, not bind()'s OverflowError traceback."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {port}")
+    return port
+
+
 def _script(text: str) -> tuple[tuple[str, int], Fault]:
     try:
         target, fault = text.split("=", 1)
@@ -159,7 +170,7 @@ def parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port (0: a free one; default 8080)")
+    p.add_argument("--port", type=_port, default=8080, help="port (0: a free one; default 8080)")
     p.add_argument(
         "--ground-truth", default=None, metavar="PATH", help="write every row (all user statuses) as JSONL"
     )
