@@ -21,7 +21,7 @@ check: install
 	$(BIN)/mypy
 
 test: check
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --maxprocesses 4
 
 run: install
 	$(BIN)/python -m ispring_async._app.demo
