@@ -86,6 +86,23 @@ def _departments_page(departments: list[Department], token: str | None) -> Depar
     return DepartmentsPage(departments=departments, next_page_token=token)
 
 
+def _parser(
+    fmt: ResponseFormat,
+    shape: Shape[S],
+    make: Callable[[list[S], str | None], T_co],
+    json_page: Callable[[bytearray], tuple[T_co, int]],
+    *,
+    page: str,
+    page_size: int | None,
+    limits: ParseLimits,
+) -> PageParser[T_co]:
+    """One endpoint's page parser: every endpoint shares the envelope, the routes and the errors."""
+    bounds = limits.bounds(page_size=page_size, markup_per_record=shape.markup_per_record)
+    if fmt is ResponseFormat.JSON:
+        return JsonParser(json_page, page=page, bounds=bounds)
+    return _XmlPage(shape, make, page=page, bounds=bounds)
+
+
 def results_parser(
     fmt: ResponseFormat, *, page: str, page_size: int | None = None, limits: ParseLimits = DEFAULT_LIMITS
 ) -> PageParser[ResultsPage]:
@@ -93,30 +110,31 @@ def results_parser(
 
     ``page`` labels errors (never put secrets in it).
     """
-    bounds = limits.bounds(page_size=page_size)
-    if fmt is ResponseFormat.JSON:
-        return JsonParser(json_results, page=page, bounds=bounds)
-    return _XmlPage(RESULTS, _results_page, page=page, bounds=bounds)
+    return _parser(fmt, RESULTS, _results_page, json_results, page=page, page_size=page_size, limits=limits)
 
 
 def departments_parser(
     fmt: ResponseFormat, *, page: str, page_size: int | None = None, limits: ParseLimits = DEFAULT_LIMITS
 ) -> PageParser[DepartmentsPage]:
     """A parser for one ``/departments`` page."""
-    bounds = limits.bounds(page_size=page_size)
-    if fmt is ResponseFormat.JSON:
-        return JsonParser(json_departments, page=page, bounds=bounds)
-    return _XmlPage(DEPARTMENTS, _departments_page, page=page, bounds=bounds)
+    return _parser(
+        fmt, DEPARTMENTS, _departments_page, json_departments, page=page, page_size=page_size, limits=limits
+    )
 
 
 def module_results_parser(
     fmt: ResponseFormat, *, page: str, page_size: int | None = None, limits: ParseLimits = DEFAULT_LIMITS
 ) -> PageParser[ModuleResultsPage]:
     """A parser for one ``/learners/modules/results`` page (``<response><results><result>``, as results)."""
-    bounds = limits.bounds(page_size=page_size, markup_per_record=MODULE_RESULTS.markup_per_record)
-    if fmt is ResponseFormat.JSON:
-        return JsonParser(json_module_results, page=page, bounds=bounds)
-    return _XmlPage(MODULE_RESULTS, _module_results_page, page=page, bounds=bounds)
+    return _parser(
+        fmt,
+        MODULE_RESULTS,
+        _module_results_page,
+        json_module_results,
+        page=page,
+        page_size=page_size,
+        limits=limits,
+    )
 
 
 def users_parser(
@@ -124,7 +142,4 @@ def users_parser(
 ) -> PageParser[UsersPage]:
     """A parser for one ``/users/v2`` page (``<response><userProfiles><userProfile>``, records nested:
     ``<fields><field>``, ``<groups><id>``, ``<userRoles><userRole>``, ``<subordination>``, …)."""
-    bounds = limits.bounds(page_size=page_size, markup_per_record=USERS.markup_per_record)
-    if fmt is ResponseFormat.JSON:
-        return JsonParser(json_users, page=page, bounds=bounds)
-    return _XmlPage(USERS, _users_page, page=page, bounds=bounds)
+    return _parser(fmt, USERS, _users_page, json_users, page=page, page_size=page_size, limits=limits)
