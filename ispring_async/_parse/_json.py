@@ -110,8 +110,30 @@ def json_module_results(body: bytearray) -> tuple[ModuleResultsPage, int]:
     return page, len(decoded.results)
 
 
+def _users_with_object_fields(body: bytearray) -> _JsonUsers:
+    """The page again, each object-form ``fields`` made pairs; the first error if that is not why."""
+    try:
+        raw = msgspec.json.decode(body)
+        profiles = raw.get("userProfiles") if isinstance(raw, dict) else None
+        changed = False
+        for profile in profiles if isinstance(profiles, list) else ():
+            fields = profile.get("fields") if isinstance(profile, dict) else None
+            if isinstance(fields, dict):
+                profile["fields"] = [{"name": name, "value": value} for name, value in fields.items()]
+                changed = True
+    except msgspec.DecodeError:
+        changed = False
+    if not changed:
+        return _JSON_USERS.decode(body)  # raises the strict decoder's error, as before
+    return msgspec.convert(raw, _JsonUsers, strict=False)
+
+
 def json_users(body: bytearray) -> tuple[UsersPage, int]:
-    """A users page from a whole JSON body (``fields`` as ``[{"name": …, "value": …}]``)."""
-    decoded = _JSON_USERS.decode(body)
+    """A users page from a whole JSON body (``fields`` as ``[{"name": …, "value": …}]``, or in the
+    OpenAPI's object form ``{"login": …, "email": …}``, read as the same pairs)."""
+    try:
+        decoded = _JSON_USERS.decode(body)
+    except msgspec.ValidationError:
+        decoded = _users_with_object_fields(body)
     page = UsersPage(users=decoded.userProfiles, next_page_token=decoded.nextPageToken or None)
     return page, len(decoded.userProfiles)
