@@ -58,7 +58,8 @@ WITH latest AS (SELECT max(run_id) AS run FROM export_runs WHERE status = 'compl
          LEFT JOIN users_now u ON u."userId" = m."userId"
          GROUP BY u."departmentId"
      )
-SELECT coalesce(d.name, '(no department)') AS department,
+SELECT coalesce(d.name, '(department ' || b.department_id || ', not in /departments)',
+                '(learners not in /users)') AS department,
        b.learners, b.enrollments, b.completed, b.overdue,
        coalesce(m.modules, 0) AS modules, coalesce(m.modules_done, 0) AS modules_done
 FROM by_department b
@@ -67,14 +68,18 @@ LEFT JOIN departments d ON d."departmentId" = b.department_id
     AND d.run_id = (SELECT run FROM latest)
 ORDER BY 1.0 * b.completed / b.enrollments, department
 """
-"""Completion by department name: learners, enrollments, completed and overdue ones, and modules."""
+"""Completion by department name: learners, enrollments, completed and overdue ones, and modules.
+
+A user's department that ``/departments`` does not list is its own row, named by its id, apart from
+the learners ``/users`` does not list: one "(no department)" for both read as one group, twice."""
 
 MOST_OVERDUE = """
 WITH latest AS (SELECT max(run_id) AS run FROM export_runs WHERE status = 'complete')
 SELECT coalesce(nullif(trim(coalesce(u."firstName", '') || ' ' || coalesce(u."lastName", '')), ''),
                 u.login, r."userId") AS learner,
        u.email,
-       coalesce(d.name, '(no department)') AS department,
+       coalesce(d.name, '(department ' || u."departmentId" || ', not in /departments)',
+                '(not in /users)') AS department,
        count(*) AS overdue_courses,
        date(min(julianday(r."dueDate"))) AS oldest_due
 FROM learner_results r
