@@ -505,3 +505,34 @@ def test_user_email_with_two_or_no_email_fields(fields: list[tuple[str, str]], e
     (user,) = _whole(users_parser(ResponseFormat.XML, page="p"), body).users  # type: ignore[attr-defined]
     assert user.email == email
     assert len(user.fields) == len(fields)  # both kept in ``fields``
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("fields_xml", "message"),
+    [
+        pytest.param(
+            "<fields>" + "<field><name>a</name><value>b</value></field>" * 100_000 + "</fields>",
+            "markup",
+            id="100k-fields-in-one-user",
+        ),
+        pytest.param("<fields>" + "<x>1</x>" * 300_000 + "</fields>", "markup", id="300k-object-form-fields"),
+        pytest.param(
+            "<fields><field><name>FIRST_NAME</name><value>" + "a" * (3 << 20) + "</value></field></fields>",
+            "text longer",
+            id="3MB-first-name",
+        ),
+        pytest.param("<fields><login>" + "é" * (2 << 20) + "</login></fields>", "text longer", id="2M-char-login"),
+    ],
+)
+def test_users_hostile_fields_are_refused_in_bounded_time(fields_xml: str, message: str) -> None:
+    """A user with 100k+ profile fields or a name of megabytes is a ``ParseError`` (markup or text
+    bound; the text bound on the reference route too), never a record built from it."""
+    body = _users_with_fields(fields_xml, count=1)
+    limits = ParseLimits(max_body_bytes=16 << 20)
+    with pytest.raises(ParseError, match=message):
+        _whole(users_parser(ResponseFormat.XML, page="p", limits=limits), body)
+    if message == "text longer":  # the markup bound is the page envelope's, which the hybrid applies
+        bounds = limits.bounds(page_size=None, markup_per_record=USERS.markup_per_record)
+        with pytest.raises(ParseError, match=message):
+            _whole(NestedReferenceParser(USERS, page="p", bounds=bounds), body)
