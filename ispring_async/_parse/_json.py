@@ -9,7 +9,7 @@ Nesting beyond the interpreter's recursion limit (an unknown member nested 100,0
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -22,6 +22,7 @@ from ispring_async._models import (
     ModuleResultsPage,
     ResultsPage,
     User,
+    UserField,
     UsersPage,
 )
 from ispring_async._parse._envelope import Bounds, Envelope
@@ -110,22 +111,45 @@ def json_module_results(body: bytearray) -> tuple[ModuleResultsPage, int]:
     return page, len(decoded.results)
 
 
+def _lenient_user_type() -> type[msgspec.Struct]:
+    """``User`` with ``fields`` also admitting the OpenAPI's object form (``{"login": …}``)."""
+    members: list[tuple[str, Any, Any]] = []
+    for f in msgspec.structs.fields(User):
+        kind: Any = tuple[UserField, ...] | dict[str, str] if f.name == "fields" else f.type
+        if f.required:
+            members.append((f.name, kind, msgspec.NODEFAULT))
+        elif f.default_factory is not msgspec.NODEFAULT:
+            members.append((f.name, kind, msgspec.field(default_factory=f.default_factory)))
+        else:
+            members.append((f.name, kind, f.default))
+    return msgspec.defstruct("_LenientUser", members, kw_only=True, rename="camel")
+
+
+_LenientUser = _lenient_user_type()
+
+
+class _JsonUsersLenient(msgspec.Struct):
+    userProfiles: list[_LenientUser]  # type: ignore[valid-type]
+    nextPageToken: str | None = None
+
+
+_JSON_USERS_LENIENT = msgspec.json.Decoder(_JsonUsersLenient, strict=False)
+_USER_FIELDS = tuple(f.name for f in msgspec.structs.fields(User))
+
+
 def _users_with_object_fields(body: bytearray) -> _JsonUsers:
-    """The page again, each object-form ``fields`` made pairs; the first error if that is not why."""
-    try:
-        raw = msgspec.json.decode(body)
-        profiles = raw.get("userProfiles") if isinstance(raw, dict) else None
-        changed = False
-        for profile in profiles if isinstance(profiles, list) else ():
-            fields = profile.get("fields") if isinstance(profile, dict) else None
-            if isinstance(fields, dict):
-                profile["fields"] = [{"name": name, "value": value} for name, value in fields.items()]
-                changed = True
-    except msgspec.DecodeError:
-        changed = False
-    if not changed:
-        return _JSON_USERS.decode(body)  # raises the strict decoder's error, as before
-    return msgspec.convert(raw, _JsonUsers, strict=False)
+    """The page again, typed as strictly as before but for ``fields``, which may be an object: its
+    members become the pairs, in order. Decoded into structs, not Python objects, so a hostile page
+    costs what a valid one does; a page wrong elsewhere raises the same error as before."""
+    decoded = _JSON_USERS_LENIENT.decode(body)
+    users = []
+    for lenient in decoded.userProfiles:
+        values = {name: getattr(lenient, name) for name in _USER_FIELDS}
+        fields = values["fields"]
+        if isinstance(fields, dict):
+            values["fields"] = tuple(UserField(name=name, value=value) for name, value in fields.items())
+        users.append(User(**values))
+    return _JsonUsers(userProfiles=users, nextPageToken=decoded.nextPageToken)
 
 
 def json_users(body: bytearray) -> tuple[UsersPage, int]:
