@@ -522,7 +522,9 @@ def test_user_email_with_two_or_no_email_fields(fields: list[tuple[str, str]], e
             "text longer",
             id="3MB-first-name",
         ),
-        pytest.param("<fields><login>" + "é" * (2 << 20) + "</login></fields>", "text longer", id="2M-char-login"),
+        pytest.param(
+            "<fields><login>" + "é" * (2 << 20) + "</login></fields>", "text longer", id="2M-char-login"
+        ),
     ],
 )
 def test_users_hostile_fields_are_refused_in_bounded_time(fields_xml: str, message: str) -> None:
