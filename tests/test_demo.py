@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
@@ -206,3 +207,31 @@ def test_an_unlisted_department_and_unknown_learners_are_told_apart(emu: Emulato
     assert f"(department {dropped}, not in /departments)" in labels
     assert "(learners not in /users)" in labels
     assert found.overdue == expected_overdue(data)
+
+
+def test_report_columns_line_up_for_wide_and_combining_names(emu: Emulator, tmp_path: Path) -> None:
+    """Department and learner names in CJK (two columns a character) and with combining marks (none)
+    still line the figures up: every row's first figure ends in the same terminal column."""
+    data = ground_truth(emu)
+    names = ["李明部", "Zoe\u0308 team", "Sales"]
+    data["departments"] = [
+        msgspec.structs.replace(d, name=names[i % len(names)] + str(i))
+        for i, d in enumerate(data["departments"])
+    ]
+    path = tmp_path / "nightly.sqlite"
+    write_night(path, data)
+    lines = summarize(path)
+    start = lines.index("Completion by department (least complete first):") + 1
+    table = lines[start : lines.index("", start)]
+    assert any("李" in line for line in table) and any("\u0308" in line for line in table)
+    # The terminal column where each row's learners figure ends (the header: its "learners").
+    ends = set()
+    for i, line in enumerate(table):
+        head = line.rsplit(None, 5 if i == 0 else 4)[0]
+        ends.add(
+            sum(
+                0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+                for c in head
+            )
+        )
+    assert len(ends) == 1, table

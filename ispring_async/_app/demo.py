@@ -18,6 +18,7 @@ import os
 import secrets
 import sqlite3
 import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,18 @@ def report(db: sqlite3.Connection) -> Report | None:
     )
 
 
+def _width(text: str) -> int:
+    """The columns ``text`` takes in a terminal: wide (CJK) characters two, combining marks none."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text
+    )
+
+
+def _pad(text: str, width: int) -> str:
+    """``text`` padded with spaces to ``width`` terminal columns (``str.ljust`` counts characters)."""
+    return text + " " * max(0, width - _width(text))
+
+
 def summarize(path: Path) -> list[str]:
     """The report's lines for the SQLite export ``path``."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -150,21 +163,23 @@ def summarize(path: Path) -> list[str]:
     overdue = [
         (printable(row[0]), printable(row[1] or "-"), printable(row[2]), *row[3:]) for row in found.overdue
     ]
-    width = max((len(row[0]) for row in departments), default=10)
+    width = max((_width(row[0]) for row in departments), default=10)
     lines.append(
-        f"  {'department':<{width}}  {'learners':>8}  {'enrolled':>8}  {'completed':>9}  {'overdue':>7}"
+        f"  {_pad('department', width)}  {'learners':>8}  {'enrolled':>8}  {'completed':>9}  {'overdue':>7}"
         f"  {'modules done':>12}"
     )
     for name, learners, enrollments, completed, late, modules, modules_done in departments:
         share = f"{(modules_done or 0) / modules:.0%}" if modules else "-"
         lines.append(
-            f"  {name:<{width}}  {learners:>8,}  {enrollments:>8,}  {completed / enrollments:>9.1%}"
+            f"  {_pad(name, width)}  {learners:>8,}  {enrollments:>8,}  {completed / enrollments:>9.1%}"
             f"  {late:>7,}  {share:>12}"
         )
     lines += ["", "The ten most overdue learners:"]
-    width = max((len(row[0]) for row in overdue), default=10)
+    width = max((_width(row[0]) for row in overdue), default=10)
     for learner, email, department, courses, oldest in overdue:
-        lines.append(f"  {learner:<{width}}  {courses:>3} overdue since {oldest}  {department}  <{email}>")
+        lines.append(
+            f"  {_pad(learner, width)}  {courses:>3} overdue since {oldest}  {department}  <{email}>"
+        )
     if not overdue:
         lines.append("  nobody is overdue")
     return lines
