@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
@@ -49,6 +50,13 @@ def write_night(path: Path, data: dict[str, list[Any]]) -> None:
         sink.finish()
 
 
+def _department_label(department_id: str | None, names: dict[str, str]) -> str:
+    """The report's name of a department: its name, else its id (unlisted), else no user at all."""
+    if department_id is None:
+        return "(learners not in /users)"
+    return names.get(department_id, f"(department {department_id}, not in /departments)")
+
+
 def expected_departments(data: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
     """The completion-by-department rows computed in Python, in the report's order."""
     department_of = {u.user_id: u.department_id for u in data["users"]}
@@ -65,10 +73,7 @@ def expected_departments(data: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
         if department in rows:
             rows[department][4] += 1
             rows[department][5] += m.completion_status in DONE_STATUSES
-    table = [
-        (names.get(d, "(no department)") if d else "(no department)", len(v[0]), v[1], v[2], v[3], v[4], v[5])
-        for d, v in rows.items()
-    ]
+    table = [(_department_label(d, names), len(v[0]), v[1], v[2], v[3], v[4], v[5]) for d, v in rows.items()]
     return sorted(table, key=lambda row: (row[3] / row[2], row[0]))
 
 
@@ -84,7 +89,7 @@ def expected_overdue(data: dict[str, list[Any]]) -> list[tuple[Any, ...]]:
     for user_id, dues in overdue.items():
         user = users.get(user_id)
         name = (user.full_name or user.login or user_id) if user else user_id
-        department = names.get(user.department_id, "(no department)") if user else "(no department)"
+        department = _department_label(user.department_id, names) if user else "(not in /users)"
         oldest = min(dues)
         rows.append((name, user.email if user else None, department, len(dues), oldest))
     rows.sort(key=lambda row: (-row[3], row[4], row[0]))
@@ -176,3 +181,57 @@ def test_the_readme_shows_the_query_make_run_runs() -> None:
     """The README's example query is, character for character, the one the report runs."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert f"```sql\n{MOST_OVERDUE.strip()}\n```" in readme
+
+
+def test_an_unlisted_department_and_unknown_learners_are_told_apart(emu: Emulator, tmp_path: Path) -> None:
+    """A department ``/departments`` does not list and learners ``/users`` does not list are two rows
+    with two labels (the id named), matching the numbers computed in Python."""
+    data = ground_truth(emu)
+    department_of = {u.user_id: u.department_id for u in data["users"]}
+    dropped = department_of[data["results"][0].user_id]
+    data["departments"] = [d for d in data["departments"] if d.department_id != dropped]
+    gone = {r.user_id for r in data["results"] if r.is_overdue and department_of[r.user_id] != dropped}
+    gone = {sorted(gone)[0]}
+    data["users"] = [u for u in data["users"] if u.user_id not in gone]
+    path = tmp_path / "nightly.sqlite"
+    write_night(path, data)
+    db = sqlite3.connect(path)
+    try:
+        found = report(db)
+    finally:
+        db.close()
+    assert found is not None
+    assert found.departments == expected_departments(data)
+    labels = [row[0] for row in found.departments]
+    assert len(labels) == len(set(labels))
+    assert f"(department {dropped}, not in /departments)" in labels
+    assert "(learners not in /users)" in labels
+    assert found.overdue == expected_overdue(data)
+
+
+def test_report_columns_line_up_for_wide_and_combining_names(emu: Emulator, tmp_path: Path) -> None:
+    """Department and learner names in CJK (two columns a character) and with combining marks (none)
+    still line the figures up: every row's first figure ends in the same terminal column."""
+    data = ground_truth(emu)
+    names = ["李明部", "Zoe\u0308 team", "Sales"]
+    data["departments"] = [
+        msgspec.structs.replace(d, name=names[i % len(names)] + str(i))
+        for i, d in enumerate(data["departments"])
+    ]
+    path = tmp_path / "nightly.sqlite"
+    write_night(path, data)
+    lines = summarize(path)
+    start = lines.index("Completion by department (least complete first):") + 1
+    table = lines[start : lines.index("", start)]
+    assert any("李" in line for line in table) and any("\u0308" in line for line in table)
+    # The terminal column where each row's learners figure ends (the header: its "learners").
+    ends = set()
+    for i, line in enumerate(table):
+        head = line.rsplit(None, 5 if i == 0 else 4)[0]
+        ends.add(
+            sum(
+                0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1
+                for c in head
+            )
+        )
+    assert len(ends) == 1, table

@@ -314,9 +314,11 @@ def umisc(draw: st.DrawFn) -> str:
 
 
 @st.composite
-def uunknown(draw: st.DrawFn) -> str:
-    """An element no struct knows at this place: flat, empty, nested, or holding known names inside."""
-    kind = draw(st.sampled_from(["flat", "empty", "nested", "known-inside", "structure-inside", "deep"]))
+def uunknown(draw: st.DrawFn, *, with_children: bool = False) -> str:
+    """An element no struct knows at this place: flat, empty, nested, or holding known names inside
+    (``with_children``: only the kinds holding elements, the only unknown ones inside ``<fields>``)."""
+    kinds = ["flat", "empty", "nested", "known-inside", "structure-inside", "deep"]
+    kind = draw(st.sampled_from(kinds[2:] if with_children else kinds))
     if kind == "flat":
         return f"<extra>{''.join(draw(spelled()).xml)}</extra>"
     if kind == "empty":
@@ -347,11 +349,11 @@ def utag(draw: st.DrawFn, name: str, inner: str) -> str:
 
 
 @st.composite
-def ugap(draw: st.DrawFn) -> str:
+def ugap(draw: st.DrawFn, *, with_children: bool = False) -> str:
     """What may sit between the children of a struct or list: misc and, sometimes, unknown elements."""
     out = draw(umisc())
     if draw(st.integers(0, 5)) == 0:
-        out += _deep(draw(uunknown()))
+        out += _deep(draw(uunknown(with_children=with_children)))
     return out
 
 
@@ -369,7 +371,10 @@ def ulist(draw: st.DrawFn, name: str, items: list[str]) -> str:
     """A wrapped list of already-spelled items (``<name/>`` or ``<name></name>`` when empty)."""
     if not items and draw(st.booleans()):
         return f"{draw(umisc())}<{name}{draw(st.sampled_from(['', ' ']))}/>"
-    inner = "".join(draw(ugap()) + item for item in items) + draw(ugap())
+    # A text-only element inside <fields> is a profile field in the OpenAPI's object form, not unknown.
+    children = name == "fields"
+    gap = ugap(with_children=children)
+    inner = "".join(draw(gap) + item for item in items) + draw(gap)
     return draw(utag(name, inner))
 
 
@@ -394,6 +399,10 @@ def user_record(draw: st.DrawFn) -> tuple[str, dict[str, object]]:
         fields.append((name, value))
         pair = [name_xml, value_xml] if draw(st.booleans()) else [value_xml, name_xml]
         items.append(draw(utag("field", "".join(pair) + draw(ugap()))))
+        if draw(st.integers(0, 3)) == 0:  # an object-form field beside the pairs (UserProfileFields)
+            extra_xml, extra = draw(leaf("extra"))
+            fields.append(("extra", extra))
+            items.append(extra_xml)
     want["fields"] = fields
     parts.append(draw(ulist("fields", items)))
     if draw(st.booleans()):

@@ -405,3 +405,136 @@ def test_users_hostile_shapes_parse_in_linear_time(inner: str) -> None:
         return result.users if hasattr(result, "users") else result[0]  # type: ignore[index]
 
     assert outcome(hybrid) == outcome(reference)
+
+
+def _users_with_fields(fields_xml: str, count: int = 3, indent: str = "") -> bytes:
+    """``count`` users whose ``<fields>`` element is ``fields_xml`` (each user its own id)."""
+    users = "".join(
+        f"<userProfile>{indent}<userId>u{i}</userId>{indent}<departmentId>d</departmentId><status>1</status>"
+        "<role>learner</role><roleId>r</roleId><addedDate>2024-01-01T00:00:00Z</addedDate>"
+        f"{indent}{fields_xml}{indent}</userProfile>{indent}"
+        for i in range(count)
+    )
+    return f"<response><userProfiles>{indent}{users}</userProfiles></response>".encode()
+
+
+OBJECT_FORM = [
+    pytest.param(
+        "<fields><login>jdoe</login><email>j@x.org</email></fields>",
+        (("login", "jdoe"), ("email", "j@x.org")),
+        id="object-form",
+    ),
+    pytest.param(
+        "<fields>\n  <login>jdoe</login>\n  <email/>\n</fields>",
+        (("login", "jdoe"), ("email", "")),
+        id="object-form-indented-empty-value",
+    ),
+    pytest.param(
+        "<fields><field><name>LOGIN</name><value>a</value></field><email>e@x</email></fields>",
+        (("LOGIN", "a"), ("email", "e@x")),
+        id="mixed-pairs-then-object",
+    ),
+    pytest.param(
+        "<fields><email>e@x</email><field><name>LOGIN</name><value>a</value></field></fields>",
+        (("email", "e@x"), ("LOGIN", "a")),
+        id="mixed-object-then-pairs",
+    ),
+]
+
+
+@pytest.mark.parametrize("indent", [pytest.param("", id="compact"), pytest.param("\n ", id="indented")])
+@pytest.mark.parametrize(("fields_xml", "pairs"), OBJECT_FORM)
+def test_users_fields_in_the_openapi_object_form_are_not_lost(
+    fields_xml: str, pairs: tuple[tuple[str, str], ...], indent: str
+) -> None:
+    """``<fields><login>…</login></fields>`` (the OpenAPI's UserProfileFields object) reads as the
+    same name/value pairs on the hybrid and the reference route; it used to be skipped to ``()``."""
+    body = _users_with_fields(fields_xml, indent=indent)
+    hybrid = users_parser(ResponseFormat.XML, page="p")
+    users = _whole(hybrid, body).users  # type: ignore[attr-defined]
+    reference = NestedReferenceParser(USERS, page="p", bounds=BOUNDS)
+    assert users == _whole(reference, body)[0]  # type: ignore[index]
+    expected = tuple(UserField(name=n, value=v) for n, v in pairs)
+    assert [u.fields for u in users] == [expected] * 3
+    assert users[0].email == dict(pairs).get("email", dict(pairs).get("EMAIL"))
+
+
+def test_users_object_form_child_holding_elements_is_skipped_as_unknown() -> None:
+    """A non-item child of ``<fields>`` holding elements is an unknown element, skipped whole on both
+    routes (never a partial value), the pairs around it kept."""
+    body = _users_with_fields(
+        "<fields><login>a<b/>c</login><field><name>EMAIL</name><value>e</value></field><x>1</x></fields>"
+    )
+    users = _whole(users_parser(ResponseFormat.XML, page="p"), body).users  # type: ignore[attr-defined]
+    assert users == _whole(NestedReferenceParser(USERS, page="p", bounds=BOUNDS), body)[0]  # type: ignore[index]
+    assert users[0].fields == (UserField(name="EMAIL", value="e"), UserField(name="x", value="1"))
+
+
+def test_users_json_fields_in_the_object_form_read_as_pairs() -> None:
+    """A JSON users page with ``"fields": {"login": …}`` reads as pairs; a wrong type elsewhere is still
+    the strict decoder's ``ParseError``."""
+    records = _users(9, 4)
+    for record in records[::2]:
+        record["fields"] = {f["name"]: f["value"] for f in record["fields"]}  # type: ignore[attr-defined]
+    parser = users_parser(ResponseFormat.JSON, page="p")
+    parser.feed(render_json(records, container="userProfiles", token=None))
+    users = parser.close().users
+    for record, user in zip(records, users, strict=True):
+        fields = record["fields"]
+        pairs = fields.items() if isinstance(fields, dict) else [(f["name"], f["value"]) for f in fields]  # type: ignore[attr-defined]
+        assert user.fields == tuple(UserField(name=n, value=v) for n, v in pairs)
+    records[1]["status"] = "active"
+    parser = users_parser(ResponseFormat.JSON, page="p")
+    parser.feed(render_json(records, container="userProfiles", token=None))
+    with pytest.raises(ParseError, match="status"):
+        parser.close()
+
+
+@pytest.mark.parametrize(
+    ("fields", "email"),
+    [
+        pytest.param([("EMAIL", "a@x"), ("email", "b@x")], "a@x", id="two-emails-first-wins"),
+        pytest.param([("LOGIN", "l")], None, id="no-email"),
+        pytest.param([("E_MAIL", "c@x")], "c@x", id="underscored-name"),
+    ],
+)
+def test_user_email_with_two_or_no_email_fields(fields: list[tuple[str, str]], email: str | None) -> None:
+    """Two EMAIL fields: the first one is the email (as the users table's column); none: ``None``."""
+    pairs = "".join(f"<field><name>{n}</name><value>{v}</value></field>" for n, v in fields)
+    body = _users_with_fields(f"<fields>{pairs}</fields>", count=1)
+    (user,) = _whole(users_parser(ResponseFormat.XML, page="p"), body).users  # type: ignore[attr-defined]
+    assert user.email == email
+    assert len(user.fields) == len(fields)  # both kept in ``fields``
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("fields_xml", "message"),
+    [
+        pytest.param(
+            "<fields>" + "<field><name>a</name><value>b</value></field>" * 100_000 + "</fields>",
+            "markup",
+            id="100k-fields-in-one-user",
+        ),
+        pytest.param("<fields>" + "<x>1</x>" * 300_000 + "</fields>", "markup", id="300k-object-form-fields"),
+        pytest.param(
+            "<fields><field><name>FIRST_NAME</name><value>" + "a" * (3 << 20) + "</value></field></fields>",
+            "text longer",
+            id="3MB-first-name",
+        ),
+        pytest.param(
+            "<fields><login>" + "é" * (2 << 20) + "</login></fields>", "text longer", id="2M-char-login"
+        ),
+    ],
+)
+def test_users_hostile_fields_are_refused_in_bounded_time(fields_xml: str, message: str) -> None:
+    """A user with 100k+ profile fields or a name of megabytes is a ``ParseError`` (markup or text
+    bound; the text bound on the reference route too), never a record built from it."""
+    body = _users_with_fields(fields_xml, count=1)
+    limits = ParseLimits(max_body_bytes=16 << 20)
+    with pytest.raises(ParseError, match=message):
+        _whole(users_parser(ResponseFormat.XML, page="p", limits=limits), body)
+    if message == "text longer":  # the markup bound is the page envelope's, which the hybrid applies
+        bounds = limits.bounds(page_size=None, markup_per_record=USERS.markup_per_record)
+        with pytest.raises(ParseError, match=message):
+            _whole(NestedReferenceParser(USERS, page="p", bounds=bounds), body)

@@ -18,6 +18,7 @@ import os
 import secrets
 import sqlite3
 import sys
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,8 @@ WITH latest AS (SELECT max(run_id) AS run FROM export_runs WHERE status = 'compl
          LEFT JOIN users_now u ON u."userId" = m."userId"
          GROUP BY u."departmentId"
      )
-SELECT coalesce(d.name, '(no department)') AS department,
+SELECT coalesce(d.name, '(department ' || b.department_id || ', not in /departments)',
+                '(learners not in /users)') AS department,
        b.learners, b.enrollments, b.completed, b.overdue,
        coalesce(m.modules, 0) AS modules, coalesce(m.modules_done, 0) AS modules_done
 FROM by_department b
@@ -67,14 +69,18 @@ LEFT JOIN departments d ON d."departmentId" = b.department_id
     AND d.run_id = (SELECT run FROM latest)
 ORDER BY 1.0 * b.completed / b.enrollments, department
 """
-"""Completion by department name: learners, enrollments, completed and overdue ones, and modules."""
+"""Completion by department name: learners, enrollments, completed and overdue ones, and modules.
+
+A user's department that ``/departments`` does not list is its own row, named by its id, apart from
+the learners ``/users`` does not list: one "(no department)" for both read as one group, twice."""
 
 MOST_OVERDUE = """
 WITH latest AS (SELECT max(run_id) AS run FROM export_runs WHERE status = 'complete')
 SELECT coalesce(nullif(trim(coalesce(u."firstName", '') || ' ' || coalesce(u."lastName", '')), ''),
                 u.login, r."userId") AS learner,
        u.email,
-       coalesce(d.name, '(no department)') AS department,
+       coalesce(d.name, '(department ' || u."departmentId" || ', not in /departments)',
+                '(not in /users)') AS department,
        count(*) AS overdue_courses,
        date(min(julianday(r."dueDate"))) AS oldest_due
 FROM learner_results r
@@ -124,6 +130,18 @@ def report(db: sqlite3.Connection) -> Report | None:
     )
 
 
+def _width(text: str) -> int:
+    """The columns ``text`` takes in a terminal: wide (CJK) characters two, combining marks none."""
+    return sum(
+        0 if unicodedata.combining(c) else 2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text
+    )
+
+
+def _pad(text: str, width: int) -> str:
+    """``text`` padded with spaces to ``width`` terminal columns (``str.ljust`` counts characters)."""
+    return text + " " * max(0, width - _width(text))
+
+
 def summarize(path: Path) -> list[str]:
     """The report's lines for the SQLite export ``path``."""
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -145,21 +163,23 @@ def summarize(path: Path) -> list[str]:
     overdue = [
         (printable(row[0]), printable(row[1] or "-"), printable(row[2]), *row[3:]) for row in found.overdue
     ]
-    width = max((len(row[0]) for row in departments), default=10)
+    width = max((_width(row[0]) for row in departments), default=10)
     lines.append(
-        f"  {'department':<{width}}  {'learners':>8}  {'enrolled':>8}  {'completed':>9}  {'overdue':>7}"
+        f"  {_pad('department', width)}  {'learners':>8}  {'enrolled':>8}  {'completed':>9}  {'overdue':>7}"
         f"  {'modules done':>12}"
     )
     for name, learners, enrollments, completed, late, modules, modules_done in departments:
         share = f"{(modules_done or 0) / modules:.0%}" if modules else "-"
         lines.append(
-            f"  {name:<{width}}  {learners:>8,}  {enrollments:>8,}  {completed / enrollments:>9.1%}"
+            f"  {_pad(name, width)}  {learners:>8,}  {enrollments:>8,}  {completed / enrollments:>9.1%}"
             f"  {late:>7,}  {share:>12}"
         )
     lines += ["", "The ten most overdue learners:"]
-    width = max((len(row[0]) for row in overdue), default=10)
+    width = max((_width(row[0]) for row in overdue), default=10)
     for learner, email, department, courses, oldest in overdue:
-        lines.append(f"  {learner:<{width}}  {courses:>3} overdue since {oldest}  {department}  <{email}>")
+        lines.append(
+            f"  {_pad(learner, width)}  {courses:>3} overdue since {oldest}  {department}  <{email}>"
+        )
     if not overdue:
         lines.append("  nobody is overdue")
     return lines

@@ -9,7 +9,7 @@ Nesting beyond the interpreter's recursion limit (an unknown member nested 100,0
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -22,6 +22,7 @@ from ispring_async._models import (
     ModuleResultsPage,
     ResultsPage,
     User,
+    UserField,
     UsersPage,
 )
 from ispring_async._parse._envelope import Bounds, Envelope
@@ -110,8 +111,53 @@ def json_module_results(body: bytearray) -> tuple[ModuleResultsPage, int]:
     return page, len(decoded.results)
 
 
+def _lenient_user_type() -> type[msgspec.Struct]:
+    """``User`` with ``fields`` also admitting the OpenAPI's object form (``{"login": …}``)."""
+    members: list[tuple[str, Any, Any]] = []
+    for f in msgspec.structs.fields(User):
+        kind: Any = tuple[UserField, ...] | dict[str, str] if f.name == "fields" else f.type
+        if f.required:
+            members.append((f.name, kind, msgspec.NODEFAULT))
+        elif f.default_factory is not msgspec.NODEFAULT:
+            members.append((f.name, kind, msgspec.field(default_factory=f.default_factory)))
+        else:
+            members.append((f.name, kind, f.default))
+    return msgspec.defstruct("_LenientUser", members, kw_only=True, rename="camel")
+
+
+_LenientUser = _lenient_user_type()
+
+
+class _JsonUsersLenient(msgspec.Struct):
+    userProfiles: list[_LenientUser]  # type: ignore[valid-type]
+    nextPageToken: str | None = None
+
+
+_JSON_USERS_LENIENT = msgspec.json.Decoder(_JsonUsersLenient, strict=False)
+_USER_FIELDS = tuple(f.name for f in msgspec.structs.fields(User))
+
+
+def _users_with_object_fields(body: bytearray) -> _JsonUsers:
+    """The page again, typed as strictly as before but for ``fields``, which may be an object: its
+    members become the pairs, in order. Decoded into structs, not Python objects, so a hostile page
+    costs what a valid one does; a page wrong elsewhere raises the same error as before."""
+    decoded = _JSON_USERS_LENIENT.decode(body)
+    users = []
+    for lenient in decoded.userProfiles:
+        values = {name: getattr(lenient, name) for name in _USER_FIELDS}
+        fields = values["fields"]
+        if isinstance(fields, dict):
+            values["fields"] = tuple(UserField(name=name, value=value) for name, value in fields.items())
+        users.append(User(**values))
+    return _JsonUsers(userProfiles=users, nextPageToken=decoded.nextPageToken)
+
+
 def json_users(body: bytearray) -> tuple[UsersPage, int]:
-    """A users page from a whole JSON body (``fields`` as ``[{"name": …, "value": …}]``)."""
-    decoded = _JSON_USERS.decode(body)
+    """A users page from a whole JSON body (``fields`` as ``[{"name": …, "value": …}]``, or in the
+    OpenAPI's object form ``{"login": …, "email": …}``, read as the same pairs)."""
+    try:
+        decoded = _JSON_USERS.decode(body)
+    except msgspec.ValidationError:
+        decoded = _users_with_object_fields(body)
     page = UsersPage(users=decoded.userProfiles, next_page_token=decoded.nextPageToken or None)
     return page, len(decoded.userProfiles)

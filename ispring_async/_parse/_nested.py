@@ -13,7 +13,9 @@ The rules, one set for both routes (``tests/test_parse_differential.py`` holds t
 * an element inside a text field is an error (the value would otherwise be silently partial);
 * an empty text element is ``""`` for a text field and *absent* for an optional date or number;
 * an optional struct element with no child elements at all (``<workLeaveStatus/>``) is absent;
-* a wrapped list with no items is an empty list; a field given twice keeps its last value.
+* a wrapped list with no items is an empty list; a field given twice keeps its last value;
+* inside ``<fields>``, a text-only child other than ``<field>`` is one name/value pair (the OpenAPI's
+  ``UserProfileFields`` object form, ``<login>jdoe</login>``), in document order with the pairs.
 
 ``NestedReferenceParser`` applies them from expat handlers (the reference route, and the fast route's
 fallback for a run it cannot vouch for); ``NestedJson`` is the fast route's rewrite of a run as JSON,
@@ -56,7 +58,7 @@ LIST: Final = 2
 class Node:
     """What one element is: a text (``LEAF``), a ``STRUCT`` of named children, or a wrapped ``LIST``."""
 
-    __slots__ = ("absent", "children", "item", "kind", "of")
+    __slots__ = ("absent", "children", "item", "kind", "of", "pairs")
 
     def __init__(
         self,
@@ -75,6 +77,10 @@ class Node:
         """A list's item element name."""
         self.of = of
         """A list's item node."""
+        self.pairs = False
+        """A list of name/value structs that may also come in the OpenAPI's object form: each child
+        element other than the item holding text only (``<fields><login>jdoe</login></fields>``) is
+        one pair; one holding elements is unknown, and skipped."""
 
     @classmethod
     def of_struct(
@@ -114,10 +120,17 @@ class NestedShape(Shape[S]):
         item: str,
         items: Mapping[str, str],
         markup_per_record: int,
+        pairs: tuple[str, ...] = (),
     ) -> None:
         super().__init__(struct, container=container, item=item, markup_per_record=markup_per_record)
         self.root = Node.of_struct(struct, items)
+        for name in pairs:
+            self.root.children[name].pairs = True
         self.json = NestedJson(self)
+
+
+_PAIR: Final = Node(LEAF)
+"""The node of one ``<name>value</name>`` child of a ``pairs`` list."""
 
 
 # -- the reference route ----------------------------------------------------------------------------
@@ -163,9 +176,17 @@ class NestedReferenceParser(ReferenceParser[S]):
         top = self._frames[-1]
         node = top.node
         top.elements = True
+        if node is _PAIR:
+            # Not an object-form field after all but an unknown element with children: skipped whole,
+            # as any unknown element inside a list is.
+            self._frames.pop()
+            self._skip_depth = depth - 1
+            return
         if node.kind == LEAF:
             raise ParseError(f"unexpected element <{name}> inside <{top.name}>", page=self._page)
         sub = node.children.get(name) if node.kind == STRUCT else node.of if name == node.item else None
+        if sub is None and node.pairs:
+            sub = _PAIR
         if sub is None:
             self._skip_depth = depth
             return
@@ -201,7 +222,9 @@ class NestedReferenceParser(ReferenceParser[S]):
         node = frame.node
         if node.kind == LEAF:
             text = "".join(frame.chunks)
-            if parent.node.kind == LIST:
+            if node is _PAIR:
+                parent.value.append({"name": name, "value": text})
+            elif parent.node.kind == LIST:
                 parent.value.append(text)
             elif text or not node.absent:
                 parent.value[name] = text
@@ -437,4 +460,7 @@ USERS: Final = NestedShape(
     # The OpenAPI's item names: UserProfileField is <field>, ArrayOfIds items are <id>, UserRole <userRole>.
     items={"fields": "field", "groups": "id", "manageableDepartmentIds": "id", "userRoles": "userRole"},
     markup_per_record=512,
+    # The OpenAPI's UserV2 declares ``fields`` as UserProfileFields, an object (<login>, <email>, …),
+    # where the vendor's pages send <field> pairs: both read as pairs, so no login is silently lost.
+    pairs=("fields",),
 )
