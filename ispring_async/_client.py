@@ -381,14 +381,14 @@ class Client:
         self,
         query: UsersQuery | None = None,
         *,
-        split: Split | str = Split.ADAPTIVE,
+        split: Split | str = Split.NONE,
         concurrency: int = 8,
         rate_limit: float | None = None,
     ) -> Stream[User]:
         """Every user of ``query`` (every status: ``/users/v2`` has no status filter), each once.
 
-        ``split``: ``"none"`` (one chain, the API's order), ``"department"`` (one chain per department
-        of ``/departments``, or of ``query.department_ids``), or ``"adaptive"``: up to
+        ``split``: ``"none"`` (the default: one chain, the API's order), ``"department"`` (one chain per
+        department of ``/departments``, or of ``query.department_ids``), or ``"adaptive"``: up to
         ``USERS_SPLIT_AFTER`` pages in one chain, and only if more follow, the department split for
         the rest (the users already read are not delivered twice). Users have no dates, so
         ``"window"`` and ``"combined"`` are refused. The stream is iterated inside ``async with``, as
@@ -398,8 +398,11 @@ class Client:
                 async for user in users:
                     print(user.user_id, user.login, user.full_name, user.department_id)
 
-        A department split finds only users of departments ``/departments`` lists; a user of a
-        department missing there (removed between the calls) is read by ``split="none"``.
+        One chain is the default because it is the only split that is exact whatever ``/departments``
+        says: a department split finds only users of departments ``/departments`` lists, so a user of
+        a department missing there (removed or added between the calls) would be silently left out.
+        A users list is per account (a page holds 1000), so the chain is short next to results; ask for
+        ``"department"`` or ``"adaptive"`` on an account with many pages of users and a stable tree.
         """
         self._check_open()
         options = FanOutOptions(split=cast(Split, split), concurrency=concurrency, rate_limit=rate_limit)

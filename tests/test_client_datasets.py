@@ -155,6 +155,19 @@ async def test_users_equal_ground_truth_under_faults(response_format: str, split
         assert requests["departments"] >= 1 and requests["users"] >= 12
 
 
+async def test_users_by_default_are_one_chain_that_never_asks_departments() -> None:
+    """``client.users()`` reads one chain: exact whatever ``/departments`` lists (a split would miss the
+    users of a department it leaves out)."""
+    config = EmulatorConfig(results=3000, seed=22, departments=12)
+    async with serving(config, page_size=100) as (emu, client):
+        got = await drain(client.users())
+        truth = emu.expected_users()
+        requests = emu.stats.requests
+    assert_exact(got, truth)
+    assert requests["departments"] == 0
+    assert requests["users"] == -(-len(truth) // 100)
+
+
 async def test_users_split_by_overlapping_departments_delivers_each_once() -> None:
     """With sub-department matching a user matches several department chains, and still comes once."""
     config = EmulatorConfig(results=2000, seed=5, departments=15, subdepartment_matching=True)
