@@ -93,6 +93,10 @@ def spelled(draw: st.DrawFn, value: str | None = None) -> Spelled:
         kind = draw(st.sampled_from(["plain", "plain", "entity", "ref", "cdata", "comment"]))
         if kind == "plain":
             text = draw(st.text(_TEXT_CHARS, max_size=6))
+            if text.endswith("\r"):
+                # A raw CR ending one piece and a LF starting the next are one CRLF to the parser:
+                # the expected text is normalized piece by piece, so no piece may end in a raw CR.
+                text = text[:-1] + "\n"
             # XML normalizes raw CR and CRLF to LF in text.
             out.add(text.replace("\r\n", "\n").replace("\r", "\n"), _escape(text))
         elif kind == "entity":
@@ -314,15 +318,17 @@ def umisc(draw: st.DrawFn) -> str:
 
 
 @st.composite
-def uunknown(draw: st.DrawFn, *, with_children: bool = False) -> str:
+def uunknown(draw: st.DrawFn, *, with_children: bool = False, in_id_list: bool = False) -> str:
     """An element no struct knows at this place: flat, empty, nested, or holding known names inside
-    (``with_children``: only the kinds holding elements, the only unknown ones inside ``<fields>``)."""
+    (``with_children``: only the kinds holding elements, the only unknown ones inside ``<fields>``;
+    ``in_id_list``: inside ``<groups>``, where ``<id/>`` is an item, not unknown)."""
     kinds = ["flat", "empty", "nested", "known-inside", "structure-inside", "deep"]
     kind = draw(st.sampled_from(kinds[2:] if with_children else kinds))
     if kind == "flat":
         return f"<extra>{''.join(draw(spelled()).xml)}</extra>"
     if kind == "empty":
-        return draw(st.sampled_from(["<extra/>", "<extra />", "<extra></extra>", "<id/>"]))
+        empties = ["<extra/>", "<extra />", "<extra></extra>"]
+        return draw(st.sampled_from(empties if in_id_list else [*empties, "<id/>"]))
     if kind == "nested":
         return "<customFields><field><name>a &amp; b</name><value>1</value></field><field/></customFields>"
     if kind == "known-inside":
@@ -349,11 +355,11 @@ def utag(draw: st.DrawFn, name: str, inner: str) -> str:
 
 
 @st.composite
-def ugap(draw: st.DrawFn, *, with_children: bool = False) -> str:
+def ugap(draw: st.DrawFn, *, with_children: bool = False, in_id_list: bool = False) -> str:
     """What may sit between the children of a struct or list: misc and, sometimes, unknown elements."""
     out = draw(umisc())
     if draw(st.integers(0, 5)) == 0:
-        out += _deep(draw(uunknown(with_children=with_children)))
+        out += _deep(draw(uunknown(with_children=with_children, in_id_list=in_id_list)))
     return out
 
 
@@ -373,7 +379,7 @@ def ulist(draw: st.DrawFn, name: str, items: list[str]) -> str:
         return f"{draw(umisc())}<{name}{draw(st.sampled_from(['', ' ']))}/>"
     # A text-only element inside <fields> is a profile field in the OpenAPI's object form, not unknown.
     children = name == "fields"
-    gap = ugap(with_children=children)
+    gap = ugap(with_children=children, in_id_list=name in ("groups", "manageableDepartmentIds"))
     inner = "".join(draw(gap) + item for item in items) + draw(gap)
     return draw(utag(name, inner))
 
