@@ -203,11 +203,7 @@ class NestedReferenceParser(ReferenceParser[S]):
             return
         top.size += len(data)
         if top.size > self._bounds.max_text_bytes:
-            raise ParseError(
-                f"text longer than {self._bounds.max_text_bytes} characters",
-                page=self._page,
-                where=f"<{top.name}>",
-            )
+            raise self._text_too_long(top.name)
         top.chunks.append(data)
 
     def _end(self, name: str) -> None:

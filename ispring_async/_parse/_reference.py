@@ -122,12 +122,14 @@ class ReferenceParser(Generic[S]):
             return
         self._size += len(data)
         if self._size > self._bounds.max_text_bytes:
-            raise ParseError(
-                f"text longer than {self._bounds.max_text_bytes} characters",
-                page=self._page,
-                where=f"<{self._field}>",
-            )
+            raise self._text_too_long(self._field)
         self._chunks.append(data)
+
+    def _text_too_long(self, name: str) -> ParseError:
+        # One message for every handler route (flat records here, nested ones in _nested).
+        return ParseError(
+            f"text longer than {self._bounds.max_text_bytes} characters", page=self._page, where=f"<{name}>"
+        )
 
     def _end(self, name: str) -> None:
         path = self._path

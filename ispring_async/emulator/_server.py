@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -82,6 +82,13 @@ _JSON = "application/json"
 _HTML = "text/html; charset=utf-8"
 _STATUS_FAULTS = (Fault.RATE_LIMITED, Fault.SERVER_ERROR, Fault.BAD_GATEWAY, Fault.UNAVAILABLE, Fault.HTML)
 _BODY_FAULTS = (Fault.RESET, Fault.TRUNCATE, Fault.MALFORMED)
+
+
+class _DateFilterSwitches(TypedDict):
+    lenient: bool
+    max_page_size: int
+    one_sided_ranges: bool
+    exclusive_end: bool
 
 
 @dataclasses.dataclass
@@ -685,24 +692,20 @@ class Emulator:
     # switches: the handlers and the ground truth (``_select_all*``) use the same ones.
 
     def _parse_results(self, params: Iterable[tuple[str, str]]) -> ResultsFilter:
-        config = self.config
-        return parse_results(
-            params,
-            lenient=config.lenient_lists,
-            max_page_size=config.max_page_size,
-            one_sided_ranges=config.one_sided_ranges,
-            exclusive_end=config.exclusive_end,
-        )
+        return parse_results(params, **self._date_filter_switches())
 
     def _parse_module_results(self, params: Iterable[tuple[str, str]]) -> ModuleResultsFilter:
+        return parse_module_results(params, **self._date_filter_switches())
+
+    def _date_filter_switches(self) -> _DateFilterSwitches:
+        """The switches of the two endpoints with date filters (results and module results)."""
         config = self.config
-        return parse_module_results(
-            params,
-            lenient=config.lenient_lists,
-            max_page_size=config.max_page_size,
-            one_sided_ranges=config.one_sided_ranges,
-            exclusive_end=config.exclusive_end,
-        )
+        return {
+            "lenient": config.lenient_lists,
+            "max_page_size": config.max_page_size,
+            "one_sided_ranges": config.one_sided_ranges,
+            "exclusive_end": config.exclusive_end,
+        }
 
     def _parse_users(self, params: Iterable[tuple[str, str]]) -> UsersFilter:
         return parse_users(params, lenient=self.config.lenient_lists, max_page_size=self.config.max_page_size)
