@@ -18,9 +18,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 from benchmarks._common import child_env
 from ispring_async.emulator import EmulatorProcess, serve_in_process
@@ -77,9 +79,17 @@ class CountingEmulator:
 
     def requests(self) -> dict[str, int]:
         """Requests the emulator has counted so far, by endpoint (``token``, ``results``, ...)."""
-        with urllib.request.urlopen(f"{self.base_url}/_bench/stats", timeout=60) as reply:
-            counts: dict[str, int] = json.loads(reply.read())["requests"]
+        counts: dict[str, int] = self._stats()["requests"]
         return counts
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the emulator process has used so far: what serving costs the machine."""
+        return float(self._stats()["cpu_seconds"])
+
+    def _stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.base_url}/_bench/stats", timeout=60) as reply:
+            stats: dict[str, Any] = json.loads(reply.read())
+        return stats
 
     def truth(self, params: Sequence[tuple[str, str]]) -> list[str]:
         """The identities of every record ``params`` selects, in API order (the emulator as oracle)."""
@@ -140,7 +150,10 @@ async def _serve(argv: Sequence[str]) -> None:
     emulator = Emulator(build_config(args))
 
     async def stats(_: web.Request) -> web.Response:
-        return web.json_response({"requests": dict(emulator.stats.requests)})
+        # process_time: the emulator's own CPU (its threads included), so a run's share of the
+        # machine's work is known beside the client's.
+        stats = {"requests": dict(emulator.stats.requests), "cpu_seconds": time.process_time()}
+        return web.json_response(stats)
 
     async def truth(request: web.Request) -> web.Response:
         records = emulator.expected_results(list(request.query.items()))

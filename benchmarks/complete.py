@@ -39,6 +39,7 @@ from benchmarks._common import Summary, child_env, summarize
 from benchmarks._emulator import CLIENT_ID, CLIENT_SECRET, CountingEmulator, counting_emulator
 
 __all__ = [
+    "CORES",
     "FULL",
     "QUICK",
     "USER_STATUSES",
@@ -48,6 +49,7 @@ __all__ = [
     "Latency",
     "Tool",
     "check_complete",
+    "cpu_floor",
     "describe_latency",
     "entry_label",
     "identity",
@@ -248,7 +250,7 @@ def _launch(tool: Tool, emulator: CountingEmulator, workdir: Path, timeout: floa
     env = child_env()
     env.update(ISPRING_CLIENT_ID=CLIENT_ID, ISPRING_CLIENT_SECRET=CLIENT_SECRET, **tool.env)
     env.update(BENCH_STDOUT=str(stdout), BENCH_STDERR=str(stderr))
-    before = emulator.requests()
+    before, server_before = emulator.requests(), emulator.cpu_seconds()
     # The launcher runs from its file path with nothing imported: see its docstring for why.
     command = [sys.executable, str(_LAUNCH), str(result), "--", *tool.command(emulator.base_url, workdir)]
     # Its own process group, so a run past ``timeout`` is killed with every process it started.
@@ -261,7 +263,7 @@ def _launch(tool: Tool, emulator: CountingEmulator, workdir: Path, timeout: floa
         raise TimeoutError(f"{tool.name} did not finish within {timeout:.0f} s; killed") from None
     if status != 0:
         raise RuntimeError(f"the launcher failed ({status}) running {tool.name}")
-    after = emulator.requests()
+    after, server_after = emulator.requests(), emulator.cpu_seconds()
     measured: dict[str, Any] = json.loads(result.read_text(encoding="ascii"))
     if measured["returncode"] != 0:
         tail = stderr.read_text(encoding="utf-8", errors="replace")[-3000:]
@@ -270,6 +272,7 @@ def _launch(tool: Tool, emulator: CountingEmulator, workdir: Path, timeout: floa
     measured["token_requests"] = after.get("token", 0) - before.get("token", 0)
     measured["other_requests"] = sum(after.values()) - sum(before.values()) - measured["requests"]
     measured["other_requests"] -= measured["token_requests"]
+    measured["server_cpu_seconds"] = server_after - server_before
     return measured
 
 
@@ -319,7 +322,9 @@ def run_rounds(
                     log(
                         f"    {label:>8} ms  {tool.name:<16} {measured['seconds']:7.2f} s  "
                         f"{found['records'] / measured['seconds']:>9,.0f} rec/s  "
-                        f"{measured['requests']:>4} requests  exact"
+                        f"{measured['requests']:>4} requests  "
+                        f"CPU {measured['cpu_user_seconds'] + measured['cpu_system_seconds']:5.2f} s "
+                        f"+ emulator {measured['server_cpu_seconds']:4.2f} s  exact"
                     )
     tools_info = {t.name: {"kind": t.kind, "format": t.format, "concurrency": t.concurrency} for t in tools}
     return {"truth_records": truth_sizes, "tools": tools_info, **summarize_runs(raw, tools_info), "raw": raw}
@@ -345,6 +350,9 @@ def summarize_runs(raw: list[dict[str, Any]], tools: dict[str, dict[str, Any]]) 
         cpu = [(r["cpu_user_seconds"] + r["cpu_system_seconds"]) / r["records"] * 1e6 for r in runs]
         cell["cpu_us_per_record"] = summarize(cpu)
         cell["peak_rss_mib"] = summarize([r["peak_rss_bytes"] / 2**20 for r in runs])
+        if all("server_cpu_seconds" in r for r in runs):  # files written before it was measured lack it
+            cell["server_cpu_seconds"] = summarize([r["server_cpu_seconds"] for r in runs])
+            cell["cpu_floor_seconds"] = summarize([cpu_floor(r) for r in runs])
         # Pairwise within a round: the naive run of the same round and format (the same moment of
         # the shared machine). The naive client is the unsplit chain, so its requests are its pages.
         vs_naive = [naive[r["round"]] / r["seconds"] for r in runs if r["round"] in naive]
@@ -353,9 +361,28 @@ def summarize_runs(raw: list[dict[str, Any]], tools: dict[str, dict[str, Any]]) 
             cell["requests_vs_unsplit"] = summarize(
                 [r["requests"] / unsplit[r["round"]] for r in runs if r["round"] in unsplit]
             )
+            if "cpu_floor_seconds" in cell:
+                cell["ceiling_vs_naive"] = summarize(
+                    [naive[r["round"]] / cpu_floor(r) for r in runs if r["round"] in naive]
+                )
         cells.append(cell)
     cells.sort(key=lambda c: (c["latency_ms"], c["latency_p99_ms"] or 0, list(tools).index(c["tool"])))
     return {"cells": cells}
+
+
+CORES = len(os.sched_getaffinity(0))
+"""The cores the client and the emulator share in these runs."""
+
+
+def cpu_floor(run: dict[str, Any]) -> float:
+    """The least wall time a run's CPU work allows on this machine: the client's CPU (its process and
+    children) plus the emulator's during the run, spread perfectly over every core.
+
+    No client doing that much work can finish sooner here, however it schedules it; the naive wall
+    time over this is the speed-up a tool's CPU cost leaves within reach (its *ceiling*).
+    """
+    client = run["cpu_user_seconds"] + run["cpu_system_seconds"]
+    return (client + run["server_cpu_seconds"]) / CORES
 
 
 def versus(raw: list[dict[str, Any]], tool: str, baseline: str, latency: Latency) -> Summary | None:
@@ -380,7 +407,12 @@ def targets(data: dict[str, Any], peers: dict[str, Any] | None = None) -> list[d
         ):
             ratio = versus(raw, tool, baseline, latency)
             if ratio is not None:
-                found.append(_target(f"{tool} vs {baseline}, {latency} ms", ratio, minimum, at_least=True))
+                target = _target(f"{tool} vs {baseline}, {latency} ms", ratio, minimum, at_least=True)
+                for cell in data["cells"]:
+                    same = cell["tool"] == tool and entry_label(cell) == latency_label(latency)
+                    if same and "ceiling_vs_naive" in cell:
+                        target["ceiling"] = cell["ceiling_vs_naive"]
+                found.append(target)
         for cell in data["cells"]:
             if cell["tool"] == xml and "requests_vs_unsplit" in cell:
                 name = f"{xml} requests / unsplit chain's pages, {describe_latency(entry_label(cell))}"
