@@ -381,8 +381,8 @@ def cpu_floor(run: dict[str, Any]) -> float:
     No client doing that much work can finish sooner here, however it schedules it; the naive wall
     time over this is the speed-up a tool's CPU cost leaves within reach (its *ceiling*).
     """
-    client = run["cpu_user_seconds"] + run["cpu_system_seconds"]
-    return (client + run["server_cpu_seconds"]) / CORES
+    client = float(run["cpu_user_seconds"] + run["cpu_system_seconds"])
+    return (client + float(run["server_cpu_seconds"])) / CORES
 
 
 def versus(raw: list[dict[str, Any]], tool: str, baseline: str, latency: Latency) -> Summary | None:
