@@ -54,6 +54,7 @@ __all__ = [
     "entry_label",
     "identity",
     "jsonl_identities",
+    "latency_floor",
     "latency_label",
     "latency_parts",
     "ours_tools",
@@ -353,6 +354,7 @@ def summarize_runs(raw: list[dict[str, Any]], tools: dict[str, dict[str, Any]]) 
         if all("server_cpu_seconds" in r for r in runs):  # files written before it was measured lack it
             cell["server_cpu_seconds"] = summarize([r["server_cpu_seconds"] for r in runs])
             cell["cpu_floor_seconds"] = summarize([cpu_floor(r) for r in runs])
+            cell["latency_floor_seconds"] = summarize([latency_floor(r, info["concurrency"]) for r in runs])
         # Pairwise within a round: the naive run of the same round and format (the same moment of
         # the shared machine). The naive client is the unsplit chain, so its requests are its pages.
         vs_naive = [naive[r["round"]] / r["seconds"] for r in runs if r["round"] in naive]
@@ -363,7 +365,11 @@ def summarize_runs(raw: list[dict[str, Any]], tools: dict[str, dict[str, Any]]) 
             )
             if "cpu_floor_seconds" in cell:
                 cell["ceiling_vs_naive"] = summarize(
-                    [naive[r["round"]] / cpu_floor(r) for r in runs if r["round"] in naive]
+                    [
+                        naive[r["round"]] / max(cpu_floor(r), latency_floor(r, info["concurrency"]))
+                        for r in runs
+                        if r["round"] in naive
+                    ]
                 )
         cells.append(cell)
     cells.sort(key=lambda c: (c["latency_ms"], c["latency_p99_ms"] or 0, list(tools).index(c["tool"])))
@@ -379,10 +385,16 @@ def cpu_floor(run: dict[str, Any]) -> float:
     children) plus the emulator's during the run, spread perfectly over every core.
 
     No client doing that much work can finish sooner here, however it schedules it; the naive wall
-    time over this is the speed-up a tool's CPU cost leaves within reach (its *ceiling*).
+    time over the larger of this and ``latency_floor`` is the speed-up within reach (its *ceiling*).
     """
     client = float(run["cpu_user_seconds"] + run["cpu_system_seconds"])
     return (client + float(run["server_cpu_seconds"])) / CORES
+
+
+def latency_floor(run: dict[str, Any], concurrency: int | None) -> float:
+    """The least wall time the server's latency allows: the run's requests, ``concurrency`` at a time
+    (one for a sequential tool), each waiting the latency's median; start-up and CPU not counted."""
+    return float(run["requests"]) / (concurrency or 1) * float(run["latency_ms"]) / 1000
 
 
 def versus(raw: list[dict[str, Any]], tool: str, baseline: str, latency: Latency) -> Summary | None:

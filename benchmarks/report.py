@@ -117,10 +117,10 @@ def _bound(target: dict[str, Any]) -> list[str]:
     verdict = _verdict(target["pass"])
     if target["pass"]:
         return [required, verdict]
-    # What the CPU this tool needs allows on this machine (see complete.cpu_floor): a miss below
-    # its ceiling is scheduling, at the ceiling it is CPU work.
+    # What this tool's CPU work and the latency allow on this machine (complete.cpu_floor and
+    # latency_floor): a miss below its ceiling is scheduling, one at the ceiling is the work itself.
     ceiling = target.get("ceiling")
-    bound = f"; CPU ceiling {_ratio(ceiling['median'])}" if ceiling else ""
+    bound = f"; ceiling {_ratio(ceiling['median'])}" if ceiling else ""
     return [required, f"{verdict} ({close:.0%} of the way{bound})"]
 
 
@@ -345,7 +345,7 @@ def _export_table(data: dict[str, Any], latency: Latency, reference: str | None)
         )
     speed = "speed-up vs naive (same format)" if reference is None else f"`{reference}` faster by"
     header = ["tool", "wall s", "records/s", speed, "requests (per 1000 records)", "requests / unsplit"]
-    header += ["client CPU µs/record", "CPU floor s (ceiling vs naive)", "peak RSS MiB"]
+    header += ["client CPU µs/record", "floor s: CPU / latency (ceiling vs naive)", "peak RSS MiB"]
     lines = [f"### {describe_latency(latency)} latency ({truth:,} records, every tool's output exact)", ""]
     return [*lines, *_table(header, rows), ""]
 
@@ -353,7 +353,7 @@ def _export_table(data: dict[str, Any], latency: Latency, reference: str | None)
 def _floor(cell: dict[str, Any]) -> str:
     if "cpu_floor_seconds" not in cell:
         return "—"
-    floor = f"{cell['cpu_floor_seconds']['median']:.2f}"
+    floor = f"{cell['cpu_floor_seconds']['median']:.2f} / {cell['latency_floor_seconds']['median']:.2f}"
     ceiling = cell.get("ceiling_vs_naive")
     return f"{floor} ({_ratio(ceiling['median'])})" if ceiling else floor
 
@@ -362,9 +362,11 @@ _EXPORT_NOTES = (
     "*wall*: process start to exit, output published, median (min–max) of the rounds. *requests*: "
     "`/learners/results` requests the emulator counted during the run (token requests not included); "
     "*unsplit*: the naive client's pages, i.e. one chain's. *client CPU*: user + system time of the "
-    "client process and its children over the records. *CPU floor*: (client CPU + the emulator's "
-    "CPU during the run) / cores, the least wall time that much work allows on this machine; the "
-    "naive wall time over it is the speed-up the tool's CPU cost leaves within reach (*ceiling*). "
+    "client process and its children over the records. *floor*: the least wall time the run's CPU "
+    "work allows on this machine ((client CPU + the emulator's CPU during the run) / cores), and the "
+    "least its latency allows (its requests, C at a time, each waiting the median latency); the "
+    "naive wall time over the larger is the speed-up within reach of a tool that costs that much "
+    "(*ceiling*). "
     "*peak RSS*: the client's `ru_maxrss`. Ratios are pairwise within a round."
 )
 
