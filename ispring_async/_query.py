@@ -114,16 +114,22 @@ class DateRange:
         return params
 
 
+def _listed(field: str, values: Iterable[Any], owner: str, what: str) -> tuple[Any, ...]:
+    """``values`` as a non-empty tuple: a single string, or an empty list, is refused."""
+    if isinstance(values, str | bytes):
+        raise ConfigurationError(f"{owner}.{field} must be a list{what}, not a single string")
+    items = tuple(values)
+    if not items:
+        # An empty list would silently mean "no filter", i.e. everything: make the caller say None.
+        raise ConfigurationError(f"{owner}.{field} is empty; pass None for no filter")
+    return items
+
+
 def _strings(field: str, values: Iterable[str] | None, owner: str) -> tuple[str, ...] | None:
     """A list filter as a tuple of strings: ``None`` stays no filter, an empty list is refused."""
     if values is None:
         return None
-    if isinstance(values, str | bytes):
-        raise ConfigurationError(f"{owner}.{field} must be a list, not a single string")
-    ids = tuple(values)
-    if not ids:
-        # An empty list would silently mean "no filter", i.e. everything: make the caller say None.
-        raise ConfigurationError(f"{owner}.{field} is empty; pass None for no filter")
+    ids = _listed(field, values, owner, "")
     for value in ids:
         if not isinstance(value, str) or not value:
             raise ConfigurationError(f"{owner}.{field}: {value!r} is not a non-empty string")
@@ -133,12 +139,7 @@ def _strings(field: str, values: Iterable[str] | None, owner: str) -> tuple[str,
 def _uuids(field: str, values: Iterable[str] | None, owner: str = "ResultsQuery") -> tuple[str, ...] | None:
     if values is None:
         return None
-    if isinstance(values, str | bytes):
-        raise ConfigurationError(f"{owner}.{field} must be a list of ids, not a single string")
-    ids = tuple(values)
-    if not ids:
-        # An empty list would silently mean "no filter", i.e. everything: make the caller say None.
-        raise ConfigurationError(f"{owner}.{field} is empty; pass None for no filter")
+    ids = _listed(field, values, owner, " of ids")
     for value in ids:
         try:
             canonical = str(uuid.UUID(value))
