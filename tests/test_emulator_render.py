@@ -259,3 +259,27 @@ async def test_an_export_over_http_in_the_hardest_layout_equals_the_ground_truth
         truth = emu.expected_results(query.to_params())
     assert len(got) == len(truth) == 1500
     assert sorted(got, key=lambda r: r.identity) == sorted(truth, key=lambda r: r.identity)
+
+
+@pytest.mark.anyio
+async def test_a_warmed_emulator_serves_the_same_pages_from_a_full_cache(
+    session: aiohttp.ClientSession,
+) -> None:
+    """``Emulator.warm_cache`` fills the row cache of both formats, and the pages it then serves are the
+    bytes a cold emulator serves."""
+    config = EmulatorConfig(results=ROWS, seed=5, departments=10, department_depth=3)
+    bodies: list[list[bytes]] = []
+    for warm in (False, True):
+        async with running_emulator(config) as emulator:
+            if warm:
+                emulator.warm_cache()
+                assert emulator._renderer.cached_rows("xml") == ROWS
+                assert emulator._renderer.cached_rows("json") == ROWS
+            served: list[bytes] = []
+            for accept in ("application/xml", "application/json"):
+                headers = {"Authorization": f"Bearer {emulator.issue_token()}", "Accept": accept}
+                url = f"{emulator.base_url}/learners/results"
+                async with session.get(url, params=EVERY_STATUS, headers=headers) as response:
+                    served.append(await response.read())
+            bodies.append(served)
+    assert bodies[0] == bodies[1]
