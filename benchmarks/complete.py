@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -49,17 +50,17 @@ __all__ = [
     "Latency",
     "Tool",
     "check_complete",
-    "cpu_floor",
     "describe_latency",
     "entry_label",
+    "floors",
     "identity",
     "jsonl_identities",
-    "latency_floor",
     "latency_label",
     "latency_parts",
     "ours_tools",
     "run",
     "run_rounds",
+    "startup_cpu",
     "summarize_runs",
     "targets",
     "versus",
@@ -289,6 +290,7 @@ def run_rounds(
     """Every tool ``rounds`` times at each latency, interleaved, each run checked against the truth."""
     raw: list[dict[str, Any]] = []
     truth_sizes: dict[str, int] = {}
+    startup = {kind: startup_cpu(kind) for kind in {tool.kind for tool in tools}}
     for latency in latencies_ms:
         median, p99 = latency_parts(latency)
         label = latency_label(latency)
@@ -316,6 +318,7 @@ def run_rounds(
                         "latency": label,
                         "tool": tool.name,
                         "round": round_,
+                        "startup_cpu_seconds": startup[tool.kind],
                         **measured,
                         **found,
                     }
@@ -353,8 +356,8 @@ def summarize_runs(raw: list[dict[str, Any]], tools: dict[str, dict[str, Any]]) 
         cell["peak_rss_mib"] = summarize([r["peak_rss_bytes"] / 2**20 for r in runs])
         if all("server_cpu_seconds" in r for r in runs):  # files written before it was measured lack it
             cell["server_cpu_seconds"] = summarize([r["server_cpu_seconds"] for r in runs])
-            cell["cpu_floor_seconds"] = summarize([cpu_floor(r) for r in runs])
-            cell["latency_floor_seconds"] = summarize([latency_floor(r, info["concurrency"]) for r in runs])
+            for name_, _ in _FLOORS:
+                cell[f"{name_}_floor_seconds"] = summarize([floors(r, info)[name_] for r in runs])
         # Pairwise within a round: the naive run of the same round and format (the same moment of
         # the shared machine). The naive client is the unsplit chain, so its requests are its pages.
         vs_naive = [naive[r["round"]] / r["seconds"] for r in runs if r["round"] in naive]
@@ -363,14 +366,15 @@ def summarize_runs(raw: list[dict[str, Any]], tools: dict[str, dict[str, Any]]) 
             cell["requests_vs_unsplit"] = summarize(
                 [r["requests"] / unsplit[r["round"]] for r in runs if r["round"] in unsplit]
             )
-            if "cpu_floor_seconds" in cell:
-                cell["ceiling_vs_naive"] = summarize(
-                    [
-                        naive[r["round"]] / max(cpu_floor(r), latency_floor(r, info["concurrency"]))
-                        for r in runs
-                        if r["round"] in naive
-                    ]
-                )
+            if "server_cpu_seconds" in cell:
+                for ceiling, names in _CEILINGS.items():
+                    cell[ceiling] = summarize(
+                        [
+                            naive[r["round"]] / max(floors(r, info)[n] for n in names)
+                            for r in runs
+                            if r["round"] in naive
+                        ]
+                    )
         cells.append(cell)
     cells.sort(key=lambda c: (c["latency_ms"], c["latency_p99_ms"] or 0, list(tools).index(c["tool"])))
     return {"cells": cells}
@@ -380,21 +384,50 @@ CORES = len(os.sched_getaffinity(0))
 """The cores the client and the emulator share in these runs."""
 
 
-def cpu_floor(run: dict[str, Any]) -> float:
-    """The least wall time a run's CPU work allows on this machine: the client's CPU (its process and
-    children) plus the emulator's during the run, spread perfectly over every core.
+_FLOORS = (
+    ("one_core", "the client's CPU (its process and children) on one core"),
+    ("machine", "the client's CPU plus the emulator's during the run, spread over every core"),
+    ("latency", "the client's start-up CPU, then its requests C at a time, each the median latency"),
+)
+"""The least wall time a run allows, each for one reason (``floors``)."""
 
-    No client doing that much work can finish sooner here, however it schedules it; the naive wall
-    time over the larger of this and ``latency_floor`` is the speed-up within reach (its *ceiling*).
+_CEILINGS = {
+    "ceiling_vs_naive": ("machine", "latency"),
+    "one_process_ceiling_vs_naive": ("one_core", "latency"),
+}
+"""The naive wall time over the larger of these floors: the speed-up within reach of a client that
+costs this much CPU, scheduled perfectly over every core (``ceiling``) or in one process."""
+
+
+def floors(run: dict[str, Any], tool: dict[str, Any]) -> dict[str, float]:
+    """The least wall time a run's work allows on this machine, by what bounds it (``_FLOORS``).
+
+    ``machine``: no client doing that much CPU work (with the emulator's on the same cores) can finish
+    sooner, however it schedules it; ``one_core``: nor can one doing it in one process; ``latency``:
+    nor one that waits the latency for each request, ``concurrency`` at a time, after starting up.
     """
     client = float(run["cpu_user_seconds"] + run["cpu_system_seconds"])
-    return (client + float(run["server_cpu_seconds"])) / CORES
+    waits = float(run["requests"]) / (tool["concurrency"] or 1) * float(run["latency_ms"]) / 1000
+    return {
+        "one_core": client,
+        "machine": (client + float(run["server_cpu_seconds"])) / CORES,
+        "latency": float(run.get("startup_cpu_seconds", 0.0)) + waits,
+    }
 
 
-def latency_floor(run: dict[str, Any], concurrency: int | None) -> float:
-    """The least wall time the server's latency allows: the run's requests, ``concurrency`` at a time
-    (one for a sequential tool), each waiting the latency's median; start-up and CPU not counted."""
-    return float(run["requests"]) / (concurrency or 1) * float(run["latency_ms"]) / 1000
+def startup_cpu(kind: str, repeats: int = 3) -> float:
+    """CPU seconds (median of ``repeats`` fresh processes) to start our ``cli`` or ``lib`` client:
+    the interpreter and the imports, before any request; ``0`` for other tools."""
+    module = {"cli": "ispring_async._app.cli", "lib": "ispring_async"}.get(kind)
+    if module is None:
+        return 0.0
+    spent = []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run([sys.executable, "-c", f"import {module}"], check=True, env=child_env())
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        spent.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    return sorted(spent)[len(spent) // 2]
 
 
 def versus(raw: list[dict[str, Any]], tool: str, baseline: str, latency: Latency) -> Summary | None:
@@ -424,6 +457,7 @@ def targets(data: dict[str, Any], peers: dict[str, Any] | None = None) -> list[d
                     same = cell["tool"] == tool and entry_label(cell) == latency_label(latency)
                     if same and "ceiling_vs_naive" in cell:
                         target["ceiling"] = cell["ceiling_vs_naive"]
+                        target["one_process_ceiling"] = cell["one_process_ceiling_vs_naive"]
                 found.append(target)
         for cell in data["cells"]:
             if cell["tool"] == xml and "requests_vs_unsplit" in cell:

@@ -119,8 +119,12 @@ def _bound(target: dict[str, Any]) -> list[str]:
         return [required, verdict]
     # What this tool's CPU work and the latency allow on this machine (complete.cpu_floor and
     # latency_floor): a miss below its ceiling is scheduling, one at the ceiling is the work itself.
-    ceiling = target.get("ceiling")
-    bound = f"; ceiling {_ratio(ceiling['median'])}" if ceiling else ""
+    ceiling, one = target.get("ceiling"), target.get("one_process_ceiling")
+    bound = (
+        f"; ceiling {_ratio(one['median'])} in one process, {_ratio(ceiling['median'])} on every core"
+        if ceiling and one
+        else ""
+    )
     return [required, f"{verdict} ({close:.0%} of the way{bound})"]
 
 
@@ -345,28 +349,36 @@ def _export_table(data: dict[str, Any], latency: Latency, reference: str | None)
         )
     speed = "speed-up vs naive (same format)" if reference is None else f"`{reference}` faster by"
     header = ["tool", "wall s", "records/s", speed, "requests (per 1000 records)", "requests / unsplit"]
-    header += ["client CPU µs/record", "floor s: CPU / latency (ceiling vs naive)", "peak RSS MiB"]
+    header += [
+        "client CPU µs/record",
+        "floors s: one core / all cores / latency (ceilings vs naive)",
+        "peak RSS MiB",
+    ]
     lines = [f"### {describe_latency(latency)} latency ({truth:,} records, every tool's output exact)", ""]
     return [*lines, *_table(header, rows), ""]
 
 
 def _floor(cell: dict[str, Any]) -> str:
-    if "cpu_floor_seconds" not in cell:
+    if "machine_floor_seconds" not in cell:
         return "—"
-    floor = f"{cell['cpu_floor_seconds']['median']:.2f} / {cell['latency_floor_seconds']['median']:.2f}"
-    ceiling = cell.get("ceiling_vs_naive")
-    return f"{floor} ({_ratio(ceiling['median'])})" if ceiling else floor
+    names = ("one_core", "machine", "latency")
+    floor = " / ".join(f"{cell[f'{name}_floor_seconds']['median']:.2f}" for name in names)
+    if "ceiling_vs_naive" not in cell:
+        return floor
+    one, every = cell["one_process_ceiling_vs_naive"]["median"], cell["ceiling_vs_naive"]["median"]
+    return f"{floor} ({_ratio(one)} / {_ratio(every)})"
 
 
 _EXPORT_NOTES = (
     "*wall*: process start to exit, output published, median (min–max) of the rounds. *requests*: "
     "`/learners/results` requests the emulator counted during the run (token requests not included); "
     "*unsplit*: the naive client's pages, i.e. one chain's. *client CPU*: user + system time of the "
-    "client process and its children over the records. *floor*: the least wall time the run's CPU "
-    "work allows on this machine ((client CPU + the emulator's CPU during the run) / cores), and the "
-    "least its latency allows (its requests, C at a time, each waiting the median latency); the "
-    "naive wall time over the larger is the speed-up within reach of a tool that costs that much "
-    "(*ceiling*). "
+    "client process and its children over the records. *floors*: the least wall time the run's work "
+    "allows here — its client CPU on one core (for a client in one process), the client's and the "
+    "emulator's CPU spread over every core, and the client's start-up CPU plus its requests, C at a "
+    "time, each waiting the median latency; *ceilings*: the naive wall time over the larger of the "
+    "first and the last floor (one process), and of the last two (any scheduling): the speed-up "
+    "within reach of a tool that costs this much. "
     "*peak RSS*: the client's `ru_maxrss`. Ratios are pairwise within a round."
 )
 

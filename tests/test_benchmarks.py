@@ -18,9 +18,11 @@ import pytest
 
 from benchmarks.__main__ import main
 from benchmarks.complete import (
+    CORES,
     IncompleteExportError,
     Tool,
     check_complete,
+    floors,
     jsonl_identities,
     run_rounds,
 )
@@ -330,3 +332,19 @@ def test_airbyte_manifest_per_format(fmt: str, decoder: str, path: list[str]) ->
     assert "nextPageToken" in retriever["paginator"]["pagination_strategy"]["cursor_value"]
     auth = retriever["requester"]["authenticator"]
     assert (auth["type"], auth["grant_type"]) == ("OAuthAuthenticator", "client_credentials")
+
+
+def test_a_runs_floors_are_its_cpu_on_one_core_on_every_core_and_its_waits() -> None:
+    """The floors a ceiling is computed from: client CPU; client + emulator CPU over the cores;
+    start-up plus the requests C at a time, each the median latency."""
+    run = {
+        "cpu_user_seconds": 3.0,
+        "cpu_system_seconds": 1.0,
+        "server_cpu_seconds": 2.0,
+        "startup_cpu_seconds": 0.5,
+        "requests": 200,
+        "latency_ms": 50,
+    }
+    found = floors(run, {"concurrency": 8})
+    assert found == {"one_core": 4.0, "machine": 6.0 / CORES, "latency": 0.5 + 200 / 8 * 0.05}
+    assert floors(run, {"concurrency": None})["latency"] == 0.5 + 200 * 0.05  # one request at a time
