@@ -190,7 +190,7 @@ def _output(workdir: Path, _: Path) -> Iterator[str]:
     return jsonl_identities(workdir / "out.jsonl")
 
 
-def _cli_tool(fmt: str, concurrency: int) -> Tool:
+def _cli_tool(fmt: str, concurrency: int, parse_workers: int | None = None) -> Tool:
     script = str(Path(sys.executable).with_name("ispring-async"))
 
     def command(base_url: str, workdir: Path) -> list[str]:
@@ -208,21 +208,24 @@ def _cli_tool(fmt: str, concurrency: int) -> Tool:
             "--quiet",
             "--progress",
             "off",
+            *([] if parse_workers is None else ["--parse-workers", str(parse_workers)]),
         ]
 
-    name = f"cli-{fmt}-c{concurrency}"
+    name = f"cli-{fmt}-c{concurrency}" + ("" if parse_workers is None else f"-w{parse_workers}")
     return Tool(
         name=name, kind="cli", format=fmt, concurrency=concurrency, command=command, identities=_output
     )
 
 
-def _client_tool(kind: str, fmt: str, concurrency: int | None) -> Tool:
+def _client_tool(kind: str, fmt: str, concurrency: int | None, parse_workers: int = 0) -> Tool:
     def command(base_url: str, workdir: Path) -> list[str]:
         args = [sys.executable, "-m", "benchmarks.complete_client", kind, "--base-url", base_url]
         args += ["--format", fmt, "--output", str(workdir / "out.jsonl")]
+        args += ["--parse-workers", str(parse_workers)] if parse_workers else []
         return args + ([] if concurrency is None else ["--concurrency", str(concurrency)])
 
     name = f"{kind}-{fmt}" + ("" if concurrency is None else f"-c{concurrency}")
+    name += f"-w{parse_workers}" if parse_workers else ""
     return Tool(
         name=name, kind=kind, format=fmt, concurrency=concurrency, command=command, identities=_output
     )
@@ -231,14 +234,23 @@ def _client_tool(kind: str, fmt: str, concurrency: int | None) -> Tool:
 def ours_tools(
     *, formats: Sequence[str], concurrency: Sequence[int], interfaces: Sequence[str] = ("cli", "lib")
 ) -> list[Tool]:
-    """The naive baselines (one per format) and ours through each interface, format and concurrency."""
+    """The naive baselines (one per format) and ours through each interface, format and concurrency.
+
+    ``cli-*`` runs the command's defaults (``--parse-workers auto``: none on 2 cores), ``cli-xml-*-w1``
+    parses XML in one worker process; ``lib-*`` the library's (``parse_workers=0``), ``lib-xml-*-w1``
+    with ``Client(parse_workers=1)``. JSON is never offloaded.
+    """
     tools = [_client_tool("naive", fmt, None) for fmt in formats]
     for c in concurrency:
         for fmt in formats:
             if "cli" in interfaces:
                 tools.append(_cli_tool(fmt, c))
+                if fmt == "xml":
+                    tools.append(_cli_tool(fmt, c, parse_workers=1))
             if "lib" in interfaces:
                 tools.append(_client_tool("lib", fmt, c))
+                if fmt == "xml":
+                    tools.append(_client_tool("lib", fmt, c, parse_workers=1))
     return tools
 
 
@@ -345,6 +357,9 @@ def summarize_runs(raw: list[dict[str, Any]], tools: dict[str, dict[str, Any]]) 
         cpu = [(r["cpu_user_seconds"] + r["cpu_system_seconds"]) / r["records"] * 1e6 for r in runs]
         cell["cpu_us_per_record"] = summarize(cpu)
         cell["peak_rss_mib"] = summarize([r["peak_rss_bytes"] / 2**20 for r in runs])
+        if all("peak_tree_rss_bytes" in r for r in runs):
+            # The client and its parse workers together (ru_maxrss is the largest one process's).
+            cell["peak_tree_rss_mib"] = summarize([r["peak_tree_rss_bytes"] / 2**20 for r in runs])
         # Pairwise within a round: the naive run of the same round and format (the same moment of
         # the shared machine). The naive client is the unsplit chain, so its requests are its pages.
         vs_naive = [naive[r["round"]] / r["seconds"] for r in runs if r["round"] in naive]

@@ -83,6 +83,11 @@ page of 1000 results is about 0.5 MB (1000 users about 1 MB), so every real page
 MIN_OFFLOAD_BYTES: Final = 64 << 10
 """Smaller bodies are parsed here: ~2 ms of parsing, no better than the handover and the decode."""
 MAX_PARSE_WORKERS: Final = 32
+QUEUE_DEPTH: Final = 1
+"""Pages one worker holds at once; when every worker holds this many, the page is parsed here rather
+than queued. A page waiting behind another adds a parse (~16 ms) to its chain's round trip: measured
+at C=8 (195,867 results, emulator on the same 2 cores), depth 2 and 4 were no faster at 0 ms and up
+to 1.4x slower at 50 ms than depth 1."""
 SHUTDOWN_TIMEOUT: Final = 5.0
 """Seconds ``aclose`` waits for the workers to exit before killing them."""
 
@@ -162,7 +167,8 @@ class ParsePool:
         self.offloaded = 0
         self.local = 0
         self._all: list[_Worker] = []
-        self._idle: list[_Worker] = []
+        self._held: dict[_Worker, int] = {}
+        """Pages each worker that is up holds (in its pipe or being parsed)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._open = False
         self._broken = False
@@ -206,16 +212,16 @@ class ParsePool:
         return done
 
     def _returned(self, worker: _Worker, done: concurrent.futures.Future[Any]) -> None:
-        """A worker's exchange (or its start) ended: it is idle again, or the pool is broken."""
+        """A worker's exchange (or its start) ended: it holds one page fewer, or the pool is broken."""
         if not done.cancelled() and done.exception() is not None:
             self._mark_broken()
         elif self.running:
-            self._idle.append(worker)
+            self._held[worker] = max(0, self._held.get(worker, 1) - 1)
 
     def _mark_broken(self) -> None:
         if self.running:
             self._broken = True
-            self._idle.clear()
+            self._held.clear()
             logger.warning("a parse worker stopped unexpectedly; parsing in this process from now on")
 
     def parser(
@@ -244,14 +250,17 @@ class ParsePool:
         limits: ParseLimits,
         chunks: list[bytes],
     ) -> T | None:
-        """The page a worker parsed from ``chunks``, or ``None``: no idle worker, or it found no page."""
-        if not self.running or not self._idle:
+        """The page a worker parsed from ``chunks``, or ``None``: every worker full, or it found no page."""
+        if not self.running or not self._held:
             return None
-        worker = self._idle.pop()
+        worker = min(self._held, key=self._held.__getitem__)
+        if self._held[worker] >= QUEUE_DEPTH:
+            return None
+        self._held[worker] += 1
         endpoint, decoder = _ENDPOINTS[factory]
         request = _REQUEST.encode((endpoint, fmt, page, page_size, limits, chunks))
         exchange = worker.thread.submit(worker.exchange, request)
-        # The worker is idle again when its exchange ends, not when this await does: cancelling the
+        # The worker holds one page fewer when its exchange ends, not when this await does: cancelling the
         # await (the request's scope is cancelled) leaves the exchange to finish one bounded parse
         # in its thread, and its answer is dropped.
         exchange.add_done_callback(self._from_thread(self._returned, worker))
@@ -273,7 +282,7 @@ class ParsePool:
         """
         workers, self._all = self._all, []
         self._open = False
-        self._idle.clear()
+        self._held.clear()
         if not workers:
             return
         with anyio.CancelScope(shield=True):
@@ -381,10 +390,13 @@ class OffloadedParser(Generic[T]):
 
 
 def default_parse_workers(fmt: ResponseFormat) -> int:
-    """What ``--parse-workers auto`` means: one worker per core beyond the first, at most two, for XML.
+    """What ``--parse-workers auto`` means: none up to 2 cores, then one per core beyond the second,
+    at most two; none for JSON, which is never offloaded.
 
-    One core has none to spare; JSON is never offloaded. Two workers already outpace what one event
-    loop can receive and decode (measured in the README's Performance section).
+    Measured on the 2-core VM (README, Performance): with the other core shared (the emulator, other
+    work), a worker was no faster at 0 ms and slower at 50 ms, so 2 cores get none. Beyond that it is
+    a reasoned guess, not a measurement: one core for the event loop, one for whatever else runs,
+    the rest for parsing, and two workers outpace what one loop receives and decodes.
     """
     if fmt is ResponseFormat.JSON:
         return 0
@@ -392,4 +404,4 @@ def default_parse_workers(fmt: ResponseFormat) -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on every platform
         cores = os.cpu_count() or 1
-    return max(0, min(cores - 1, 2))
+    return max(0, min(cores - 2, 2))
