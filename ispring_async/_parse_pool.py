@@ -62,6 +62,8 @@ from ispring_async._parse import (
     users_parser,
 )
 from ispring_async._parse._envelope import Envelope
+from ispring_async._parse._nested import USERS
+from ispring_async._parse._shapes import DEPARTMENTS, MODULE_RESULTS, RESULTS, Shape
 from ispring_async._parse_worker import BOOTSTRAP, PAGE, READY, read_frame, write_frame
 
 __all__ = [
@@ -91,16 +93,21 @@ to 1.4x slower at 50 ms than depth 1."""
 SHUTDOWN_TIMEOUT: Final = 5.0
 """Seconds ``aclose`` waits for the workers to exit before killing them."""
 
-_ENDPOINTS: Final[dict[Callable[..., PageParser[Any]], tuple[str, msgspec.json.Decoder[Any]]]] = {
-    results_parser: ("results", msgspec.json.Decoder(ResultsPage)),
-    module_results_parser: ("module_results", msgspec.json.Decoder(ModuleResultsPage)),
-    users_parser: ("users", msgspec.json.Decoder(UsersPage)),
-    departments_parser: ("departments", msgspec.json.Decoder(DepartmentsPage)),
+_ENDPOINTS: Final[dict[Callable[..., PageParser[Any]], tuple[str, Shape[Any], msgspec.json.Decoder[Any]]]] = {
+    results_parser: ("results", RESULTS, msgspec.json.Decoder(ResultsPage)),
+    module_results_parser: ("module_results", MODULE_RESULTS, msgspec.json.Decoder(ModuleResultsPage)),
+    users_parser: ("users", USERS, msgspec.json.Decoder(UsersPage)),
+    departments_parser: ("departments", DEPARTMENTS, msgspec.json.Decoder(DepartmentsPage)),
 }
-"""The parser factories a worker runs: the name a request gives it (``_parse_worker.ENDPOINTS``), and
-the decoder of its page type, built once."""
+"""The parser factories a worker runs: the name a request gives it (``_parse_worker.ENDPOINTS``), its
+shape (for the envelope's bounds, as the factory derives them) and the decoder of its page type."""
 
 _REQUEST: Final = msgspec.msgpack.Encoder()
+_KEPT_ENV: Final = frozenset(
+    {"PATH", "LANG", "LANGUAGE", "TMPDIR", "TEMP", "TMP", "PYTHONHOME", "PYTHONUTF8", "SYSTEMROOT"}
+)
+"""The environment a worker inherits: locale and interpreter only. The export command reads its
+secret from ``ISPRING_CLIENT_SECRET``, and a worker has no use for it or for anything else there."""
 _PACKAGE: Final = str(Path(__file__).resolve().parent)
 
 
@@ -117,6 +124,7 @@ class _Worker:
             [sys.executable, "-c", BOOTSTRAP, _PACKAGE, json.dumps(sys.path)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            env={k: v for k, v in os.environ.items() if k in _KEPT_ENV or k.startswith("LC_")},
         )
         self.thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ispring-parse-worker")
 
@@ -158,7 +166,8 @@ class ParsePool:
     """``workers`` processes that parse XML bodies (see the module docstring); ``workers=0``: none.
 
     ``open()`` starts them (without waiting for them to be up), ``aclose()`` stops them. Pages and
-    counts: ``offloaded`` pages were parsed by a worker, ``local`` here.
+    counts: ``offloaded`` pages were parsed by a worker, ``local`` here, ``declined`` a worker found no
+    page in (and this process parsed again to raise its error).
     """
 
     def __init__(self, workers: int, *, min_offload_bytes: int = MIN_OFFLOAD_BYTES) -> None:
@@ -166,6 +175,10 @@ class ParsePool:
         self.min_offload_bytes = min_offload_bytes
         self.offloaded = 0
         self.local = 0
+        self.declined = 0
+        self.on_handover: Callable[[], None] | None = None
+        """Called when a page has been handed to a worker (tests order themselves with it)."""
+        self._up: anyio.Event | None = None
         self._all: list[_Worker] = []
         self._held: dict[_Worker, int] = {}
         """Pages each worker that is up holds (in its pipe or being parsed)."""
@@ -191,6 +204,7 @@ class ParsePool:
         if self.workers == 0 or self._open:
             return
         self._loop = asyncio.get_running_loop()
+        self._up = anyio.Event()
         self._open = True
         for _ in range(self.workers):
             worker = _Worker()
@@ -217,11 +231,20 @@ class ParsePool:
             self._mark_broken()
         elif self.running:
             self._held[worker] = max(0, self._held.get(worker, 1) - 1)
+            if len(self._held) == self.workers and self._up is not None:
+                self._up.set()
+
+    async def wait_started(self) -> None:
+        """Return once every worker is up (or the pool broke, or has none): for tests and warm-ups."""
+        if self._up is not None and self.running:
+            await self._up.wait()
 
     def _mark_broken(self) -> None:
         if self.running:
             self._broken = True
             self._held.clear()
+            if self._up is not None:
+                self._up.set()
             logger.warning("a parse worker stopped unexpectedly; parsing in this process from now on")
 
     def parser(
@@ -257,18 +280,21 @@ class ParsePool:
         if self._held[worker] >= QUEUE_DEPTH:
             return None
         self._held[worker] += 1
-        endpoint, decoder = _ENDPOINTS[factory]
+        endpoint, _, decoder = _ENDPOINTS[factory]
         request = _REQUEST.encode((endpoint, fmt, page, page_size, limits, chunks))
         exchange = worker.thread.submit(worker.exchange, request)
         # The worker holds one page fewer when its exchange ends, not when this await does: cancelling the
         # await (the request's scope is cancelled) leaves the exchange to finish one bounded parse
         # in its thread, and its answer is dropped.
         exchange.add_done_callback(self._from_thread(self._returned, worker))
+        if self.on_handover is not None:
+            self.on_handover()
         try:
             answer = await asyncio.wrap_future(exchange)
         except _WorkerGoneError:
             return None
         if answer[:1] != PAGE:
+            self.declined += 1
             return None
         self.offloaded += 1
         decoded: T = decoder.decode(memoryview(answer)[1:])
@@ -287,17 +313,17 @@ class ParsePool:
             return
         with anyio.CancelScope(shield=True):
             # Each worker's stop runs in its own thread after the exchange in progress, if any.
-            stops = [worker.thread.submit(worker.stop) for worker in workers]
-            with anyio.move_on_after(SHUTDOWN_TIMEOUT):
-                for stop in stops:
-                    await asyncio.wrap_future(stop)
-            for worker in workers:
-                if worker.process.poll() is None:
-                    # Stuck in an exchange (a stopped process): killing it ends the exchange, and
-                    # the stop queued behind it then reaps it.
+            # asyncio.wait, not wait_for: a timeout must not cancel a stop that has yet to run.
+            stops = [asyncio.wrap_future(worker.thread.submit(worker.stop)) for worker in workers]
+            _, pending = await asyncio.wait(stops, timeout=SHUTDOWN_TIMEOUT)
+            if pending:
+                logger.warning("parse workers did not stop within %gs; killing them", SHUTDOWN_TIMEOUT)
+                for worker in workers:
+                    # Stuck in an exchange (a stopped process): killing it ends the exchange, and the
+                    # stop queued behind it then reaps it.
                     worker.process.kill()
-            for worker, stop in zip(workers, stops, strict=True):
-                await asyncio.wrap_future(stop)
+                await asyncio.wait(pending)
+            for worker in workers:
                 worker.thread.shutdown(wait=False)
 
 
@@ -339,8 +365,11 @@ class OffloadedParser(Generic[T]):
         self._page = page
         self._page_size = page_size
         self._limits = limits
-        # The byte cap of the in-process parser, with its message: it does not depend on the endpoint.
-        self._envelope = Envelope(limits.bounds(page_size=page_size), page=page)
+        # The in-process parser's envelope, the same bounds counted on the same chunks: a body that
+        # breaks one fails here, mid-body, as it would without workers, before a worker sees it.
+        shape = _ENDPOINTS[factory][1]
+        bounds = limits.bounds(page_size=page_size, markup_per_record=shape.markup_per_record)
+        self._envelope = Envelope(bounds, page=page)
         self._chunks: list[bytes] = []
         self._size = 0
         self._inner: PageParser[T] | None = None
@@ -351,7 +380,7 @@ class OffloadedParser(Generic[T]):
         if self._inner is not None:
             self._feed(self._inner, data)
             return
-        self._envelope.take(data, markup=False)
+        self._envelope.take(data, markup=True)
         self._chunks.append(data)
         self._size += len(data)
         if self._size > BUFFER_BYTES:
