@@ -207,7 +207,12 @@ class ParsePool:
         self._up = anyio.Event()
         self._open = True
         for _ in range(self.workers):
-            worker = _Worker()
+            try:
+                worker = _Worker()
+            except OSError as exc:  # no processes or file descriptors left: parse here instead
+                logger.warning("cannot start a parse worker (%s); parsing in this process", exc)
+                self._mark_broken()
+                return
             self._all.append(worker)
             ready = worker.thread.submit(worker.wait_ready)
             ready.add_done_callback(self._from_thread(self._returned, worker))
