@@ -2,15 +2,19 @@
 
 Parsing an XML page of 1000 results costs about 16 ms of CPU (on the 2-core benchmark VM; the rest of
 the client's path costs about 10 ms a page), and in-process it holds the event loop for all of it. A
-``ParsePool`` (``Client(parse_workers=N)``) hands whole bodies to N ``spawn``-started processes that run
+``ParsePool`` (``Client(parse_workers=N)``) hands whole bodies to N worker processes
+(``ispring_async._parse_worker``: plain ``python -c``, not ``multiprocessing``, see there) that run
 *the same parser factory on the same chunks* and send the page back as JSON bytes, decoded here by one
-typed ``msgspec`` decoder per page type (about 1.7 ms a page). JSON, not msgpack: msgpack's timestamp
-keeps the instant but not the offset (``+03:00`` comes back as UTC), and sinks write the offset.
+typed ``msgspec`` decoder per page type (0.8-1.7 ms a page, by the machine's load). JSON, not msgpack:
+msgpack's timestamp keeps the instant but not the offset (``+03:00`` comes back as UTC), and sinks
+write the offset. Only the four list endpoints' XML pages go to workers: never JSON (its parse costs
+what decoding a worker's answer would), never a token response (which holds a token).
 
 What stays in this process, so the worker is an accelerator and never an authority:
 
 - **The safety envelope.** Every decompressed byte is counted here as it streams in, against
-  ``max_body_bytes``, before any worker sees it; at most ``BUFFER_BYTES`` of a body are buffered, and a
+  ``max_body_bytes`` and the markup bound (the endpoint's own ``Envelope``, on the same chunks), before
+  any worker sees it; at most ``BUFFER_BYTES`` of a body are buffered, and a
   bigger body is parsed here instead, streaming (the buffered chunks fed first): memory is bounded by
   ``BUFFER_BYTES`` per request in flight, as the in-process parser bounds its own.
 - **Every failure.** A worker answers with a page or with "no page"; nothing else crosses back. When it
@@ -25,8 +29,8 @@ What stays in this process, so the worker is an accelerator and never an authori
 
 A page goes to a worker only when one is idle (and the body is at least ``MIN_OFFLOAD_BYTES``);
 otherwise it is parsed here, as without workers. So the first pages, which arrive while the workers
-are still starting (an interpreter and its imports: about 0.5 s), are not held up, and when every
-worker is busy this process parses too instead of queueing. A worker that dies (killed, out of
+are still starting (an interpreter and the parsers' imports: 0.1-0.3 s), are not held up, and when
+every worker is busy this process parses too instead of queueing (``QUEUE_DEPTH``). A worker that dies (killed, out of
 memory) breaks the pool: the pages it held are parsed here, a warning is logged, and the client parses
 in-process from then on. Cancelling a request whose page is in a worker abandons the result (the
 worker finishes that one page, at most a few tens of milliseconds, and takes the next); closing the

@@ -47,6 +47,8 @@ from tests._servers import serve
 HOSTILE = Path(__file__).resolve().parent / "data" / "hostile"
 NO_WAIT = RetryPolicy(attempts=2, initial=0, maximum=0, total=60, min_retry_after=0)
 MIB = 1 << 20
+COMMAND = ["--base-url", "http://127.0.0.1:9", "--output", "out.jsonl"]
+CREDENTIALS = {"ISPRING_CLIENT_ID": "id", "ISPRING_CLIENT_SECRET": "s3cret"}
 
 
 @contextlib.asynccontextmanager
@@ -426,12 +428,37 @@ def test_the_export_command_with_a_parse_worker_writes_the_ground_truth(tmp_path
     assert_exactly_once(records, truth)
 
 
-def test_the_export_command_reads_parse_workers_from_every_layer() -> None:
-    """``--parse-workers`` takes a number or ``auto``; a bad value is a usage error naming the option."""
-    assert cli is not None
-    from ispring_async._app.options import FIELDS
+@pytest.mark.parametrize(
+    ("argv", "env", "fmt", "workers"),
+    [
+        pytest.param([], {}, "xml", None, id="default-auto"),
+        pytest.param([], {}, "json", 0, id="auto-json-none"),
+        pytest.param(["--parse-workers", "2"], {}, "xml", 2, id="argv"),
+        pytest.param([], {"ISPRING_PARSE_WORKERS": "1"}, "xml", 1, id="env"),
+        pytest.param(["--parse-workers", "0"], {"ISPRING_PARSE_WORKERS": "1"}, "xml", 0, id="argv-over-env"),
+        pytest.param(["--parse-workers", "auto"], {}, "xml", None, id="auto"),
+    ],
+)
+def test_the_export_command_resolves_parse_workers_from_its_layers(
+    argv: list[str], env: dict[str, str], fmt: str, workers: int | None
+) -> None:
+    """``--parse-workers N|auto`` (or ``$ISPRING_PARSE_WORKERS``) becomes ``Client(parse_workers=)``;
+    ``auto`` is ``default_parse_workers`` of the response format."""
+    from ispring_async._config import ResponseFormat
 
-    assert FIELDS["parse_workers"].env == "ISPRING_PARSE_WORKERS"
+    namespace = vars(cli.export_parser().parse_args([*COMMAND, "--response-format", fmt, *argv]))
+    settings = cli.resolve_settings(namespace, {**CREDENTIALS, **env})[0]
+    expected = default_parse_workers(ResponseFormat(fmt)) if workers is None else workers
+    assert settings.parse_workers == expected
+
+
+@pytest.mark.parametrize("value", ["-1", "33", "many", "1.5"])
+def test_a_bad_parse_workers_value_is_a_usage_error(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A value that is neither 0..32 nor ``auto`` exits 2 naming ``--parse-workers``, before any request."""
+    from ispring_async._app.export import ExitCode
+
+    assert cli.main(["export", *COMMAND, "--parse-workers", value]) == ExitCode.USAGE
+    assert "--parse-workers" in capsys.readouterr().err
 
 
 @pytest.mark.anyio
