@@ -49,7 +49,12 @@ PAGE: Final = b"P"
 NO_PAGE: Final = b"E"
 
 # argv[1] is the package's folder, argv[2] the parent's sys.path as JSON: no secret is in either.
+# SIGINT is ignored before anything else: Ctrl-C reaches every process of the terminal's foreground
+# group, the parent then cancels and closes the pool, and a worker still importing must not print a
+# KeyboardInterrupt traceback.
 BOOTSTRAP: Final = """\
+import signal
+signal.signal(signal.SIGINT, signal.SIG_IGN)
 import json, sys, types
 sys.path[:] = json.loads(sys.argv[2])
 package = types.ModuleType("ispring_async")
@@ -91,8 +96,7 @@ def parse(request: Request) -> bytes | None:
 
 def main() -> None:
     """Answer request frames from stdin until it ends."""
-    # Ctrl-C reaches every process of the terminal's foreground group: the parent cancels and closes
-    # the pool, so a worker ignores SIGINT instead of printing a KeyboardInterrupt traceback.
+    # Also here for a worker started otherwise than by BOOTSTRAP (see it for why).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     source, sink = sys.stdin.buffer, sys.stdout.buffer
     # Nothing else may write to the answers' pipe.
