@@ -28,13 +28,13 @@ What stays in this process, so the worker is an accelerator and never an authori
   path and a number, no query, no token), the page size and the ``ParseLimits``; nothing else.
 
 A page goes to a worker only when one is idle (and the body is at least ``MIN_OFFLOAD_BYTES``);
-otherwise it is parsed here, as without workers. So the first pages, which arrive while the workers
-are still starting (an interpreter and the parsers' imports: 0.1-0.3 s), are not held up, and when
-every worker is busy this process parses too instead of queueing (``QUEUE_DEPTH``). A worker that dies (killed, out of
-memory) breaks the pool: the pages it held are parsed here, a warning is logged, and the client parses
-in-process from then on. Cancelling a request whose page is in a worker abandons the result (the
-worker finishes that one page, at most a few tens of milliseconds, and takes the next); closing the
-pool stops the workers and waits for them, bounded, then kills any that do not stop.
+otherwise it is parsed here, as without workers. So the first pages, which arrive while the workers are
+still starting (an interpreter and the parsers' imports: 0.1-0.3 s), are not held up, and when every
+worker is busy this process parses too instead of queueing (``QUEUE_DEPTH``). A worker that dies
+(killed, out of memory) breaks the pool: the pages it held are parsed here, a warning is logged, and the
+client parses in-process from then on. Cancelling a request whose page is in a worker abandons the
+result (the worker finishes that one page, at most a few tens of milliseconds, and takes the next);
+closing the pool stops the workers and waits for them, bounded, then kills any that do not stop.
 """
 
 from __future__ import annotations
@@ -91,9 +91,10 @@ MIN_OFFLOAD_BYTES: Final = 64 << 10
 MAX_PARSE_WORKERS: Final = 32
 QUEUE_DEPTH: Final = 1
 """Pages one worker holds at once; when every worker holds this many, the page is parsed here rather
-than queued. A page waiting behind another adds a parse (~16 ms) to its chain's round trip: measured
-at C=8 (195,867 results, emulator on the same 2 cores), depth 2 and 4 were no faster at 0 ms and up
-to 1.4x slower at 50 ms than depth 1."""
+than queued. A page waiting behind another adds a parse (~16 ms) to its chain's round trip. Measured
+at C=8 (195,867 results, emulator on the same 2 cores, one worker, two runs each): at 0 ms depths 1, 2
+and 4 were within the noise of each other; at 50 ms depth 2 and 4 took 1.15-1.4x the in-process time,
+depth 1 (the README's benchmark run) 0.91-1.04x."""
 SHUTDOWN_TIMEOUT: Final = 5.0
 """Seconds ``aclose`` waits for the workers to exit before killing them."""
 
