@@ -38,6 +38,8 @@ import msgspec
 
 from benchmarks._common import Summary, child_env, summarize
 from benchmarks._emulator import CLIENT_ID, CLIENT_SECRET, CountingEmulator, counting_emulator
+from ispring_async._config import ResponseFormat
+from ispring_async._parse_pool import default_parse_workers
 
 __all__ = [
     "CORES",
@@ -142,6 +144,8 @@ class Tool(msgspec.Struct, frozen=True, kw_only=True):
     identities: Callable[[Path, Path], Iterable[str]]
     env: dict[str, str] = {}
     rounds: int | None = None
+    processes: int = 1
+    """Processes the tool's CPU work is spread over (ours with parse workers: one more each)."""
 
 
 class Identity(msgspec.Struct):
@@ -194,7 +198,7 @@ def _output(workdir: Path, _: Path) -> Iterator[str]:
     return jsonl_identities(workdir / "out.jsonl")
 
 
-def _cli_tool(fmt: str, concurrency: int) -> Tool:
+def _cli_tool(fmt: str, concurrency: int, parse_workers: int | None = None) -> Tool:
     script = str(Path(sys.executable).with_name("ispring-async"))
 
     def command(base_url: str, workdir: Path) -> list[str]:
@@ -212,37 +216,63 @@ def _cli_tool(fmt: str, concurrency: int) -> Tool:
             "--quiet",
             "--progress",
             "off",
+            *([] if parse_workers is None else ["--parse-workers", str(parse_workers)]),
         ]
 
-    name = f"cli-{fmt}-c{concurrency}"
+    name = f"cli-{fmt}-c{concurrency}" + ("" if parse_workers is None else f"-w{parse_workers}")
+    if parse_workers is None:  # the command's own default, on this machine
+        parse_workers = default_parse_workers(ResponseFormat(fmt))
     return Tool(
-        name=name, kind="cli", format=fmt, concurrency=concurrency, command=command, identities=_output
+        name=name,
+        kind="cli",
+        format=fmt,
+        concurrency=concurrency,
+        command=command,
+        identities=_output,
+        processes=1 + parse_workers,
     )
 
 
-def _client_tool(kind: str, fmt: str, concurrency: int | None) -> Tool:
+def _client_tool(kind: str, fmt: str, concurrency: int | None, parse_workers: int = 0) -> Tool:
     def command(base_url: str, workdir: Path) -> list[str]:
         args = [sys.executable, "-m", "benchmarks.complete_client", kind, "--base-url", base_url]
         args += ["--format", fmt, "--output", str(workdir / "out.jsonl")]
+        args += ["--parse-workers", str(parse_workers)] if parse_workers else []
         return args + ([] if concurrency is None else ["--concurrency", str(concurrency)])
 
     name = f"{kind}-{fmt}" + ("" if concurrency is None else f"-c{concurrency}")
+    name += f"-w{parse_workers}" if parse_workers else ""
     return Tool(
-        name=name, kind=kind, format=fmt, concurrency=concurrency, command=command, identities=_output
+        name=name,
+        kind=kind,
+        format=fmt,
+        concurrency=concurrency,
+        command=command,
+        identities=_output,
+        processes=1 + parse_workers,
     )
 
 
 def ours_tools(
     *, formats: Sequence[str], concurrency: Sequence[int], interfaces: Sequence[str] = ("cli", "lib")
 ) -> list[Tool]:
-    """The naive baselines (one per format) and ours through each interface, format and concurrency."""
+    """The naive baselines (one per format) and ours through each interface, format and concurrency.
+
+    ``cli-*`` runs the command's defaults (``--parse-workers auto``: none on 2 cores), ``cli-xml-*-w1``
+    parses XML in one worker process; ``lib-*`` the library's (``parse_workers=0``), ``lib-xml-*-w1``
+    with ``Client(parse_workers=1)``. JSON is never offloaded.
+    """
     tools = [_client_tool("naive", fmt, None) for fmt in formats]
     for c in concurrency:
         for fmt in formats:
             if "cli" in interfaces:
                 tools.append(_cli_tool(fmt, c))
+                if fmt == "xml":
+                    tools.append(_cli_tool(fmt, c, parse_workers=1))
             if "lib" in interfaces:
                 tools.append(_client_tool("lib", fmt, c))
+                if fmt == "xml":
+                    tools.append(_client_tool("lib", fmt, c, parse_workers=1))
     return tools
 
 
@@ -330,7 +360,10 @@ def run_rounds(
                         f"CPU {measured['cpu_user_seconds'] + measured['cpu_system_seconds']:5.2f} s "
                         f"+ emulator {measured['server_cpu_seconds']:4.2f} s  exact"
                     )
-    tools_info = {t.name: {"kind": t.kind, "format": t.format, "concurrency": t.concurrency} for t in tools}
+    tools_info = {
+        t.name: {"kind": t.kind, "format": t.format, "concurrency": t.concurrency, "processes": t.processes}
+        for t in tools
+    }
     return {"truth_records": truth_sizes, "tools": tools_info, **summarize_runs(raw, tools_info), "raw": raw}
 
 
@@ -358,6 +391,9 @@ def summarize_runs(raw: list[dict[str, Any]], tools: dict[str, dict[str, Any]]) 
             cell["server_cpu_seconds"] = summarize([r["server_cpu_seconds"] for r in runs])
             for name_, _ in _FLOORS:
                 cell[f"{name_}_floor_seconds"] = summarize([floors(r, info)[name_] for r in runs])
+        if all("peak_tree_rss_bytes" in r for r in runs):
+            # The client and its parse workers together (ru_maxrss is the largest one process's).
+            cell["peak_tree_rss_mib"] = summarize([r["peak_tree_rss_bytes"] / 2**20 for r in runs])
         # Pairwise within a round: the naive run of the same round and format (the same moment of
         # the shared machine). The naive client is the unsplit chain, so its requests are its pages.
         vs_naive = [naive[r["round"]] / r["seconds"] for r in runs if r["round"] in naive]
@@ -385,7 +421,7 @@ CORES = len(os.sched_getaffinity(0))
 
 
 _FLOORS = (
-    ("one_core", "the client's CPU (its process and children) on one core"),
+    ("one_core", "the client's CPU on one core (per process, for a client in several)"),
     ("machine", "the client's CPU plus the emulator's during the run, spread over every core"),
     ("latency", "the client's start-up CPU, then its requests C at a time, each the median latency"),
 )
@@ -407,9 +443,11 @@ def floors(run: dict[str, Any], tool: dict[str, Any]) -> dict[str, float]:
     nor one that waits the latency for each request, ``concurrency`` at a time, after starting up.
     """
     client = float(run["cpu_user_seconds"] + run["cpu_system_seconds"])
+    # A client spread over processes (parse workers) can at best split its CPU evenly among them.
+    one = client / min(tool.get("processes", 1), CORES)
     waits = float(run["requests"]) / (tool["concurrency"] or 1) * float(run["latency_ms"]) / 1000
     return {
-        "one_core": client,
+        "one_core": one,
         "machine": (client + float(run["server_cpu_seconds"])) / CORES,
         "latency": float(run.get("startup_cpu_seconds", 0.0)) + waits,
     }

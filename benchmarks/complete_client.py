@@ -6,7 +6,8 @@ to ``FILE`` as JSONL, written under a temporary name and moved into place once c
 then exit. Credentials come from ``ISPRING_CLIENT_ID`` / ``ISPRING_CLIENT_SECRET``, never argv.
 
 * ``lib`` — ``Client.learner_results`` consumed to the end (the library's defaults: adaptive split),
-  each record encoded with msgspec, on uvloop as the command runs.
+  each record encoded with msgspec, on uvloop as the command runs; ``--parse-workers N`` parses the
+  XML pages in N worker processes (``Client(parse_workers=N)``).
 * ``naive`` — what one writes without this library: ``requests`` and ``xml.etree.ElementTree`` (or
   ``reply.json()``), one page after another following ``nextPageToken``, ``json.dumps`` per record.
 """
@@ -25,7 +26,7 @@ _STATUSES = ("1", "3")
 _PAGE = 1000
 
 
-def _library(base_url: str, fmt: str, concurrency: int, output: Path) -> None:
+def _library(base_url: str, fmt: str, concurrency: int, output: Path, parse_workers: int) -> None:
     import msgspec
     import uvloop
 
@@ -43,6 +44,7 @@ def _library(base_url: str, fmt: str, concurrency: int, output: Path) -> None:
                     client_id=os.environ["ISPRING_CLIENT_ID"],
                     client_secret=os.environ["ISPRING_CLIENT_SECRET"],
                     response_format=fmt,
+                    parse_workers=parse_workers,
                 ) as client,
                 client.learner_results(query, concurrency=concurrency) as results,
             ):
@@ -109,9 +111,10 @@ def main(argv: list[str]) -> int:
     p.add_argument("--format", choices=("xml", "json"), default="xml")
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--output", type=Path, required=True)
+    p.add_argument("--parse-workers", type=int, default=0, help="lib: Client(parse_workers=N)")
     args = p.parse_args(argv)
     if args.client == "lib":
-        _library(args.base_url, args.format, args.concurrency, args.output)
+        _library(args.base_url, args.format, args.concurrency, args.output, args.parse_workers)
     else:
         _naive(args.base_url, args.format, args.output)
     return 0

@@ -344,7 +344,7 @@ def _export_table(data: dict[str, Any], latency: Latency, reference: str | None)
                 _ratio(unsplit["median"]) if unsplit else "—",
                 f"{c['cpu_us_per_record']['median']:.1f}",
                 _floor(c),
-                _mib(c["peak_rss_mib"]["median"]),
+                _rss(c),
             ]
         )
     speed = "speed-up vs naive (same format)" if reference is None else f"`{reference}` faster by"
@@ -356,6 +356,12 @@ def _export_table(data: dict[str, Any], latency: Latency, reference: str | None)
     ]
     lines = [f"### {describe_latency(latency)} latency ({truth:,} records, every tool's output exact)", ""]
     return [*lines, *_table(header, rows), ""]
+
+
+def _rss(cell: dict[str, Any]) -> str:
+    largest = _mib(cell["peak_rss_mib"]["median"])
+    summed = cell.get("peak_tree_rss_mib")
+    return largest if summed is None else f"{largest} / {_mib(summed['median'])}"
 
 
 def _floor(cell: dict[str, Any]) -> str:
@@ -379,7 +385,8 @@ _EXPORT_NOTES = (
     "time, each waiting the median latency; *ceilings*: the naive wall time over the larger of the "
     "first and the last floor (one process), and of the last two (any scheduling): the speed-up "
     "within reach of a tool that costs this much. "
-    "*peak RSS*: the client's `ru_maxrss`. Ratios are pairwise within a round."
+    "*peak RSS*: the client's `ru_maxrss` (its largest process), and the peak of its processes' RSS "
+    "summed (sampled every 20 ms). Ratios are pairwise within a round."
 )
 
 

@@ -59,6 +59,7 @@ from ispring_async._exceptions import (
     printable,
 )
 from ispring_async._parse import PageParser, parse_error_body
+from ispring_async._parse_pool import OffloadedParser
 
 __all__ = ["OnRetry", "RetryCause", "RetryEvent", "Secret", "TokenSource", "Transport"]
 
@@ -259,7 +260,7 @@ class Transport:
         self,
         method: str,
         path: str | yarl.URL,
-        parser_factory: Callable[[], PageParser[T]],
+        parser_factory: Callable[[], PageParser[T] | OffloadedParser[T]],
         *,
         label: str,
         params: Sequence[tuple[str, str]] = (),
@@ -354,7 +355,7 @@ class Transport:
         self,
         method: str,
         path: str | yarl.URL,
-        parser: PageParser[T],
+        parser: PageParser[T] | OffloadedParser[T],
         *,
         label: str,
         params: Sequence[tuple[str, str]],
@@ -389,6 +390,14 @@ class Transport:
                     async for chunk in response.content.iter_chunked(_CHUNK):
                         parser.feed(chunk)
                     at_end = True
+                    if isinstance(parser, OffloadedParser):
+                        try:
+                            return await parser.result()
+                        except ParseError:
+                            # Parsed after the last byte, but raised where the streaming parser
+                            # raised it: mid-body is a corrupted stream, not a truncated one.
+                            at_end = not parser.failed_in_feed
+                            raise
                     return parser.close()
                 body = await _read_limited(response)
                 self._raise_status(response, body, shown)

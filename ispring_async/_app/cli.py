@@ -48,6 +48,7 @@ from ispring_async._config import DEFAULT_RETRY, RetryPolicy
 from ispring_async._exceptions import ConfigurationError, printable
 from ispring_async._fanout import FanOutOptions
 from ispring_async._models import UserStatus
+from ispring_async._parse_pool import default_parse_workers
 from ispring_async._query import DateRange, ResultsQuery, check_instant
 from ispring_async.sinks import FORMATS, select_datasets
 
@@ -337,6 +338,9 @@ def resolve_settings(
         response_format=options.response_format,
         retry=retry,
         max_pages_per_chain=options.max_pages_per_chain,
+        parse_workers=default_parse_workers(options.response_format)
+        if options.parse_workers == "auto"
+        else options.parse_workers,
         output=Path(options.output).expanduser(),
         format=options.format,
         resume=options.resume,

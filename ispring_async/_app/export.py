@@ -113,6 +113,8 @@ class ExportSettings:
     response_format: ResponseFormat = ResponseFormat.XML
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy)
     max_pages_per_chain: int = DEFAULT_MAX_PAGES
+    parse_workers: int = 0
+    """``Client(parse_workers=)``; the command resolves ``--parse-workers auto`` to a number."""
     output: Path
     format: str | None = None
     resume: bool = False
@@ -361,6 +363,7 @@ async def run_export(
         token_url=settings.token_url,
         skip_unknown_ids=settings.skip_unknown_ids,
         max_pages_per_chain=settings.max_pages_per_chain,
+        parse_workers=settings.parse_workers,
     )
     run = _Run(settings, sink, client)
     reporter = ProgressReporter(run.snapshot, mode=progress, stream=stream, interval=progress_interval)

@@ -42,6 +42,7 @@ from ispring_async._config import (
 )
 from ispring_async._models import CompletionStatus
 from ispring_async._paginate import DEFAULT_MAX_PAGES
+from ispring_async._parse_pool import MAX_PARSE_WORKERS
 from ispring_async._plan import Split
 from ispring_async.sinks import DATASETS, FORMATS
 
@@ -273,6 +274,16 @@ class ExportOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
             metavar="SECONDS",
         ),
     ] = DEFAULT_RETRY.maximum
+    parse_workers: Annotated[
+        Annotated[int, msgspec.Meta(ge=0, le=MAX_PARSE_WORKERS)] | Literal["auto"],
+        _cli(
+            "processes that parse XML pages beside the one receiving them; auto: none up to 2 cores, "
+            "then one per core beyond the second, at most 2; none for JSON (default auto)",
+            _FANOUT,
+            metavar="N|auto",
+            env=True,
+        ),
+    ] = "auto"
     max_pages_per_chain: Annotated[
         int,
         msgspec.Meta(ge=1),
