@@ -71,61 +71,70 @@ __all__ = [
 # -- clean: CR, comments, PIs, CDATA -----------------------------------------------------------------
 
 
+# Comments, PIs and CDATA sections (text captured), in document order: the leftmost construct wins, and
+# each lazy scan stops at the first terminator, which is the construct's own end (a comment cannot hold
+# "--", a PI "?>", a CDATA section "]]>"). Variants by which markers occur, so the pattern's literal
+# prefix is two bytes ("<!" or "<?") where it can be: sre then scans for it in C instead of trying
+# every tag.
+_CONSTRUCTS: Final = {
+    (True, False): re.compile(rb"<!(?:--.*?-->|\[CDATA\[(.*?)\]\]>)", re.DOTALL),
+    (False, True): re.compile(rb"<\?.*?\?>()", re.DOTALL),
+    (True, True): re.compile(rb"<(?:!--.*?-->|\?.*?\?>|!\[CDATA\[(.*?)\]\]>)", re.DOTALL),
+}
+_ENDS: Final = {
+    (True, False): ((b"<!--", b"-->"), (b"<![CDATA[", b"]]>")),
+    (False, True): ((b"<?", b"?>"),),
+    (True, True): ((b"<!--", b"-->"), (b"<![CDATA[", b"]]>"), (b"<?", b"?>")),
+}
+
+
 def clean(region: bytes) -> bytes:
     """``region`` with CR normalized, comments and PIs removed and CDATA sections turned into text.
 
     Raises ``DeclinedError`` on a construct that does not end inside ``region`` (a run cut inside a
     comment or CDATA section that holds ``</result>``).
+
+    One ``re.split`` over the run, C-level, where a loop of ``find`` calls cost about 1.5 us a
+    construct (measured: a page with a CDATA title in every record, 0.32 -> 0.12 ms a 32 KiB run).
+    The lazy scans are linear only if every construct start has its terminator somewhere after it:
+    so the *last* start of each kind must (checked first, with ``rfind``/``find``). A start that does
+    not is a construct cut by the run's end, or its look-alike inside another construct (``<?`` in a
+    CDATA section): both decline, never scan to the end again and again.
     """
     if b"\r" in region:
-        region = region.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    bang = region.find(b"<!")
-    query = region.find(b"<?")
-    if bang < 0 and query < 0:
+        region = region.replace(b"\r\n", b"\n")
+        if b"\r" in region:
+            region = region.replace(b"\r", b"\n")
+    # One-byte searches are memchr; "<!" and "<?" searches cost about 1 ns a byte (measured), as "<"
+    # is in every tag. A run with no "!" or no "?" at all has no such construct.
+    kind = (b"!" in region, b"?" in region)
+    pattern = _CONSTRUCTS.get(kind)
+    if pattern is None:
         return region
-    out: list[bytes] = []
-    pos = 0
-    size = len(region)
-    while True:
-        # Next construct: the nearer of "<!" and "<?"; each search result is reused until passed,
-        # so every byte is searched once.
-        if 0 <= bang < pos:
-            bang = region.find(b"<!", pos)
-        if 0 <= query < pos:
-            query = region.find(b"<?", pos)
-        if bang < 0 and query < 0:
-            break
-        at = bang if query < 0 or (0 <= bang < query) else query
-        out.append(region[pos:at])
-        if at == query:
-            end = region.find(b"?>", at + 2)
-            if end < 0:
-                raise DeclinedError
-            pos = end + 2
-        elif region.startswith(b"<!--", at):
-            end = region.find(b"-->", at + 4)
-            if end < 0:
-                raise DeclinedError
-            pos = end + 3
-        elif region.startswith(b"<![CDATA[", at):
-            end = region.find(b"]]>", at + 9)
-            if end < 0:
-                raise DeclinedError
-            text = region[at + 9 : end]
-            if b"&" in text:
-                text = text.replace(b"&", b"&amp;")
-            if b"<" in text:
-                text = text.replace(b"<", b"&lt;")
-            if b">" in text:
-                text = text.replace(b">", b"&gt;")
-            out.append(text)
-            pos = end + 3
-        else:  # a DOCTYPE, which the validator has refused already
+    for opening, closing in _ENDS[kind]:
+        last = region.rfind(opening)
+        if last >= 0 and region.find(closing, last + len(opening)) < 0:
             raise DeclinedError
-        if pos >= size:
-            break
-    out.append(region[pos:])
-    return b"".join(out)
+    parts = pattern.split(region)
+    if len(parts) == 1:
+        return region
+    texts = parts[1::2]  # a CDATA section's text; None for a comment or a PI
+    joined = b"".join([text for text in texts if text])
+    if b"&" in joined or b"<" in joined or b">" in joined:
+        parts[1::2] = [_escape_cdata(text) if text else b"" for text in texts]
+    else:
+        parts[1::2] = [text or b"" for text in texts]
+    return b"".join(parts)
+
+
+def _escape_cdata(text: bytes) -> bytes:
+    if b"&" in text:
+        text = text.replace(b"&", b"&amp;")
+    if b"<" in text:
+        text = text.replace(b"<", b"&lt;")
+    if b">" in text:
+        text = text.replace(b">", b"&gt;")
+    return text
 
 
 # -- attributes --------------------------------------------------------------------------------------
