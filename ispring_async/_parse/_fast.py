@@ -246,7 +246,11 @@ def _fuse_items(region: bytes, shape: Shape[Any]) -> bytes:
     """
     open_item, close_item = shape.open_item, shape.close_item
     # The text after the first record's opening tag and before the last one's closing tag: no value.
-    inner = region[len(open_item) : -len(close_item)].strip(_WHITESPACE)
+    first, last = len(open_item), len(region) - len(close_item)
+    head, tail = region[first : first + 64], region[last - 64 : last]
+    inner = region[
+        first + len(head) - len(head.lstrip(_WHITESPACE)) : last - len(tail) + len(tail.rstrip(_WHITESPACE))
+    ]
     cut = inner.find(close_item)
     if cut >= 0:
         after = cut + len(close_item)
@@ -280,7 +284,8 @@ def _drop_gaps(region: bytes) -> bytes:
     if close < 0 or following < 0:
         return region
     gap = region[end:following]
-    if not gap or gap.strip(_WHITESPACE):
+    if len(gap) < 2 or gap.strip(_WHITESPACE):
+        # A one-byte gap (one element per line) costs as much to drop as to escape (measured).
         return region
     if b">" + gap + b"</" in region:
         return region
