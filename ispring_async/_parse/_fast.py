@@ -118,23 +118,19 @@ def clean(region: bytes) -> bytes:
     parts = pattern.split(region)
     if len(parts) == 1:
         return region
-    texts = parts[1::2]  # a CDATA section's text; None for a comment or a PI
-    joined = b"".join([text for text in texts if text])
-    if b"&" in joined or b"<" in joined or b">" in joined:
-        parts[1::2] = [_escape_cdata(text) if text else b"" for text in texts]
-    else:
-        parts[1::2] = [text or b"" for text in texts]
+    # A CDATA section's text, b"" for a comment or a PI (whose group is None).
+    texts = [text or b"" for text in parts[1::2]]
+    # Escaped all at once, joined by NUL (which XML text cannot hold) and split back.
+    joined = b"\0".join(texts)
+    escaped = joined
+    if b"&" in escaped:
+        escaped = escaped.replace(b"&", b"&amp;")
+    if b"<" in escaped:
+        escaped = escaped.replace(b"<", b"&lt;")
+    if b">" in escaped:
+        escaped = escaped.replace(b">", b"&gt;")
+    parts[1::2] = texts if escaped is joined else escaped.split(b"\0")
     return b"".join(parts)
-
-
-def _escape_cdata(text: bytes) -> bytes:
-    if b"&" in text:
-        text = text.replace(b"&", b"&amp;")
-    if b"<" in text:
-        text = text.replace(b"<", b"&lt;")
-    if b">" in text:
-        text = text.replace(b">", b"&gt;")
-    return text
 
 
 # -- attributes --------------------------------------------------------------------------------------
