@@ -176,6 +176,13 @@ class XmlListParser(Generic[S]):
             # A page with records that are not flat is likely to have more: later runs are split
             # at once rather than first tried whole.
             self._mixed = True
+        cut = self._cutter.cut_learned(region, self._bounds.max_depth)
+        if cut is not None:
+            # The names cut out of earlier runs, found with ``find``; if anything else is not flat,
+            # the pattern below reads the run (and learns the new name).
+            json = flat_json(cut, self._shape)
+            if json is not None:
+                return self._decode(json, region, first)
         cut = self._cutter.cut(region, self._bounds.max_depth)
         if cut is not None:
             # The run with its unknown nested elements cut out, as the reference route skips them;
