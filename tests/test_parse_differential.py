@@ -342,6 +342,34 @@ def test_whitespace_only_values_survive_on_indented_pages(title: str, chunk: int
     assert hybrid[0][5].enrollment_id == "\n      "
 
 
+@pytest.mark.parametrize(
+    ("timespent", "title"),
+    [
+        pytest.param('<timeSpent unit="s">', "T", id="plain"),
+        pytest.param("<timeSpent unit='s' max=\">1\" x='\"'>", "T", id="quotes-and-gt-in-values"),
+        pytest.param('<timeSpent\n unit = "s"\tmax="2">', "T", id="spaced"),
+        pytest.param('<timeSpent unit="s" >', "T", id="space-before-gt"),
+        pytest.param('<timeSpent unit="s">', "a b=\"c\" d='e'", id="attribute-look-alike-in-text"),
+        pytest.param('<timeSpent unit="s">', 'E = mc2, x="', id="equals-and-quote-in-text"),
+    ],
+)
+def test_attributes_are_stripped_exactly(timespent: str, title: str) -> None:
+    """Attributes are cut out of tags only: a ``name="value"`` spelled in text stays text, values may
+    hold ``>`` and the other quote, whitespace may surround ``=``."""
+    record = (
+        "<result id=\"{i}\" kind='row'><userId>u{i}</userId><courseId>c</courseId>"
+        "<courseTitle>{title}</courseTitle><accessDate>2021-07-28T21:00:00+00:00</accessDate>"
+        "<completionStatus>passed</completionStatus>{timespent}37</timeSpent><isOverdue>0</isOverdue></result>"
+    )
+    records = "".join(record.format(i=i, title=title, timespent=timespent) for i in range(40))
+    body = f"<response><results>{records}</results></response>".encode()
+    for chunk in (61, 1 << 20):
+        hybrid, reference, fast = both_routes(body, chunk)
+        assert fast and hybrid == reference
+        assert isinstance(hybrid, tuple)
+        assert all(r.course_title == title and r.time_spent == 37 for r in hybrid[0])
+
+
 # -- users: nested records ---------------------------------------------------------------------------
 
 USER_BOUNDS = DEFAULT_LIMITS.bounds(page_size=None, markup_per_record=USERS.markup_per_record)
