@@ -111,6 +111,15 @@ class XmlListParser(Generic[S]):
         self._fed += len(data)
         self._check_token(self._fed - max(validator.CurrentByteIndex, 0))
         pending = self._pending + data if self._pending else data
+        if len(pending) < _SLICE:
+            # Runs of at least a slice: each run costs a fixed ~30 us of Python besides its passes,
+            # and a socket's 16 KiB reads would otherwise make twice as many (measured: 4% a page).
+            self._pending = pending
+            return
+        self._flush(pending)
+
+    def _flush(self, pending: bytes) -> None:
+        """Read the complete records of ``pending`` on the fast route; keep the rest pending."""
         close_item = self._shape.close_item
         cut = pending.rfind(close_item)
         if cut < 0:
@@ -338,6 +347,9 @@ class XmlListParser(Generic[S]):
                 run_expat(self._validator, b"", True, self._page)
             finally:
                 self._validator = None
+            if self._pending:
+                self._flush(self._pending)
+        if self._reference is None:
             if self._started:
                 ok, token = tail_token(self._pending, self._shape)
                 if ok:
