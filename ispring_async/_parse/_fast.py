@@ -259,24 +259,25 @@ def _fuse_items(region: bytes, shape: Shape[Any]) -> bytes:
     flatness check rejects, so the caller then falls back to replacing each tag.
     """
     open_item, close_item = shape.open_item, shape.close_item
-    # The text after the first record's opening tag and before the last one's closing tag: no value.
-    first, last = len(open_item), len(region) - len(close_item)
-    head, tail = region[first : first + 64], region[last - 64 : last]
-    inner = region[
-        first + len(head) - len(head.lstrip(_WHITESPACE)) : last - len(tail) + len(tail.rstrip(_WHITESPACE))
-    ]
-    cut = inner.find(close_item)
+    cut = region.find(close_item)
     if cut >= 0:
         after = cut + len(close_item)
-        following = inner.find(open_item, after, after + 64)
-        if following >= 0 and not inner[after:following].strip(_WHITESPACE):
+        following = region.find(open_item, after, after + 64)
+        if following >= 0 and not region[after:following].strip(_WHITESPACE):
             low = max(0, cut - 64)
-            start = low + len(inner[low:cut].rstrip(_WHITESPACE))
+            start = low + len(region[low:cut].rstrip(_WHITESPACE))
             end = following + len(open_item)
-            head = inner[end : end + 64]
+            head = region[end : end + 64]
             end += len(head) - len(head.lstrip(_WHITESPACE))
-            inner = inner.replace(inner[start:end], _FUSED)
-    return _ITEM_OPEN + inner + _ITEM_CLOSE
+            # The run's own first opening and last closing tag are no boundary: they stay.
+            region = region.replace(region[start:end], _FUSED)
+    # The text after the first record's opening tag and before the last one's closing tag: no value.
+    first, last = len(open_item), len(region) - len(close_item)
+    head, tail = region[first : first + 64], region[max(first, last - 64) : last]
+    first += len(head) - len(head.lstrip(_WHITESPACE))
+    last -= len(tail) - len(tail.rstrip(_WHITESPACE))
+    # One copy: join takes the memoryview's slice as it is.
+    return b"".join((_ITEM_OPEN, memoryview(region)[first:last], _ITEM_CLOSE))
 
 
 def _drop_gaps(region: bytes) -> bytes:
@@ -354,7 +355,7 @@ def _finish(region: bytes) -> bytes:
     if b"&" in region:
         # Entities are resolved only now, so a decoded "<" can never be taken for a tag.
         region = _unescape_entities(region)
-    return _PREFIX + region[:-_DANGLING] + b"]"
+    return b"".join((_PREFIX, memoryview(region)[:-_DANGLING], b"]"))
 
 
 def prepare(run: bytes) -> bytes:
