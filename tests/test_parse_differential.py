@@ -306,6 +306,70 @@ def test_flat_records_beside_nested_ones_keep_fields_with_spaced_tags(spacing: b
     assert all(r.due_date is not None for r in hybrid[0][1::2])
 
 
+@pytest.mark.parametrize(
+    "title",
+    [
+        pytest.param("\n      ", id="spelled-as-the-gap"),
+        pytest.param("\n    ", id="spelled-as-the-record-end"),
+        pytest.param(" ", id="one-space"),
+        pytest.param("", id="empty"),
+    ],
+)
+@pytest.mark.parametrize("chunk", [pytest.param(97, id="small-chunks"), pytest.param(1 << 20, id="whole")])
+def test_whitespace_only_values_survive_on_indented_pages(title: str, chunk: int) -> None:
+    """On an indented page the whitespace between fields is dropped before the JSON rewrite, but a
+    whitespace-only value spelled exactly like that whitespace is kept (and stays on the fast route)."""
+
+    def record(i: int, course_title: str) -> str:
+        fields = [
+            ("userId", f"u{i}"),
+            ("courseId", "c"),
+            ("courseTitle", course_title),
+            ("accessDate", "2021-07-28T21:00:00+00:00"),
+            ("completionStatus", "passed"),
+            ("isOverdue", "0"),
+            ("enrollmentId", "\n      " if i == 5 else f"e{i}"),
+        ]
+        inner = "".join(f"\n      <{name}>{value}</{name}>" for name, value in fields)
+        return f"\n    <result>{inner}\n    </result>"
+
+    records = "".join(record(i, title if i % 3 == 1 else f"T{i}") for i in range(30))
+    body = f"<response>\n  <results>{records}\n  </results>\n</response>\n".encode()
+    hybrid, reference, fast = both_routes(body, chunk)
+    assert fast and hybrid == reference
+    assert isinstance(hybrid, tuple)
+    assert [r.course_title for r in hybrid[0][1::3]] == [title] * 10
+    assert hybrid[0][5].enrollment_id == "\n      "
+
+
+@pytest.mark.parametrize(
+    ("timespent", "title"),
+    [
+        pytest.param('<timeSpent unit="s">', "T", id="plain"),
+        pytest.param("<timeSpent unit='s' max=\">1\" x='\"'>", "T", id="quotes-and-gt-in-values"),
+        pytest.param('<timeSpent\n unit = "s"\tmax="2">', "T", id="spaced"),
+        pytest.param('<timeSpent unit="s" >', "T", id="space-before-gt"),
+        pytest.param('<timeSpent unit="s">', "a b=\"c\" d='e'", id="attribute-look-alike-in-text"),
+        pytest.param('<timeSpent unit="s">', 'E = mc2, x="', id="equals-and-quote-in-text"),
+    ],
+)
+def test_attributes_are_stripped_exactly(timespent: str, title: str) -> None:
+    """Attributes are cut out of tags only: a ``name="value"`` spelled in text stays text, values may
+    hold ``>`` and the other quote, whitespace may surround ``=``."""
+    record = (
+        "<result id=\"{i}\" kind='row'><userId>u{i}</userId><courseId>c</courseId>"
+        "<courseTitle>{title}</courseTitle><accessDate>2021-07-28T21:00:00+00:00</accessDate>"
+        "<completionStatus>passed</completionStatus>{timespent}37</timeSpent><isOverdue>0</isOverdue></result>"
+    )
+    records = "".join(record.format(i=i, title=title, timespent=timespent) for i in range(40))
+    body = f"<response><results>{records}</results></response>".encode()
+    for chunk in (61, 1 << 20):
+        hybrid, reference, fast = both_routes(body, chunk)
+        assert fast and hybrid == reference
+        assert isinstance(hybrid, tuple)
+        assert all(r.course_title == title and r.time_spent == 37 for r in hybrid[0])
+
+
 # -- users: nested records ---------------------------------------------------------------------------
 
 USER_BOUNDS = DEFAULT_LIMITS.bounds(page_size=None, markup_per_record=USERS.markup_per_record)

@@ -122,6 +122,29 @@ def test_one_huge_token_is_refused_in_linear_time(construct: bytes) -> None:
     assert seconds < 2.0 and peak < 16
 
 
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(
+    ("opening", "closing"),
+    [
+        pytest.param(b"<![CDATA[", b"]]>", id="cdata"),
+        pytest.param(b"<!--", b"-->", id="comment"),
+    ],
+)
+def test_construct_look_alikes_in_a_cut_run_cost_linear_time(opening: bytes, closing: bytes) -> None:
+    """A run cut inside a CDATA section or comment that holds 20,000 "<?" and "<![CDATA[" look-alikes
+    (each would scan to the run's end if tried as a construct of its own) is read in linear time."""
+    inside = b"</result>" + b"<?<![CDATA[" * 20_000
+    title = opening + inside + closing
+    body = HEAD + (RECORD % 1).replace(b">T<", b">" + title + b"<") + _records(3) + TAIL
+    chunks = [body[i : i + (1 << 14)] for i in range(0, len(body), 1 << 14)]
+    result, seconds, _ = measure(lambda: feed(chunks, limits=ParseLimits(max_markup=1 << 22)))
+    assert seconds < 3.0
+    assert not isinstance(result, Exception), result
+    records = result.records  # type: ignore[attr-defined]
+    assert len(records) == 4
+    assert records[0].course_title == (inside.decode() if opening == b"<![CDATA[" else "")
+
+
 # --- exactness ----------------------------------------------------------------------------------------
 
 
