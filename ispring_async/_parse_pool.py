@@ -96,6 +96,9 @@ at C=8 (195,867 results, emulator on the same 2 cores, one worker, two runs each
 and 4 were within the noise of each other; at 50 ms depth 2 and 4 took 1.15-1.4x the in-process time,
 depth 1 (the README's benchmark run) 0.91-1.04x."""
 SHUTDOWN_TIMEOUT: Final = 5.0
+ANSWER_TIMEOUT: Final = 60.0
+"""Seconds a worker may take to answer one page (a parse takes milliseconds): past it the worker is
+taken as stuck (stopped, looping), the pool as broken, and the page is parsed in this process."""
 """Seconds ``aclose`` waits for the workers to exit before killing them."""
 
 _ENDPOINTS: Final[dict[Callable[..., PageParser[Any]], tuple[str, Shape[Any], msgspec.json.Decoder[Any]]]] = {
@@ -300,14 +303,23 @@ class ParsePool:
         if self.on_handover is not None:
             self.on_handover()
         try:
-            answer = await asyncio.wrap_future(exchange)
+            # A running exchange cannot be cancelled: a timeout only stops waiting for it.
+            answer = await asyncio.wait_for(asyncio.wrap_future(exchange), ANSWER_TIMEOUT)
         except _WorkerGoneError:
+            return None
+        except TimeoutError:
+            self._mark_broken()
             return None
         if answer[:1] != PAGE:
             self.declined += 1
             return None
+        try:
+            decoded: T = decoder.decode(memoryview(answer)[1:])
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            # A worker answering garbage is a broken worker, not the server's fault: parse here.
+            self._mark_broken()
+            return None
         self.offloaded += 1
-        decoded: T = decoder.decode(memoryview(answer)[1:])
         return decoded
 
     async def aclose(self) -> None:
