@@ -218,8 +218,7 @@ class ParsePool:
             try:
                 worker = _Worker()
             except OSError as exc:  # no processes or file descriptors left: parse here instead
-                logger.warning("cannot start a parse worker (%s); parsing in this process", exc)
-                self._mark_broken()
+                self._mark_broken(f"could not be started ({exc})")
                 return
             self._all.append(worker)
             ready = worker.thread.submit(worker.wait_ready)
@@ -241,7 +240,7 @@ class ParsePool:
     def _returned(self, worker: _Worker, done: concurrent.futures.Future[Any]) -> None:
         """A worker's exchange (or its start) ended: it holds one page fewer, or the pool is broken."""
         if not done.cancelled() and done.exception() is not None:
-            self._mark_broken()
+            self._mark_broken("stopped unexpectedly")
         elif self.running:
             self._held[worker] = max(0, self._held.get(worker, 1) - 1)
             if len(self._held) == self.workers and self._up is not None:
@@ -252,13 +251,13 @@ class ParsePool:
         if self._up is not None and self.running:
             await self._up.wait()
 
-    def _mark_broken(self) -> None:
+    def _mark_broken(self, why: str) -> None:
         if self.running:
             self._broken = True
             self._held.clear()
             if self._up is not None:
                 self._up.set()
-            logger.warning("a parse worker stopped unexpectedly; parsing in this process from now on")
+            logger.warning("a parse worker %s; parsing in this process from now on", why)
 
     def parser(
         self,
@@ -308,7 +307,7 @@ class ParsePool:
         except _WorkerGoneError:
             return None
         except TimeoutError:
-            self._mark_broken()
+            self._mark_broken(f"gave no answer in {ANSWER_TIMEOUT:g}s")
             return None
         if answer[:1] != PAGE:
             self.declined += 1
@@ -317,7 +316,7 @@ class ParsePool:
             decoded: T = decoder.decode(memoryview(answer)[1:])
         except (msgspec.DecodeError, msgspec.ValidationError):
             # A worker answering garbage is a broken worker, not the server's fault: parse here.
-            self._mark_broken()
+            self._mark_broken("answered with a frame that is not a page")
             return None
         self.offloaded += 1
         return decoded

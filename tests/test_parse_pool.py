@@ -341,6 +341,71 @@ async def test_a_worker_that_never_answers_is_killed_at_close(monkeypatch: pytes
 
 @pytest.mark.anyio
 @pytest.mark.timeout(60)
+async def test_a_worker_that_stops_answering_mid_export_is_given_up_on(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker stopped (SIGSTOP: alive, never answering) while it holds a page: past
+    ``ANSWER_TIMEOUT`` that page and the rest are parsed here, every record once, a warning says so,
+    and closing the client kills and reaps the worker instead of waiting for it forever."""
+    monkeypatch.setattr(_parse_pool, "ANSWER_TIMEOUT", 0.5)
+    monkeypatch.setattr(_parse_pool, "SHUTDOWN_TIMEOUT", 0.5)
+    caplog.set_level(logging.WARNING, logger="ispring_async")
+    async with running_emulator(EmulatorConfig(results=4000)) as emu:
+        truth = emu.expected_results(ResultsQuery().to_params())
+        creds = {"client_id": emu.client_id, "client_secret": emu.client_secret}
+        with anyio.fail_after(30):
+            async with opened(emu.base_url, 1, **creds) as client:
+                pool = client._parse_pool
+                (worker,) = pool.processes
+                worker.send_signal(signal.SIGSTOP)
+                got = [r async for page in client.result_pages() for r in page.records]
+                assert not pool.running
+                assert pool.offloaded == 0
+                assert worker.poll() is None
+    assert_exactly_once(got, truth)
+    assert "parse worker gave no answer in 0.5s" in caplog.text
+    assert worker.poll() == -signal.SIGKILL
+
+
+# A stand-in worker that says it is ready, then answers every request with a "page" that is not JSON.
+_GARBAGE_WORKER = """\
+import sys
+source, sink = sys.stdin.buffer, sys.stdout.buffer
+def answer(body):
+    sink.write(len(body).to_bytes(4, "big") + body)
+    sink.flush()
+answer(b"R")
+while len(head := source.read(4)) == 4:
+    source.read(int.from_bytes(head, "big"))
+    answer(b"P{not a page")
+"""
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
+async def test_a_worker_answering_garbage_is_a_broken_worker_not_a_bad_page(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An answer that does not decode is the worker's fault, not the server's: no error reaches the
+    caller (msgspec's least of all), the page is parsed here and the export is exact."""
+    monkeypatch.setattr(_parse_pool, "BOOTSTRAP", _GARBAGE_WORKER)
+    caplog.set_level(logging.WARNING, logger="ispring_async")
+    async with running_emulator(EmulatorConfig(results=3000)) as emu:
+        truth = emu.expected_results(ResultsQuery().to_params())
+        creds = {"client_id": emu.client_id, "client_secret": emu.client_secret}
+        async with opened(emu.base_url, 1, **creds) as client:
+            pool = client._parse_pool
+            (worker,) = pool.processes
+            got = [r async for page in client.result_pages() for r in page.records]
+            assert not pool.running
+            assert pool.offloaded == 0
+    assert_exactly_once(got, truth)
+    assert "parse worker answered with a frame that is not a page" in caplog.text
+    assert worker.poll() == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(60)
 async def test_workers_stop_when_the_client_closes_even_on_an_error() -> None:
     """Leaving ``async with`` by an exception stops and reaps the workers; a second client in the same
     process has its own, independent ones."""
