@@ -60,6 +60,7 @@ from ispring_async._exceptions import (
 )
 from ispring_async._parse import PageParser, parse_error_body
 from ispring_async._parse_pool import OffloadedParser
+from ispring_async._parse_turn import ParseTurn
 
 __all__ = ["OnRetry", "RetryCause", "RetryEvent", "Secret", "TokenSource", "Transport"]
 
@@ -218,6 +219,7 @@ class Transport:
         self.user_agent = user_agent
         self._rng = rng or random.Random()
         self._session: aiohttp.ClientSession | None = None
+        self._turn = ParseTurn()
 
     def __repr__(self) -> str:
         return f"Transport(base_url={str(self.base_url)!r})"
@@ -374,6 +376,7 @@ class Transport:
         # Where an exception happened decides what it means: a timeout before the status line is a
         # slow connect, one inside the body is a stalled server.
         in_body = at_end = False
+        ticket = self._turn.ticket()
         failure: _RetryableError | ISpringError
         try:
             async with session.request(
@@ -387,8 +390,7 @@ class Transport:
                             " is the base URL right?"
                         )
                     in_body = True
-                    async for chunk in response.content.iter_chunked(_CHUNK):
-                        parser.feed(chunk)
+                    await self._feed(response.content, parser, ticket)
                     at_end = True
                     if isinstance(parser, OffloadedParser):
                         try:
@@ -418,6 +420,41 @@ class Transport:
         # to one would print the token in any traceback, Sentry event or logging.exception. Only the
         # safe description _translate extracted survives.
         raise failure
+
+    async def _feed(
+        self, content: aiohttp.StreamReader, parser: PageParser[T] | OffloadedParser[T], ticket: int
+    ) -> None:
+        """Stream the body into ``parser``, a chunk at a time, taking turns with the other responses.
+
+        The turn is held from chunk to chunk while bytes are buffered, and given up while bytes are
+        awaited or when an older request asks for it (see _parse_turn).
+        """
+        turn = self._turn
+        held = False
+        try:
+            while True:
+                chunk = content.read_nowait(_CHUNK)
+                if not chunk:
+                    if content.at_eof():
+                        return
+                    if held:
+                        turn.give_up(ticket)
+                        held = False
+                    chunk = await content.read(_CHUNK)
+                    if not chunk:
+                        return
+                if not held:
+                    await turn.take(ticket)
+                    held = True
+                parser.feed(chunk)
+                # One pass of the loop with the turn held: the sockets are read (this buffer
+                # refills) and a response whose bytes arrived meanwhile asks for the turn.
+                await asyncio.sleep(0)
+                if turn.older_waiting(ticket):
+                    turn.give_up(ticket)
+                    held = False
+        finally:
+            turn.give_up(ticket)
 
     def _translate(
         self, exc: BaseException, shown: str, label: str, *, in_body: bool

@@ -1,0 +1,162 @@
+"""Parse turns: the oldest request with bytes waiting is parsed first; a stalled one holds nobody up.
+
+The lock itself is tested directly (order, cancellation); its use in the transport over real HTTP,
+with parsers that record what they were fed and cost CPU like a real parser does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+
+import anyio
+import pytest
+from aiohttp import web
+
+from ispring_async._config import DEFAULT_CONNECTION_LIMITS, Timeouts
+from ispring_async._parse_turn import ParseTurn
+from ispring_async._transport import Transport
+from tests._helpers import no_wait
+from tests._servers import Handler, Server, serve
+
+MIB = 1 << 20
+
+
+@pytest.mark.anyio
+async def test_the_oldest_waiter_gets_the_turn_whatever_order_they_asked_in() -> None:
+    turn = ParseTurn()
+    holder, old, young = turn.ticket(), turn.ticket(), turn.ticket()
+    await turn.take(holder)
+    order: list[int] = []
+
+    async def wait(ticket: int) -> None:
+        await turn.take(ticket)
+        order.append(ticket)
+        turn.give_up(ticket)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(wait, young)  # the younger asks first
+        await asyncio.sleep(0)
+        tasks.start_soon(wait, old)
+        await asyncio.sleep(0)
+        assert turn.older_waiting(young)
+        turn.give_up(holder)
+    assert order == [old, young]
+
+
+@pytest.mark.anyio
+async def test_a_waiter_cancelled_before_or_after_being_handed_the_turn_passes_it_on() -> None:
+    turn = ParseTurn()
+    first, second, third = turn.ticket(), turn.ticket(), turn.ticket()
+    await turn.take(first)
+    second_task = asyncio.create_task(turn.take(second))
+    third_task = asyncio.create_task(turn.take(third))
+    await asyncio.sleep(0)
+    # Handed the turn, then cancelled before it ran: the turn goes on to the third.
+    turn.give_up(first)
+    second_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await second_task
+    await asyncio.wait_for(third_task, 5)
+    # Cancelled while waiting: it leaves the line and the holder's release reaches nobody stale.
+    fourth = turn.ticket()
+    fourth_task = asyncio.create_task(turn.take(fourth))
+    await asyncio.sleep(0)
+    fourth_task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await fourth_task
+    turn.give_up(third)
+    await asyncio.wait_for(turn.take(turn.ticket()), 5)
+
+
+class Recording:
+    """A page parser that costs CPU per chunk, like a real one, and records when it ended."""
+
+    def __init__(self, name: str, finished: list[str]) -> None:
+        self.name = name
+        self.finished = finished
+        self.size = 0
+
+    def feed(self, data: bytes) -> None:
+        self.size += len(data)
+        digest = data
+        for _ in range(8):  # about a millisecond per 64 KiB, a real parser's order of cost
+            digest = hashlib.sha256(digest + data).digest()
+
+    def close(self) -> int:
+        self.finished.append(self.name)
+        return self.size
+
+
+def body(size: int, *, stall_after: int = 0, server: list[Server] | None = None) -> Handler:
+    """A handler writing ``size`` bytes at once; with ``stall_after``, the rest after the server's release."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/xml"})
+        response.content_length = size
+        await response.prepare(request)
+        if stall_after and server:
+            await response.write(b"x" * stall_after)
+            await server[0].release.wait()
+        await response.write(b"x" * (size - stall_after))
+        await response.write_eof()
+        return response
+
+    return handler
+
+
+@contextlib.asynccontextmanager
+async def transport_to(server: Server) -> AsyncIterator[Transport]:
+    transport = Transport(
+        server.base_url,
+        timeouts=Timeouts(),
+        limits=DEFAULT_CONNECTION_LIMITS,
+        retry=no_wait(1),
+        user_agent="tests",
+    )
+    await transport.open()
+    try:
+        yield transport
+    finally:
+        await transport.aclose()
+
+
+def start(transport: Transport, path: str, finished: list[str]) -> asyncio.Task[int]:
+    """Request ``path`` in a task that has drawn its ticket when this returns."""
+    return asyncio.create_task(transport.request("GET", path, lambda: Recording(path, finished), label=path))
+
+
+@pytest.mark.anyio
+async def test_an_older_response_is_parsed_to_its_end_before_a_younger_one() -> None:
+    # Both bodies stream at once; interleaved, the younger (a quarter the size) would end first.
+    finished: list[str] = []
+    async with (
+        serve({"/old": body(4 * MIB), "/young": body(MIB)}) as server,
+        transport_to(server) as transport,
+    ):
+        with anyio.fail_after(60):
+            old = start(transport, "/old", finished)
+            await asyncio.sleep(0)
+            young = start(transport, "/young", finished)
+            assert (await old, await young) == (4 * MIB, MIB)
+    assert finished == ["/old", "/young"]
+
+
+@pytest.mark.anyio
+async def test_an_older_response_that_stalls_mid_body_lets_a_younger_one_finish() -> None:
+    finished: list[str] = []
+    holder: list[Server] = []
+    routes = {"/old": body(2 * MIB, stall_after=300_000, server=holder), "/young": body(MIB)}
+    async with serve(routes) as server, transport_to(server) as transport:
+        holder.append(server)
+        with anyio.fail_after(60):
+            old = start(transport, "/old", finished)
+            await asyncio.sleep(0)
+            young = start(transport, "/young", finished)
+            assert await young == MIB
+            assert not old.done()
+            server.release.set()
+            assert await old == 2 * MIB
+    assert finished == ["/young", "/old"]
