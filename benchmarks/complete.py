@@ -258,17 +258,20 @@ def ours_tools(
 ) -> list[Tool]:
     """The naive baselines (one per format) and ours through each interface, format and concurrency.
 
-    ``cli-*`` runs the command's defaults (``--parse-workers auto``: none on 2 cores), ``cli-xml-*-w1``
-    parses XML in one worker process; ``lib-*`` the library's (``parse_workers=0``), ``lib-xml-*-w1``
-    with ``Client(parse_workers=1)``. JSON is never offloaded.
+    ``cli-*`` runs the command's defaults (``--parse-workers auto``: one worker on 2 cores),
+    ``cli-xml-*-w0`` parses XML in the command's process (``-w1`` with one worker, where ``auto`` means
+    none); ``lib-*`` the library's (``parse_workers=0``), ``lib-xml-*-w1`` with
+    ``Client(parse_workers=1)``. JSON is never offloaded.
     """
     tools = [_client_tool("naive", fmt, None) for fmt in formats]
+    # The command's default against the other choice, so the run shows what ``auto`` chose.
+    other = 0 if default_parse_workers(ResponseFormat.XML) else 1
     for c in concurrency:
         for fmt in formats:
             if "cli" in interfaces:
                 tools.append(_cli_tool(fmt, c))
                 if fmt == "xml":
-                    tools.append(_cli_tool(fmt, c, parse_workers=1))
+                    tools.append(_cli_tool(fmt, c, parse_workers=other))
             if "lib" in interfaces:
                 tools.append(_client_tool("lib", fmt, c))
                 if fmt == "xml":

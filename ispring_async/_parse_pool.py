@@ -440,13 +440,15 @@ class OffloadedParser(Generic[T]):
 
 
 def default_parse_workers(fmt: ResponseFormat) -> int:
-    """What ``--parse-workers auto`` means: none up to 2 cores, then one per core beyond the second,
-    at most two; none for JSON, which is never offloaded.
+    """What ``--parse-workers auto`` means: one worker per core beyond the first, at most two; none on
+    one core, and none for JSON, which is never offloaded.
 
-    Measured on the 2-core VM (README, Performance): with the other core shared (the emulator, other
-    work), a worker was no faster at 0 ms and slower at 50 ms, so 2 cores get none. Beyond that it is
-    a reasoned guess, not a measurement: one core for the event loop, one for whatever else runs,
-    the rest for parsing, and two workers outpace what one loop receives and decodes.
+    Measured on the 2-core VM with the emulator on the same two cores (README, Performance): once
+    responses took turns to be parsed (``_parse_turn``), one worker made the complete export faster
+    in every round, 1.15-1.34x at 0 ms and 1.07-1.34x at 50 ms, CLI and library alike (on the same
+    machine loaded by other sessions, before turns, it was 0.82-1.1x). Against a remote API the
+    second core is freer still. Beyond two cores it is a reasoned guess: the event loop keeps one
+    core, and two workers outpace what one loop receives and decodes.
     """
     if fmt is ResponseFormat.JSON:
         return 0
@@ -454,4 +456,4 @@ def default_parse_workers(fmt: ResponseFormat) -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on every platform
         cores = os.cpu_count() or 1
-    return max(0, min(cores - 2, 2))
+    return max(0, min(cores - 1, 2))

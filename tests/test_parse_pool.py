@@ -90,13 +90,16 @@ def test_parse_workers_is_validated() -> None:
     assert Client("http://127.0.0.1:1", token="t").parse_workers == 0
 
 
-def test_auto_is_no_worker_for_json_and_on_two_cores() -> None:
-    """``--parse-workers auto``: none for JSON whatever the cores, none on up to 2 cores, at most 2."""
+@pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 1), (3, 2), (64, 2)])
+def test_auto_is_a_worker_per_core_beyond_the_first_and_none_for_json(
+    monkeypatch: pytest.MonkeyPatch, cores: int, workers: int
+) -> None:
+    """``--parse-workers auto``: none for JSON whatever the cores, none on one core, at most 2."""
     from ispring_async._config import ResponseFormat
 
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
     assert default_parse_workers(ResponseFormat.JSON) == 0
-    cores = len(os.sched_getaffinity(0))
-    assert default_parse_workers(ResponseFormat.XML) == max(0, min(cores - 2, 2))
+    assert default_parse_workers(ResponseFormat.XML) == workers
 
 
 @pytest.mark.anyio

@@ -277,8 +277,8 @@ class ExportOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, fr
     parse_workers: Annotated[
         Annotated[int, msgspec.Meta(ge=0, le=MAX_PARSE_WORKERS)] | Literal["auto"],
         _cli(
-            "processes that parse XML pages beside the one receiving them; auto: none up to 2 cores, "
-            "then one per core beyond the second, at most 2; none for JSON (default auto)",
+            "processes that parse XML pages beside the one receiving them; auto: one per core beyond the "
+            "first, at most 2; none for JSON (default auto)",
             _FANOUT,
             metavar="N|auto",
             env=True,
