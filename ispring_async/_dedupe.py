@@ -76,6 +76,8 @@ class IdentitySet:
     MEMORY_LIMIT = 20_000
     """Identities held in memory before they move to disk: about 2.5 MiB."""
     _CHUNK = 500  # ids per ``IN (…)``: under every SQLite build's variable limit
+    # Only "?" placeholders are formatted in; the ids travel as bound parameters.
+    _SELECT = f"SELECT id FROM ids WHERE id IN ({','.join('?' * _CHUNK)})"  # noqa: S608
 
     def __init__(self, ids: Iterable[str] = (), *, memory_limit: int | None = None) -> None:
         self._limit = self.MEMORY_LIMIT if memory_limit is None else memory_limit
@@ -150,9 +152,11 @@ class IdentitySet:
         found: set[str] = set()
         for i in range(0, len(ids), self._CHUNK):
             chunk = ids[i : i + self._CHUNK]
-            # Only "?" placeholders are formatted in; the ids travel as bound parameters.
-            query = f"SELECT id FROM ids WHERE id IN ({','.join('?' * len(chunk))})"  # noqa: S608
-            found.update(row[0] for row in db.execute(query, chunk))
+            # Padded to one length, so one statement serves every page: sqlite3 caches a prepared
+            # statement per distinct SQL text (up to 128), and one per length of partial pages grew
+            # the process by ~7 MiB over a 1M-record department export.
+            chunk += [chunk[0]] * (self._CHUNK - len(chunk))
+            found.update(row[0] for row in db.execute(self._SELECT, chunk))
         return found
 
     def _store(self, fresh: dict[str, None]) -> None:
