@@ -447,8 +447,8 @@ def default_parse_workers(fmt: ResponseFormat) -> int:
     responses took turns to be parsed (``_parse_turn``), one worker made the command's complete
     export faster in 18 of 19 rounds over three runs at 0, 50 and lognormal 100 ms (median 1.13x,
     0.92-1.35x); on the same machine loaded by other sessions, before turns, it was 0.82-1.1x.
-    Against a remote API the second core is freer still. Beyond two cores it is a reasoned guess: the event loop keeps one
-    core, and two workers outpace what one loop receives and decodes.
+    Against a remote API the second core is freer still. Beyond two cores it is a reasoned guess:
+    the event loop keeps one core, and two workers outpace what one loop receives and decodes.
     """
     if fmt is ResponseFormat.JSON:
         return 0

@@ -63,7 +63,12 @@ class ParseTurn:
         if self._holder != ticket:
             return
         self._holder = None
-        if self._waiting:
+        while self._waiting:
             oldest = min(self._waiting)
-            self._holder = oldest
-            self._waiting.pop(oldest).set_result(None)
+            granted = self._waiting.pop(oldest)
+            # A waiter whose task was cancelled has a cancelled future before its task runs again
+            # to leave the line: skip it.
+            if not granted.done():
+                self._holder = oldest
+                granted.set_result(None)
+                return

@@ -71,6 +71,24 @@ async def test_a_waiter_cancelled_before_or_after_being_handed_the_turn_passes_i
     await asyncio.wait_for(turn.take(turn.ticket()), 5)
 
 
+@pytest.mark.anyio
+async def test_a_waiter_cancelled_but_not_yet_run_again_is_skipped() -> None:
+    """Cancelling a task cancels the future it awaits at once; its task leaves the line only later."""
+    turn = ParseTurn()
+    holder, cancelled, next_ = turn.ticket(), turn.ticket(), turn.ticket()
+    await turn.take(holder)
+    cancelled_task = asyncio.create_task(turn.take(cancelled))
+    next_task = asyncio.create_task(turn.take(next_))
+    await asyncio.sleep(0)
+    cancelled_task.cancel()
+    turn.give_up(holder)  # before the cancelled task has run: the turn goes past it
+    await asyncio.wait_for(next_task, 5)
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled_task
+    turn.give_up(next_)
+    await asyncio.wait_for(turn.take(turn.ticket()), 5)
+
+
 class Recording:
     """A page parser that costs CPU per chunk, like a real one, and records when it ended."""
 
