@@ -11,7 +11,10 @@ the later pages are still being parsed, so the parser has work through the round
 
 A response with nothing buffered gives up the turn while it waits for bytes, so a slow, trickling
 or stalled server never holds up the others; a request is only ever behind older ones, so none
-waits for ever.
+waits for ever. What waiting costs is memory, bounded: a response waiting for the turn holds the
+chunk in hand and lets aiohttp's buffer fill to its high-water mark, after which reading pauses
+(and with it the read timeout): ~0.6 MiB per waiting response, measured with 64 concurrent 4 MiB
+bodies (38 MiB traced at peak, 11 MiB without turns); at the default 8 chains, a few MiB.
 """
 
 from __future__ import annotations
