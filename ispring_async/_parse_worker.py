@@ -15,6 +15,7 @@ no page (the parent parses the body again to raise its own, authoritative error)
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -102,10 +103,17 @@ def main() -> None:
     # Nothing else may write to the answers' pipe.
     sys.stdout = sys.stderr
     decoder = msgspec.msgpack.Decoder(Request)
-    write_frame(sink, READY)
-    while (frame := read_frame(source)) is not None:
-        try:
-            answer = parse(decoder.decode(frame))
-        except msgspec.DecodeError:
-            answer = None
-        write_frame(sink, NO_PAGE) if answer is None else write_frame(sink, PAGE, answer)
+    try:
+        write_frame(sink, READY)
+        while (frame := read_frame(source)) is not None:
+            try:
+                answer = parse(decoder.decode(frame))
+            except msgspec.DecodeError:
+                answer = None
+            write_frame(sink, NO_PAGE) if answer is None else write_frame(sink, PAGE, answer)
+    except BrokenPipeError:
+        # The parent is gone (killed mid-page): end quietly, not with a traceback in its log. The
+        # answers' pipe is pointed at /dev/null so the exit's flush of the unsent answer cannot fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sink.fileno())
+        os.close(devnull)

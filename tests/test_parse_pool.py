@@ -42,7 +42,7 @@ from ispring_async._parse_pool import ParsePool, default_parse_workers
 from ispring_async.emulator import EmulatorConfig, Fault, Faults, running_emulator
 from ispring_async.emulator._config import XML_LAYOUTS
 from tests._helpers import assert_exactly_once, read_output
-from tests._servers import serve
+from tests._servers import results_body, serve
 
 HOSTILE = Path(__file__).resolve().parent / "data" / "hostile"
 NO_WAIT = RetryPolicy(attempts=2, initial=0, maximum=0, total=60, min_retry_after=0)
@@ -314,6 +314,40 @@ async def test_cancelling_while_a_worker_holds_the_page_is_prompt_and_leaks_noth
                     tg.cancel_scope.cancel()
             worker.send_signal(signal.SIGCONT)
     assert worker.poll() == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_whose_parent_is_gone_mid_page_exits_quietly() -> None:
+    """The parent killed while its worker parses (SIGKILL, OOM): the answer meets a closed pipe, and
+    the worker exits 0 with nothing on the stderr it shares with the command, not a traceback."""
+    import json
+
+    from ispring_async._config import ResponseFormat
+    from ispring_async._parse import ParseLimits
+    from ispring_async._parse_pool import _PACKAGE, _REQUEST
+    from ispring_async._parse_worker import BOOTSTRAP, READY, read_frame, write_frame
+
+    worker = subprocess.Popen(
+        [sys.executable, "-c", BOOTSTRAP, _PACKAGE, json.dumps(sys.path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert worker.stdin is not None and worker.stdout is not None and worker.stderr is not None
+    try:
+        assert read_frame(worker.stdout) == READY
+        # A page whose answer outgrows the pipe's buffer: the worker is writing it when the reader goes.
+        body = results_body(range(1000), None)
+        request = ("results", ResponseFormat.XML, "page 1", 1000, ParseLimits(), [body])
+        write_frame(worker.stdin, _REQUEST.encode(request))
+        worker.stdout.close()
+        worker.stdin.close()
+        assert worker.wait(30) == 0
+        stderr = worker.stderr.read()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        worker.stderr.close()
+    assert stderr == b""
 
 
 @pytest.mark.anyio
