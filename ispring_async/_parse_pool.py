@@ -123,16 +123,30 @@ class _WorkerGoneError(Exception):
     """The worker's pipe ended: it exited, was killed, or could not start."""
 
 
+def worker_argv() -> list[str]:
+    """A worker's command line: this interpreter, the bootstrap, the package's folder and sys.path.
+
+    ``-P``: ``python -c`` would put the current directory first on ``sys.path``, and the bootstrap's
+    first imports (``signal``, ``json``, ``types``) would run a ``types.py`` lying in the folder the
+    command was started from.
+    """
+    return [sys.executable, "-P", "-c", BOOTSTRAP, _PACKAGE, json.dumps(sys.path)]
+
+
 class _Worker:
     """One worker process and the thread that talks to it (blocking pipe I/O, one exchange at a time)."""
 
     def __init__(self) -> None:
-        # The argv is ours alone: this interpreter, the bootstrap, the package's folder and sys.path.
-        self.process = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-c", BOOTSTRAP, _PACKAGE, json.dumps(sys.path)],
+        self.process = subprocess.Popen(  # noqa: S603 (the argv is ours alone, see worker_argv)
+            worker_argv(),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env={k: v for k, v in os.environ.items() if k in _KEPT_ENV or k.startswith("LC_")},
+            # Its own process group: Ctrl-C and a group's SIGTERM (systemd, timeout) reach the parent,
+            # which stops the pool; a worker still starting would die of them with a fatal-error
+            # traceback, and the parent would warn of a worker that "stopped unexpectedly". It ends
+            # when its input does, however the parent ends.
+            process_group=0,
         )
         self.thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="ispring-parse-worker")
 

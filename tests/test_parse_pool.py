@@ -316,21 +316,60 @@ async def test_cancelling_while_a_worker_holds_the_page_is_prompt_and_leaks_noth
     assert worker.poll() == 0
 
 
+def test_a_worker_runs_no_module_from_the_folder_the_command_started_in(tmp_path: Path) -> None:
+    """A ``types.py`` (or ``json.py``, ``signal.py``) beside a nightly job's scripts is not imported by
+    the worker, which ``python -c`` would do (its sys.path starts with the current directory)."""
+    from ispring_async._parse_pool import worker_argv
+    from ispring_async._parse_worker import READY, read_frame
+
+    marker = tmp_path / "ran"
+    for name in ("types", "json", "signal"):
+        (tmp_path / f"{name}.py").write_text(
+            f"open({str(marker)!r}, 'w').close()\nraise ImportError('{name}')\n"
+        )
+    worker = subprocess.Popen(
+        worker_argv(), cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert worker.stdin is not None and worker.stdout is not None and worker.stderr is not None
+    try:
+        assert read_frame(worker.stdout) == READY
+        worker.stdin.close()
+        assert worker.wait(30) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        worker.stdout.close()
+        worker.stderr.close()
+    assert not marker.exists()
+
+
+@pytest.mark.anyio
+async def test_a_worker_is_in_its_own_process_group() -> None:
+    """Ctrl-C and a group's SIGTERM go to the parent, which stops the pool: a worker killed by them
+    while starting printed a fatal-error traceback and was reported as stopped unexpectedly."""
+    pool = ParsePool(1)
+    pool.open()
+    try:
+        await pool.wait_started()
+        (process,) = pool.processes
+        assert os.getpgid(process.pid) == process.pid != os.getpgid(0)
+    finally:
+        await pool.aclose()
+
+
 @pytest.mark.timeout(60)
 def test_a_worker_whose_parent_is_gone_mid_page_exits_quietly() -> None:
     """The parent killed while its worker parses (SIGKILL, OOM): the answer meets a closed pipe, and
     the worker exits 0 with nothing on the stderr it shares with the command, not a traceback."""
-    import json
-
     from ispring_async._config import ResponseFormat
     from ispring_async._parse import ParseLimits
-    from ispring_async._parse_pool import _PACKAGE, _REQUEST
-    from ispring_async._parse_worker import BOOTSTRAP, READY, read_frame, write_frame
+    from ispring_async._parse_pool import _REQUEST, worker_argv
+    from ispring_async._parse_worker import READY, read_frame, write_frame
 
     worker = subprocess.Popen(
-        [sys.executable, "-c", BOOTSTRAP, _PACKAGE, json.dumps(sys.path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        worker_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert worker.stdin is not None and worker.stdout is not None and worker.stderr is not None
     try:
         assert read_frame(worker.stdout) == READY
