@@ -112,8 +112,11 @@ shape (for the envelope's bounds, as the factory derives them) and the decoder o
 
 _REQUEST: Final = msgspec.msgpack.Encoder()
 _KEPT_ENV: Final = frozenset(
-    {"PATH", "LANG", "LANGUAGE", "TMPDIR", "TEMP", "TMP", "PYTHONHOME", "PYTHONUTF8", "SYSTEMROOT"}
-)
+    {
+        "PATH", "LANG", "LANGUAGE", "TMPDIR", "TEMP", "TMP", "PYTHONHOME", "PYTHONUTF8", "SYSTEMROOT",
+        "LD_LIBRARY_PATH",  # an interpreter whose libpython is found only through it
+    }
+)  # fmt: skip
 """The environment a worker inherits: locale and interpreter only. The export command reads its
 secret from ``ISPRING_CLIENT_SECRET``, and a worker has no use for it or for anything else there."""
 _PACKAGE: Final = str(Path(__file__).resolve().parent)
