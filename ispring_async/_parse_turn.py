@@ -42,6 +42,10 @@ class ParseTurn:
         """A request's place in line: later requests draw higher tickets."""
         return next(self._tickets)
 
+    def holds(self, ticket: int) -> bool:
+        """Whether ``ticket`` holds the turn."""
+        return self._holder == ticket
+
     def older_waiting(self, ticket: int) -> bool:
         """Whether an older request has bytes ready and waits for the turn ``ticket`` holds."""
         return any(other < ticket for other in self._waiting)

@@ -430,29 +430,24 @@ class Transport:
         awaited or when an older request asks for it (see _parse_turn).
         """
         turn = self._turn
-        held = False
         try:
             while True:
                 chunk = content.read_nowait(_CHUNK)
                 if not chunk:
                     if content.at_eof():
                         return
-                    if held:
-                        turn.give_up(ticket)
-                        held = False
+                    turn.give_up(ticket)  # (if held) while bytes are awaited
                     chunk = await content.read(_CHUNK)
                     if not chunk:
                         return
-                if not held:
+                if not turn.holds(ticket):
                     await turn.take(ticket)
-                    held = True
                 parser.feed(chunk)
                 # One pass of the loop with the turn held: the sockets are read (this buffer
                 # refills) and a response whose bytes arrived meanwhile asks for the turn.
                 await asyncio.sleep(0)
                 if turn.older_waiting(ticket):
                     turn.give_up(ticket)
-                    held = False
         finally:
             turn.give_up(ticket)
 

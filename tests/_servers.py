@@ -11,11 +11,17 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import random
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 
 from aiohttp import web
+
+from ispring_async import RetryPolicy, Timeouts
+from ispring_async._config import DEFAULT_CONNECTION_LIMITS
+from ispring_async._transport import Transport
+from tests._helpers import no_wait
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -79,6 +85,30 @@ async def serve(routes: Mapping[str, Handler], *, ssl_context: object = None) ->
     finally:
         server.release.set()
         await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def transport_for(
+    server: Server,
+    *,
+    retry: RetryPolicy | None = None,
+    timeouts: Timeouts | None = None,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Transport]:
+    """An open Transport to ``server`` (``retry``: four attempts that never sleep, unless given)."""
+    transport = Transport(
+        server.base_url,
+        timeouts=timeouts or Timeouts(),
+        limits=DEFAULT_CONNECTION_LIMITS,
+        retry=retry or no_wait(4),
+        user_agent="tests",
+        rng=rng,
+    )
+    await transport.open()
+    try:
+        yield transport
+    finally:
+        await transport.aclose()
 
 
 def _coroutine(handler: Handler) -> Handler:

@@ -7,11 +7,9 @@ bytes no HTTP framework would send. The rest use the scripted aiohttp servers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import traceback
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from xml.parsers.expat import ExpatError
 
@@ -34,12 +32,19 @@ from ispring_async import (
 )
 from ispring_async._app.progress import PrintableFormatter
 from ispring_async._auth import MIN_TOKEN_LIFETIME, REFRESH_FRACTION, ClientCredentialsAuth, StaticTokenAuth
-from ispring_async._config import DEFAULT_CONNECTION_LIMITS, Timeouts
 from ispring_async._exceptions import printable
-from ispring_async._transport import Transport, parse_retry_after
+from ispring_async._transport import parse_retry_after
 from tests._helpers import FakeClock, Raw
 from tests._hostile import MALFORMED, NO_WAIT, SECRET, TOKEN, _http, _token_reply, client_for, reachable
-from tests._servers import Handler, PagedResults, Server, TokenEndpoint, api_error, raw_server, serve
+from tests._servers import (
+    Handler,
+    PagedResults,
+    TokenEndpoint,
+    api_error,
+    raw_server,
+    serve,
+    transport_for,
+)
 
 
 def assert_no_secret_reachable(exc: BaseException) -> None:
@@ -119,23 +124,6 @@ def test_retry_after_dates_beyond_the_calendar_are_no_hint(value: str) -> None:
     assert parse_retry_after(value, now=datetime(2024, 1, 1, tzinfo=UTC)) is None
 
 
-@contextlib.asynccontextmanager
-async def transport_for(server: Server, retry: RetryPolicy = NO_WAIT) -> AsyncIterator[Transport]:
-    """An open transport to ``server``."""
-    transport = Transport(
-        server.base_url,
-        timeouts=Timeouts(),
-        limits=DEFAULT_CONNECTION_LIMITS,
-        retry=retry,
-        user_agent="tests",
-    )
-    await transport.open()
-    try:
-        yield transport
-    finally:
-        await transport.aclose()
-
-
 def answer(status: int, headers: dict[str, str], message: str = "nope") -> web.Response:
     """An API error response with extra headers."""
     response = api_error(status, status, message)
@@ -157,7 +145,7 @@ async def test_an_overflowing_retry_after_gives_the_status_error(
     async def handler(request: web.Request) -> web.StreamResponse:
         return answer(status, {"Retry-After": value})
 
-    async with serve({"/x": handler}) as server, transport_for(server) as transport:
+    async with serve({"/x": handler}) as server, transport_for(server, retry=NO_WAIT) as transport:
         with pytest.raises(error) as caught:
             await transport.request("GET", "/x", Raw, label="GET /x")
     if isinstance(caught.value, RateLimitError):
@@ -237,7 +225,7 @@ async def test_an_api_error_message_with_control_characters_is_escaped_in_the_er
     async def handler(request: web.Request) -> web.StreamResponse:
         return api_error(400, 1, HOSTILE_MESSAGE)
 
-    async with serve({"/x": handler}) as server, transport_for(server) as transport:
+    async with serve({"/x": handler}) as server, transport_for(server, retry=NO_WAIT) as transport:
         with pytest.raises(BadRequestError) as caught:
             await transport.request("GET", "/x", Raw, label="GET /x")
     text = str(caught.value)
@@ -295,7 +283,7 @@ async def test_a_retry_after_below_the_floor_waits_the_floor_and_says_so(
 
     events: list[RetryEvent] = []
     policy = RetryPolicy(attempts=4, min_retry_after=2.0, wait_scale=0.005)
-    async with serve({"/x": handler}) as server, transport_for(server, policy) as transport:
+    async with serve({"/x": handler}) as server, transport_for(server, retry=policy) as transport:
         with caplog.at_level(logging.WARNING, logger="ispring_async"):
             assert await transport.request("GET", "/x", Raw, label="GET /x", on_retry=events.append) == b"ok"
     assert [event.wait for event in events] == [pytest.approx(0.01), pytest.approx(0.01)]
@@ -316,7 +304,7 @@ async def test_an_expires_in_below_the_floor_is_raised_to_it_and_logged(
 
     async with (
         serve({"/api/v3/token": endpoint, "/data": data}) as server,
-        transport_for(server) as transport,
+        transport_for(server, retry=NO_WAIT) as transport,
     ):
         auth = ClientCredentialsAuth(transport, client_id="the-id", client_secret=SECRET, clock=clock)
 

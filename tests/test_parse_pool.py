@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -316,31 +316,40 @@ async def test_cancelling_while_a_worker_holds_the_page_is_prompt_and_leaks_noth
     assert worker.poll() == 0
 
 
-def test_a_worker_runs_no_module_from_the_folder_the_command_started_in(tmp_path: Path) -> None:
-    """A ``types.py`` (or ``json.py``, ``signal.py``) beside a nightly job's scripts is not imported by
-    the worker, which ``python -c`` would do (its sys.path starts with the current directory)."""
+@contextlib.contextmanager
+def spawned_worker(cwd: Path | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """A worker started as the pool starts one, every pipe ours, once it has said it is ready; killed
+    at the end if it is still running."""
     from ispring_async._parse_pool import worker_argv
     from ispring_async._parse_worker import READY, read_frame
 
+    worker = subprocess.Popen(
+        worker_argv(), cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert worker.stdin is not None and worker.stdout is not None and worker.stderr is not None
+    try:
+        assert read_frame(worker.stdout) == READY
+        yield worker
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        for pipe in (worker.stdin, worker.stdout, worker.stderr):
+            pipe.close()
+
+
+def test_a_worker_runs_no_module_from_the_folder_the_command_started_in(tmp_path: Path) -> None:
+    """A ``types.py`` (or ``json.py``, ``signal.py``) beside a nightly job's scripts is not imported by
+    the worker, which ``python -c`` would do (its sys.path starts with the current directory)."""
     marker = tmp_path / "ran"
     for name in ("types", "json", "signal"):
         (tmp_path / f"{name}.py").write_text(
             f"open({str(marker)!r}, 'w').close()\nraise ImportError('{name}')\n"
         )
-    worker = subprocess.Popen(
-        worker_argv(), cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert worker.stdin is not None and worker.stdout is not None and worker.stderr is not None
-    try:
-        assert read_frame(worker.stdout) == READY
+    with spawned_worker(cwd=tmp_path) as worker:
+        assert worker.stdin is not None
         worker.stdin.close()
         assert worker.wait(30) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-        worker.stdout.close()
-        worker.stderr.close()
     assert not marker.exists()
 
 
@@ -364,15 +373,11 @@ def test_a_worker_whose_parent_is_gone_mid_page_exits_quietly() -> None:
     the worker exits 0 with nothing on the stderr it shares with the command, not a traceback."""
     from ispring_async._config import ResponseFormat
     from ispring_async._parse import ParseLimits
-    from ispring_async._parse_pool import _REQUEST, worker_argv
-    from ispring_async._parse_worker import READY, read_frame, write_frame
+    from ispring_async._parse_pool import _REQUEST
+    from ispring_async._parse_worker import write_frame
 
-    worker = subprocess.Popen(
-        worker_argv(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    assert worker.stdin is not None and worker.stdout is not None and worker.stderr is not None
-    try:
-        assert read_frame(worker.stdout) == READY
+    with spawned_worker() as worker:
+        assert worker.stdin is not None and worker.stdout is not None and worker.stderr is not None
         # A page whose answer outgrows the pipe's buffer: the worker is writing it when the reader goes.
         body = results_body(range(1000), None)
         request = ("results", ResponseFormat.XML, "page 1", 1000, ParseLimits(), [body])
@@ -381,11 +386,6 @@ def test_a_worker_whose_parent_is_gone_mid_page_exits_quietly() -> None:
         worker.stdin.close()
         assert worker.wait(30) == 0
         stderr = worker.stderr.read()
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-        worker.stderr.close()
     assert stderr == b""
 
 

@@ -7,19 +7,16 @@ with parsers that record what they were fed and cost CPU like a real parser does
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
-from collections.abc import AsyncIterator
 
 import anyio
 import pytest
 from aiohttp import web
 
-from ispring_async._config import DEFAULT_CONNECTION_LIMITS, Timeouts
 from ispring_async._parse_turn import ParseTurn
 from ispring_async._transport import Transport
 from tests._helpers import no_wait
-from tests._servers import Handler, Server, serve
+from tests._servers import Handler, Server, serve, transport_for
 
 MIB = 1 << 20
 
@@ -47,45 +44,41 @@ async def test_the_oldest_waiter_gets_the_turn_whatever_order_they_asked_in() ->
 
 
 @pytest.mark.anyio
-async def test_a_waiter_cancelled_before_or_after_being_handed_the_turn_passes_it_on() -> None:
-    turn = ParseTurn()
-    first, second, third = turn.ticket(), turn.ticket(), turn.ticket()
-    await turn.take(first)
-    second_task = asyncio.create_task(turn.take(second))
-    third_task = asyncio.create_task(turn.take(third))
-    await asyncio.sleep(0)
-    # Handed the turn, then cancelled before it ran: the turn goes on to the third.
-    turn.give_up(first)
-    second_task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await second_task
-    await asyncio.wait_for(third_task, 5)
-    # Cancelled while waiting: it leaves the line and the holder's release reaches nobody stale.
-    fourth = turn.ticket()
-    fourth_task = asyncio.create_task(turn.take(fourth))
-    await asyncio.sleep(0)
-    fourth_task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await fourth_task
-    turn.give_up(third)
-    await asyncio.wait_for(turn.take(turn.ticket()), 5)
-
-
-@pytest.mark.anyio
-async def test_a_waiter_cancelled_but_not_yet_run_again_is_skipped() -> None:
-    """Cancelling a task cancels the future it awaits at once; its task leaves the line only later."""
+@pytest.mark.parametrize("cancel_first", [False, True], ids=["handed-then-cancelled", "cancelled-first"])
+async def test_a_waiter_cancelled_around_the_hand_over_passes_the_turn_on(cancel_first: bool) -> None:
+    """Handed the turn, then cancelled before it ran: it passes the turn on. Cancelled first (a task's
+    cancel cancels the future it awaits at once, its task leaves the line only later): skipped."""
     turn = ParseTurn()
     holder, cancelled, next_ = turn.ticket(), turn.ticket(), turn.ticket()
     await turn.take(holder)
     cancelled_task = asyncio.create_task(turn.take(cancelled))
     next_task = asyncio.create_task(turn.take(next_))
     await asyncio.sleep(0)
-    cancelled_task.cancel()
-    turn.give_up(holder)  # before the cancelled task has run: the turn goes past it
-    await asyncio.wait_for(next_task, 5)
+    if cancel_first:
+        cancelled_task.cancel()
+        turn.give_up(holder)  # before the cancelled task has run: the turn goes past it
+    else:
+        turn.give_up(holder)
+        cancelled_task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await cancelled_task
+    await asyncio.wait_for(next_task, 5)
     turn.give_up(next_)
+    await asyncio.wait_for(turn.take(turn.ticket()), 5)
+
+
+@pytest.mark.anyio
+async def test_a_waiter_cancelled_while_waiting_leaves_the_line() -> None:
+    """The holder's release then reaches nobody stale: the next taker gets the turn at once."""
+    turn = ParseTurn()
+    holder, waiter = turn.ticket(), turn.ticket()
+    await turn.take(holder)
+    waiting = asyncio.create_task(turn.take(waiter))
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    turn.give_up(holder)
     await asyncio.wait_for(turn.take(turn.ticket()), 5)
 
 
@@ -125,22 +118,6 @@ def body(size: int, *, stall_after: int = 0, server: list[Server] | None = None)
     return handler
 
 
-@contextlib.asynccontextmanager
-async def transport_to(server: Server) -> AsyncIterator[Transport]:
-    transport = Transport(
-        server.base_url,
-        timeouts=Timeouts(),
-        limits=DEFAULT_CONNECTION_LIMITS,
-        retry=no_wait(1),
-        user_agent="tests",
-    )
-    await transport.open()
-    try:
-        yield transport
-    finally:
-        await transport.aclose()
-
-
 def start(transport: Transport, path: str, finished: list[str]) -> asyncio.Task[int]:
     """Request ``path`` in a task that has drawn its ticket when this returns."""
     return asyncio.create_task(transport.request("GET", path, lambda: Recording(path, finished), label=path))
@@ -152,7 +129,7 @@ async def test_an_older_response_is_parsed_to_its_end_before_a_younger_one() -> 
     finished: list[str] = []
     async with (
         serve({"/old": body(4 * MIB), "/young": body(MIB)}) as server,
-        transport_to(server) as transport,
+        transport_for(server, retry=no_wait(1)) as transport,
     ):
         with anyio.fail_after(60):
             old = start(transport, "/old", finished)
@@ -167,7 +144,7 @@ async def test_an_older_response_that_stalls_mid_body_lets_a_younger_one_finish(
     finished: list[str] = []
     holder: list[Server] = []
     routes = {"/old": body(2 * MIB, stall_after=300_000, server=holder), "/young": body(MIB)}
-    async with serve(routes) as server, transport_to(server) as transport:
+    async with serve(routes) as server, transport_for(server, retry=no_wait(1)) as transport:
         holder.append(server)
         with anyio.fail_after(60):
             old = start(transport, "/old", finished)

@@ -5,12 +5,10 @@ Every test talks to a real aiohttp server on 127.0.0.1 scripted per scenario (te
 
 from __future__ import annotations
 
-import contextlib
 import random
 import socket
 import ssl
 import subprocess
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -40,34 +38,19 @@ from ispring_async._config import DEFAULT_CONNECTION_LIMITS
 from ispring_async._parse import results_parser
 from ispring_async._transport import Transport, check_base_url, parse_retry_after
 from tests._helpers import no_wait
-from tests._servers import Handler, PagedResults, Server, api_error, partial_then, results_body, serve
+from tests._servers import (
+    Handler,
+    PagedResults,
+    Server,
+    api_error,
+    partial_then,
+    results_body,
+    serve,
+    transport_for,
+)
 
 PATH = "/learners/results"
 NO_WAIT = no_wait(4)
-
-
-@contextlib.asynccontextmanager
-async def transport_for(
-    server: Server,
-    *,
-    retry: RetryPolicy = NO_WAIT,
-    timeouts: Timeouts | None = None,
-    rng: random.Random | None = None,
-) -> AsyncIterator[Transport]:
-    """An open Transport to ``server``."""
-    transport = Transport(
-        server.base_url,
-        timeouts=timeouts or Timeouts(),
-        limits=DEFAULT_CONNECTION_LIMITS,
-        retry=retry,
-        user_agent="tests",
-        rng=rng,
-    )
-    await transport.open()
-    try:
-        yield transport
-    finally:
-        await transport.aclose()
 
 
 async def get_page(
