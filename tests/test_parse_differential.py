@@ -240,6 +240,8 @@ def test_generated_pages_read_alike_on_both_routes(
     body, texts, token = generated
     hybrid, reference, _fast = both_routes(body, chunk)
     assert hybrid == reference
+    python, _, _ = both_routes(body, chunk, c_pass=False)
+    assert python == reference
     if isinstance(reference, tuple):
         records, got_token = reference
         assert got_token == token
@@ -250,6 +252,11 @@ def test_generated_pages_read_alike_on_both_routes(
             assert result.course_title == want["courseTitle"]
             assert result.completion_status == want["completionStatus"]
 
+
+# The fast route with its C pass, and as installed without a C compiler: both must read alike.
+BOTH_PASSES = pytest.mark.parametrize(
+    "c_pass", [pytest.param(True, id="c-pass"), pytest.param(False, id="python-passes")]
+)
 
 FAST_LAYOUT_PAGE = (
     '<?xml version="1.0" encoding="UTF-8"?>\r\n<!-- head --><response>\r\n<results count="2">\r\n'
@@ -268,11 +275,12 @@ FAST_LAYOUT_PAGE = (
 ).encode()
 
 
+@BOTH_PASSES
 @pytest.mark.parametrize("chunk", [pytest.param(97, id="small-chunks"), pytest.param(1 << 20, id="whole")])
-def test_every_layout_construct_stays_on_the_fast_route(chunk: int) -> None:
+def test_every_layout_construct_stays_on_the_fast_route(chunk: int, c_pass: bool) -> None:
     """CRLF, comments, PIs, attributes, CDATA, padded character references and mixed isOverdue spellings
     are read by the fast route (no fallback) and exactly as the reference route reads them."""
-    hybrid, reference, fast = both_routes(FAST_LAYOUT_PAGE, chunk)
+    hybrid, reference, fast = both_routes(FAST_LAYOUT_PAGE, chunk, c_pass=c_pass)
     assert fast
     assert hybrid == reference
     assert isinstance(hybrid, tuple)
@@ -282,6 +290,7 @@ def test_every_layout_construct_stays_on_the_fast_route(chunk: int) -> None:
     assert records[3].course_title == 'R&D <intro> "1" & more'
 
 
+@BOTH_PASSES
 @pytest.mark.parametrize(
     "spacing",
     [
@@ -290,7 +299,7 @@ def test_every_layout_construct_stays_on_the_fast_route(chunk: int) -> None:
         pytest.param(b'<dueDate a = "1">2021-07-28T21:00:00Z</dueDate>', id="spaced-attribute"),
     ],
 )
-def test_flat_records_beside_nested_ones_keep_fields_with_spaced_tags(spacing: bytes) -> None:
+def test_flat_records_beside_nested_ones_keep_fields_with_spaced_tags(spacing: bytes, c_pass: bool) -> None:
     """Where a run mixes flat records with nested ones, a field whose tag holds whitespace is still read
     (it would otherwise become an unknown key, and an optional date silently absent)."""
     record = (
@@ -300,12 +309,13 @@ def test_flat_records_beside_nested_ones_keep_fields_with_spaced_tags(spacing: b
     )
     nested = record % b"<x><y>1</y></x>"
     body = b"<response><results>" + (nested + record % spacing) * 3 + b"</results></response>"
-    hybrid, reference, fast = both_routes(body, 1 << 20)
+    hybrid, reference, fast = both_routes(body, 1 << 20, c_pass=c_pass)
     assert fast and hybrid == reference
     assert isinstance(hybrid, tuple)
     assert all(r.due_date is not None for r in hybrid[0][1::2])
 
 
+@BOTH_PASSES
 @pytest.mark.parametrize(
     "title",
     [
@@ -316,7 +326,7 @@ def test_flat_records_beside_nested_ones_keep_fields_with_spaced_tags(spacing: b
     ],
 )
 @pytest.mark.parametrize("chunk", [pytest.param(97, id="small-chunks"), pytest.param(1 << 20, id="whole")])
-def test_whitespace_only_values_survive_on_indented_pages(title: str, chunk: int) -> None:
+def test_whitespace_only_values_survive_on_indented_pages(title: str, chunk: int, c_pass: bool) -> None:
     """On an indented page the whitespace between fields is dropped before the JSON rewrite, but a
     whitespace-only value spelled exactly like that whitespace is kept (and stays on the fast route)."""
 
@@ -335,13 +345,14 @@ def test_whitespace_only_values_survive_on_indented_pages(title: str, chunk: int
 
     records = "".join(record(i, title if i % 3 == 1 else f"T{i}") for i in range(30))
     body = f"<response>\n  <results>{records}\n  </results>\n</response>\n".encode()
-    hybrid, reference, fast = both_routes(body, chunk)
+    hybrid, reference, fast = both_routes(body, chunk, c_pass=c_pass)
     assert fast and hybrid == reference
     assert isinstance(hybrid, tuple)
     assert [r.course_title for r in hybrid[0][1::3]] == [title] * 10
     assert hybrid[0][5].enrollment_id == "\n      "
 
 
+@BOTH_PASSES
 @pytest.mark.parametrize(
     ("timespent", "title"),
     [
@@ -353,7 +364,7 @@ def test_whitespace_only_values_survive_on_indented_pages(title: str, chunk: int
         pytest.param('<timeSpent unit="s">', 'E = mc2, x="', id="equals-and-quote-in-text"),
     ],
 )
-def test_attributes_are_stripped_exactly(timespent: str, title: str) -> None:
+def test_attributes_are_stripped_exactly(timespent: str, title: str, c_pass: bool) -> None:
     """Attributes are cut out of tags only: a ``name="value"`` spelled in text stays text, values may
     hold ``>`` and the other quote, whitespace may surround ``=``."""
     record = (
@@ -364,7 +375,7 @@ def test_attributes_are_stripped_exactly(timespent: str, title: str) -> None:
     records = "".join(record.format(i=i, title=title, timespent=timespent) for i in range(40))
     body = f"<response><results>{records}</results></response>".encode()
     for chunk in (61, 1 << 20):
-        hybrid, reference, fast = both_routes(body, chunk)
+        hybrid, reference, fast = both_routes(body, chunk, c_pass=c_pass)
         assert fast and hybrid == reference
         assert isinstance(hybrid, tuple)
         assert all(r.course_title == title and r.time_spent == 37 for r in hybrid[0])

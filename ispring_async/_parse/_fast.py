@@ -79,17 +79,55 @@ import msgspec
 
 from ispring_async._parse._shapes import DeclinedError, Shape
 
+try:
+    from ispring_async._parse import _speedups
+except ImportError:  # built without a C compiler: the Python passes below do the same work
+    speedups: Any = None
+else:
+    speedups = _speedups
+    """The one-pass rewrite in C (``_speedups.c``), or ``None``; tests set it to ``None`` to take the
+    Python passes."""
+
 __all__ = [
     "Split",
     "UnknownCutter",
     "clean",
     "flat_json",
     "header_ok",
+    "one_pass",
     "prepare",
     "split_records",
     "strip_attributes",
     "tail_token",
 ]
+
+# -- one pass, in C --------------------------------------------------------------------------------
+
+
+def one_pass(run: bytes, shape: Shape[Any], *, max_depth: int, max_text: int) -> list[Any] | None:
+    """The records of a run of flat records (from an item's opening tag to one's closing tag, not yet
+    prepared) rewritten as JSON in one C pass and decoded, or ``None`` where that pass declines (the
+    Python passes below then read the run) or the C module was not built.
+
+    The pass applies the reference route's rules itself (``_speedups.c``): comments, PIs, CDATA,
+    attributes, CR, references, empty dates and numbers, and unknown elements with children inside
+    a record are all read there. It declines on what needs an error or a closer look (an element
+    inside a field, a depth or text over the bounds, a run cut inside a record): a JSON document
+    that does not decode (a bad value) declines too, and the Python route raises, naming the record.
+    """
+    if speedups is None:
+        return None
+    json = speedups.records_json(
+        run, shape.item_name, shape.field_names, shape.absent_names, max_depth, max_text
+    )
+    if json is None:
+        return None
+    try:
+        records: list[Any] = shape.list_decoder.decode(json)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return records
+
 
 # -- clean: CR, comments, PIs, CDATA -----------------------------------------------------------------
 

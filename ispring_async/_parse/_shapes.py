@@ -50,6 +50,10 @@ class Shape(Generic[S]):
         self.empty_is_absent = frozenset(
             f.encode_name for f in info.fields if not admits_str(f.type) and not f.required
         )
+        # The same names as the C pass takes them (_speedups.c).
+        self.item_name = item.encode()
+        self.field_names = tuple(sorted(name.encode() for name in self.fields))
+        self.absent_names = tuple(sorted(name.encode() for name in self.empty_is_absent))
         head = re.escape(container.encode())
         # Matched against prologs and tails already cleaned of comments, PIs and attributes (_fast.py).
         self.header = re.compile(rb"\s*<response>\s*<" + head + rb">\s*")

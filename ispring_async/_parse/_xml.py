@@ -31,6 +31,7 @@ from ispring_async._parse._fast import (
     clean,
     flat_json,
     header_ok,
+    one_pass,
     prepare,
     split_records,
     tail_token,
@@ -46,9 +47,12 @@ S = TypeVar("S", bound=msgspec.Struct)
 
 # A single record larger than this without its closing tag is not something the fast route handles:
 # the reference route takes over and enforces ``max_text_bytes`` / ``max_depth`` element by element.
-# Below ``max_text_bytes``, so the fast route never accepts a text the reference route would refuse.
 _MAX_PENDING_BYTES: Final = 256 << 10
 _SLICE: Final = 32 << 10
+# The longest run the fast route reads at once, so the longest text in one: the Python passes do not
+# count text, so with a ``max_text_bytes`` below this (the default is 1 MiB) they cannot vouch for a run
+# (the C pass counts, and declines a text over the bound).
+_MAX_RUN_BYTES: Final = _MAX_PENDING_BYTES + _SLICE
 
 
 class XmlListParser(Generic[S]):
@@ -169,10 +173,18 @@ class XmlListParser(Generic[S]):
         elif not header_ok(prefix, shape):
             raise DeclinedError
         first = len(self._records)
+        bounds = self._bounds
+        counted = bounds.max_text_bytes >= _MAX_RUN_BYTES  # see _MAX_RUN_BYTES
         if self._nested is not None:
+            if not counted:
+                raise DeclinedError
             records = self._nested_run(chunk[start:], self._nested, first)
         else:
-            records = self._run(prepare(chunk[start:]), first)
+            run = chunk[start:]
+            one = one_pass(run, shape, max_depth=bounds.max_depth, max_text=bounds.max_text_bytes)
+            if one is None and not counted:
+                raise DeclinedError
+            records = one if one is not None else self._run(prepare(run), first)
         self._envelope.check_records(first + len(records))
         self._records += records
         self._started = True
