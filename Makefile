@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
 .PHONY: install check test run bench bench-quick bench-peers chaos clean
 
-$(STAMP): pyproject.toml
+# The C pass is compiled by the install: editing it installs again (pip keeps what is installed).
+$(STAMP): pyproject.toml setup.py ispring_async/_parse/_speedups.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,bench,uvloop]'
@@ -16,8 +17,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 check: install
-	$(BIN)/ruff check ispring_async tests benchmarks
-	$(BIN)/ruff format --check ispring_async tests benchmarks
+	$(BIN)/ruff check ispring_async tests benchmarks setup.py
+	$(BIN)/ruff format --check ispring_async tests benchmarks setup.py
 	$(BIN)/mypy
 
 test: check
