@@ -3,8 +3,10 @@
 * **Every byte** goes through a handler-less expat parser that only checks well-formedness and refuses
   DTDs, entity declarations and external references (``_hardening.py``). With no Python callbacks per
   element this runs at expat's floor speed, and it is what the fast route's invariants rest on.
-* **The fast route** (``_fast.py``) turns each run of complete records into JSON with C-level byte
-  passes and one ``msgspec`` decode. It declines per *record*: records it cannot vouch for (nested
+* **The fast route** (``_fast.py``) turns each run of complete records into JSON and decodes it with
+  one ``msgspec`` call. The rewrite is one pass in C (``_speedups.c``, applying the reference route's
+  rules itself) where the C module was built; where that pass declines, or without it, C-level byte
+  passes driven from Python do the same work. Those decline per *record*: records it cannot vouch for (nested
   unknown elements, self-closing fields, mixed content) are read from one C-built ``xml.etree`` tree
   per run under the reference route's rules, and interleaved back in order, while the rest of the
   run stays JSON. A run it cannot cut at its records, or a prolog it does not know, hands the rest of
