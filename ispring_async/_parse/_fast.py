@@ -4,8 +4,8 @@ Python does a fixed amount of work per *run* of records (at least a 32 KiB slice
 element. The rewrite is done by ``one_pass`` — one pass in C over the run (``_speedups.c``), which
 applies the reference route's rules itself and so handles every layout alike, about 1 ns a byte —
 wherever the C module was built and the pass does not decline. Otherwise it is done by the Python
-passes below, each one ``bytes`` or ``re`` call over the run: the same JSON, about 2-3 ns a byte more
-(measured: parse benchmark, ``--layouts``, with and without the C module). Worked example (the
+passes below, each one ``bytes`` or ``re`` call over the run: the same records, the whole parse
+1.3-2.4x slower by layout (``python -m benchmarks.parse --layouts 5``, "Python passes"). Worked example (the
 Python passes' steps; the C pass writes the same records without the ``"~"`` and ``"/name"`` keys),
 two records of an indented page::
 
