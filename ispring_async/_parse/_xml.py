@@ -51,10 +51,11 @@ S = TypeVar("S", bound=msgspec.Struct)
 # the reference route takes over and enforces ``max_text_bytes`` / ``max_depth`` element by element.
 _MAX_PENDING_BYTES: Final = 256 << 10
 _SLICE: Final = 32 << 10
-# The longest run the fast route reads at once, so the longest text in one: the Python passes do not
-# count text, so with a ``max_text_bytes`` below this (the default is 1 MiB) they cannot vouch for a run
-# (the C pass counts, and declines a text over the bound).
-_MAX_RUN_BYTES: Final = _MAX_PENDING_BYTES + _SLICE
+# The longest run the fast route reads at once, so the longest text in one: up to _MAX_PENDING_BYTES
+# pending without a record's end, then one more chunk, which ``feed`` cuts only above 2 slices. The
+# Python passes do not count text, so with a ``max_text_bytes`` below this (the default is 1 MiB) they
+# cannot vouch for a run (the C pass counts, and declines a text over the bound).
+_MAX_RUN_BYTES: Final = _MAX_PENDING_BYTES + 2 * _SLICE
 
 
 class XmlListParser(Generic[S]):
@@ -366,7 +367,8 @@ class XmlListParser(Generic[S]):
         if self._reference is None:
             if self._started:
                 ok, token = tail_token(self._pending, self._shape)
-                if ok:
+                # A token over the text bound: the reference route raises for it.
+                if ok and (token is None or len(token) <= self._bounds.max_text_bytes):
                     return self._records, token
             self._switch()
         assert self._reference is not None
