@@ -32,11 +32,12 @@ run: install
 
 # The chaos suite at full size: 200k results, faults on >10% of requests, every split and format,
 # kills and resumes; the report of faults injected and survived goes to benchmarks/results/chaos.md.
-# Also the XML routes' differential generator at 5,000 pages (100 in `make test`), then every API
+# Also the XML routes' differential generator at 5,000 pages (100 in `make test`) and the C pass's
+# fuzzing (random bytes, pages with bytes flipped) at 5,000 / 15,000 inputs, then every API
 # variant (emulator switch) against every fan-out, pagination and export scenario.
 chaos: install
 	ISPRING_CHAOS_RESULTS=200000 ISPRING_CHAOS_REPORT=benchmarks/results/chaos.md $(BIN)/pytest -q tests/test_chaos.py
-	ISPRING_FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -p no:cacheprovider tests/test_parse_differential.py
+	ISPRING_FUZZ_EXAMPLES=5000 $(BIN)/pytest -q -p no:cacheprovider tests/test_parse_differential.py tests/test_parse_speedups.py
 	ISPRING_VARIANTS_FULL=1 $(BIN)/pytest -q tests/test_variants.py
 
 # The full benchmarks: parse, partial-throughput e2e, memory, sinks and complete exports (about 45 min).

@@ -60,6 +60,7 @@ from ispring_async._models import DepartmentsPage, ModuleResultsPage, ResultsPag
 from ispring_async._parse import (
     PageParser,
     ParseLimits,
+    _fast,
     departments_parser,
     module_results_parser,
     results_parser,
@@ -457,17 +458,20 @@ class OffloadedParser(Generic[T]):
 
 
 def default_parse_workers(fmt: ResponseFormat) -> int:
-    """What ``--parse-workers auto`` means: one worker per core beyond the first, at most two; none on
-    one core, and none for JSON, which is never offloaded.
+    """What ``--parse-workers auto`` means: none where the fast route's C pass is built (the usual
+    install), else one worker per core beyond the first, at most two; none on one core, and none
+    for JSON, which is never offloaded.
 
-    Measured on the 2-core VM with the emulator on the same two cores (README, Performance): once
-    responses took turns to be parsed (``_parse_turn``), one worker made the command's complete
-    export faster in 18 of 19 rounds over three runs at 0, 50 and lognormal 100 ms (median 1.13x,
-    0.92-1.35x); on the same machine loaded by other sessions, before turns, it was 0.82-1.1x.
-    Against a remote API the second core is freer still. Beyond two cores it is a reasoned guess:
-    the event loop keeps one core, and two workers outpace what one loop receives and decodes.
+    Measured on the 2-core VM with the emulator on the same two cores (README, Performance). With the
+    C pass a page costs the parent about as much to hand over and take back as JSON (copy, pipe,
+    decode) as to parse in place: the command's complete export took 1.16x / 1.10x longer with one
+    worker at 0 / 50 ms (2 rounds, 2026-12-04), the library's 0.96x / 1.13x. With the Python passes
+    alone, once responses took turns to be parsed (``_parse_turn``), one worker made the export
+    faster in 18 of 19 rounds (median 1.13x, 0.92-1.35x; 2026-12-03). Beyond two cores that rule
+    is a reasoned guess: the event loop keeps one core, and two workers outpace what one loop
+    receives and decodes.
     """
-    if fmt is ResponseFormat.JSON:
+    if fmt is ResponseFormat.JSON or _fast.speedups is not None:
         return 0
     try:
         cores = len(os.sched_getaffinity(0))

@@ -91,15 +91,31 @@ def test_parse_workers_is_validated() -> None:
 
 
 @pytest.mark.parametrize(("cores", "workers"), [(1, 0), (2, 1), (3, 2), (64, 2)])
-def test_auto_is_a_worker_per_core_beyond_the_first_and_none_for_json(
+def test_auto_without_the_c_pass_is_a_worker_per_core_beyond_the_first_and_none_for_json(
     monkeypatch: pytest.MonkeyPatch, cores: int, workers: int
 ) -> None:
-    """``--parse-workers auto``: none for JSON whatever the cores, none on one core, at most 2."""
+    """``--parse-workers auto`` with the Python passes: none for JSON whatever the cores, none on one
+    core, at most 2."""
     from ispring_async._config import ResponseFormat
+    from ispring_async._parse import _fast
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    monkeypatch.setattr(_fast, "speedups", None)
     assert default_parse_workers(ResponseFormat.JSON) == 0
     assert default_parse_workers(ResponseFormat.XML) == workers
+
+
+@pytest.mark.parametrize("cores", [1, 2, 64])
+def test_auto_with_the_c_pass_parses_in_process(monkeypatch: pytest.MonkeyPatch, cores: int) -> None:
+    """With the C pass built, ``auto`` starts no worker: handing a page over cost more than parsing it."""
+    from ispring_async._config import ResponseFormat
+    from ispring_async._parse import _fast
+
+    if _fast.speedups is None:
+        pytest.skip("the C pass was not built")
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)))
+    assert default_parse_workers(ResponseFormat.XML) == 0
+    assert default_parse_workers(ResponseFormat.JSON) == 0
 
 
 @pytest.mark.anyio

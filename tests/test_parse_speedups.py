@@ -177,6 +177,7 @@ def test_empty_dates_and_numbers_are_absent_and_empty_texts_kept() -> None:
 
 
 @needs_c
+@pytest.mark.timeout(60 + EXAMPLES // 20)
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(data=st.binary(max_size=2000))
 def test_arbitrary_bytes_never_crash_the_c_pass(data: bytes) -> None:
@@ -208,6 +209,7 @@ def _well_formed(body: bytes) -> bool:
 
 
 @needs_c
+@pytest.mark.timeout(60 + EXAMPLES // 5)
 @settings(max_examples=EXAMPLES * 3, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), flips=st.integers(1, 6))
 def test_pages_with_bytes_flipped_read_alike_on_both_routes(seed: int, flips: int) -> None:
