@@ -258,9 +258,9 @@ def ours_tools(
 ) -> list[Tool]:
     """The naive baselines (one per format) and ours through each interface, format and concurrency.
 
-    ``cli-*`` runs the command's defaults (``--parse-workers auto``: one worker on 2 cores),
-    ``cli-xml-*-w0`` parses XML in the command's process (``-w1`` with one worker, where ``auto`` means
-    none); ``lib-*`` the library's (``parse_workers=0``), ``lib-xml-*-w1`` with
+    ``cli-*`` runs the command's defaults (``--parse-workers auto``: in-process where the C pass is
+    built), ``cli-xml-*-w1`` with one worker beside it (``-w0`` in the command's process, where
+    ``auto`` takes a worker); ``lib-*`` the library's (``parse_workers=0``), ``lib-xml-*-w1`` with
     ``Client(parse_workers=1)``. JSON is never offloaded.
     """
     tools = [_client_tool("naive", fmt, None) for fmt in formats]
