@@ -35,8 +35,8 @@ which ``msgspec`` decodes straight into ``LearnerResult`` (keys it does not know
 holds the text before a record's first field, ``"/name"`` the text after a closing tag; the leading
 ``"~"`` list, whatever preceded the run's first record).
 
-Where the time goes (per 32 KiB run of the compact page, on a 2-core machine: 217 us for expat
-alone): validating expat 1.0, msgspec decode 0.35-0.4, the ``<``/``>`` replacements 0.23, the
+Where the Python passes' time goes (per 32 KiB run of the compact page, on a 2-core machine: 217 us
+for expat alone): validating expat 1.0, msgspec decode 0.35-0.4, the ``<``/``>`` replacements 0.23, the
 flatness check (``_tags``, ``_is_flat``) 0.2, fusing items 0.07, references 0.1-0.15, the envelope's
 ``<`` count 0.06, Python per run ~0.1; indented pages add ``_drop_gaps`` (0.25, which saves more in
 the passes after it), attributes ``_strip_values`` (0.5-0.6), comments and CDATA ``clean`` (0.3-0.5).
