@@ -30,7 +30,8 @@ from benchmarks import _data
 from benchmarks._common import Summary, memory_status, reset_peak_rss, run_child, summarize
 from ispring_async._config import ResponseFormat
 from ispring_async._models import LearnerResult, User
-from ispring_async._parse import ParseLimits, _fast, results_parser, users_parser
+from ispring_async._parse import ParseLimits, results_parser, users_parser
+from ispring_async._parse._fast import without_c_pass
 from ispring_async.emulator import XmlLayout, encode_page_token
 from ispring_async.emulator._config import XML_LAYOUTS
 from ispring_async.emulator._render import Renderer
@@ -78,11 +79,8 @@ ours_json_whole = _ours(ResponseFormat.JSON, chunked=False)
 
 def ours_xml_python(body: bytes) -> list[LearnerResult]:
     """The XML parser as installed where no C compiler was found: the fast route's Python passes."""
-    saved, _fast.speedups = _fast.speedups, None
-    try:
+    with without_c_pass():
         return ours_xml(body)
-    finally:
-        _fast.speedups = saved
 
 
 def expat_bare(body: bytes) -> None:

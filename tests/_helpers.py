@@ -12,8 +12,8 @@ import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, nullcontext
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,7 +24,8 @@ import pytest
 
 from ispring_async import Client, DateRange, ISpringError, ResultsQuery, RetryPolicy, UserStatus
 from ispring_async._models import CompletionStatus, LearnerResult
-from ispring_async._parse import DEFAULT_LIMITS, _fast
+from ispring_async._parse import DEFAULT_LIMITS
+from ispring_async._parse._fast import without_c_pass
 from ispring_async._parse._reference import ReferenceParser
 from ispring_async._parse._shapes import RESULTS
 from ispring_async._parse._xml import XmlListParser
@@ -291,15 +292,15 @@ class Raw:
         return b"".join(self.chunks)
 
 
-@contextmanager
-def python_passes() -> Iterator[None]:
-    """The fast route without its C pass, as installed where no C compiler was found."""
-    saved = _fast.speedups
-    _fast.speedups = None
-    try:
-        yield
-    finally:
-        _fast.speedups = saved
+# The fast route with its C pass, and as installed without a C compiler: both must read alike.
+BOTH_PASSES = pytest.mark.parametrize(
+    "c_pass", [pytest.param(True, id="c-pass"), pytest.param(False, id="python-passes")]
+)
+
+
+def fast_passes(c_pass: bool) -> AbstractContextManager[None]:
+    """The fast route with its C pass (``True``: as installed), or its Python passes alone."""
+    return nullcontext() if c_pass else without_c_pass()
 
 
 def both_routes(body: bytes, chunk: int, *, c_pass: bool = True) -> tuple[object, object, bool]:
@@ -308,7 +309,7 @@ def both_routes(body: bytes, chunk: int, *, c_pass: bool = True) -> tuple[object
     hybrid = XmlListParser(RESULTS, page="p", bounds=BOUNDS)
 
     def run_hybrid() -> object:
-        with nullcontext() if c_pass else python_passes():
+        with fast_passes(c_pass):
             for start in range(0, len(body), chunk):
                 hybrid.feed(body[start : start + chunk])
             return hybrid.close()

@@ -23,7 +23,7 @@ from ispring_async import LearnerResult, User
 from ispring_async._parse import DEFAULT_LIMITS
 from ispring_async._parse._nested import USERS, NestedReferenceParser
 from ispring_async._parse._xml import XmlListParser
-from tests._helpers import both_routes, outcome
+from tests._helpers import BOTH_PASSES, both_routes, outcome
 
 EXAMPLES = int(os.environ.get("ISPRING_FUZZ_EXAMPLES", "100"))
 
@@ -252,11 +252,6 @@ def test_generated_pages_read_alike_on_both_routes(
             assert result.course_title == want["courseTitle"]
             assert result.completion_status == want["completionStatus"]
 
-
-# The fast route with its C pass, and as installed without a C compiler: both must read alike.
-BOTH_PASSES = pytest.mark.parametrize(
-    "c_pass", [pytest.param(True, id="c-pass"), pytest.param(False, id="python-passes")]
-)
 
 FAST_LAYOUT_PAGE = (
     '<?xml version="1.0" encoding="UTF-8"?>\r\n<!-- head --><response>\r\n<results count="2">\r\n'

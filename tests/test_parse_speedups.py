@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import time
-from contextlib import nullcontext
 
 import msgspec
 import pytest
@@ -27,7 +26,7 @@ from ispring_async._parse._shapes import RESULTS
 from ispring_async.emulator import Dataset, EmulatorConfig
 from ispring_async.emulator._config import XML_LAYOUTS
 from ispring_async.emulator._render import Renderer
-from tests._helpers import both_routes, python_passes
+from tests._helpers import BOTH_PASSES, both_routes, fast_passes
 
 DECODE = msgspec.json.Decoder(list[LearnerResult], strict=False)
 EXAMPLES = int(os.environ.get("ISPRING_FUZZ_EXAMPLES", "100"))
@@ -266,7 +265,7 @@ def test_the_parser_hands_its_own_bounds_to_the_c_pass(limits: ParseLimits, titl
         parser.close()
 
 
-@pytest.mark.parametrize("c_pass", [pytest.param(True, id="c-pass"), pytest.param(False, id="python-passes")])
+@BOTH_PASSES
 def test_a_token_over_the_text_bound_fails_the_page(c_pass: bool) -> None:
     """The token read from the page's tail is held to ``max_text_bytes`` as the reference route holds it
     (with a small bound only the C pass keeps the page on the fast route, which read it unchecked)."""
@@ -274,13 +273,13 @@ def test_a_token_over_the_text_bound_fails_the_page(c_pass: bool) -> None:
         b"</results>", b"</results><nextPageToken>" + b"t" * 200 + b"</nextPageToken>"
     )
     parser = results_parser(ResponseFormat.XML, page="p", limits=ParseLimits(max_text_bytes=100))
-    with nullcontext() if c_pass else python_passes():
+    with fast_passes(c_pass):
         parser.feed(body)
         with pytest.raises(ParseError, match="nextPageToken"):
             parser.close()
 
 
-@pytest.mark.parametrize("c_pass", [pytest.param(True, id="c-pass"), pytest.param(False, id="python-passes")])
+@BOTH_PASSES
 def test_a_text_over_the_bound_in_the_longest_run_fails_the_page(c_pass: bool) -> None:
     """256 KiB pending without a record's end, then a 60 KiB chunk: one run of ~316 KiB, beyond what
     the Python passes were trusted with (their run bound counted one chunk of 32 KiB, not 64)."""
@@ -295,5 +294,5 @@ def test_a_text_over_the_bound_in_the_longest_run_fails_the_page(c_pass: bool) -
             parser.feed(chunk)
         parser.close()
 
-    with nullcontext() if c_pass else python_passes(), pytest.raises(ParseError, match="courseTitle"):
+    with fast_passes(c_pass), pytest.raises(ParseError, match="courseTitle"):
         parse()

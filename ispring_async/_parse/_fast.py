@@ -75,7 +75,8 @@ Invariants this relies on (each one is what makes a rewrite of XML as text exact
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import repeat
 from operator import itemgetter
 from typing import Any, Final
@@ -90,8 +91,7 @@ except ImportError:  # built without a C compiler: the Python passes below do th
     speedups: Any = None
 else:
     speedups = _speedups
-    """The one-pass rewrite in C (``_speedups.c``), or ``None``; tests set it to ``None`` to take the
-    Python passes."""
+    """The one-pass rewrite in C (``_speedups.c``), or ``None`` (see ``without_c_pass``)."""
 
 __all__ = [
     "Split",
@@ -104,7 +104,21 @@ __all__ = [
     "split_records",
     "strip_attributes",
     "tail_token",
+    "without_c_pass",
 ]
+
+
+@contextmanager
+def without_c_pass() -> Iterator[None]:
+    """Within the block, the fast route as installed where no C compiler was found: its Python passes
+    alone. For the tests and benchmarks that compare the two (it sets a module global)."""
+    global speedups
+    saved, speedups = speedups, None
+    try:
+        yield
+    finally:
+        speedups = saved
+
 
 # -- one pass, in C --------------------------------------------------------------------------------
 

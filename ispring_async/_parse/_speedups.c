@@ -101,15 +101,16 @@ init_tables(void)
     SPECIAL['&'] = 1;
 }
 
-/* One code point as UTF-8, JSON-escaped where JSON asks for it. */
+/* One code point as UTF-8, JSON-escaped where JSON asks for it (tab, LF and CR by their short
+ * escapes: the ones text holds). */
 COLD int
 put_code_point(Out *out, unsigned long code)
 {
     char buf[8];
     Py_ssize_t n;
-    if (code == '"' || code == '\\') {
+    if (code == '"' || code == '\\' || code == '\t' || code == '\n' || code == '\r') {
         buf[0] = '\\';
-        buf[1] = (char)code;
+        buf[1] = code == '\t' ? 't' : code == '\n' ? 'n' : code == '\r' ? 'r' : (char)code;
         n = 2;
     }
     else if (code < 0x20) {
@@ -240,34 +241,15 @@ put_text(Out *out, const char *p, const char *end, int references)
             continue;
         }
         p++;
-        int failed;
-        switch (c) {
-        case '&':
-            failed = put(out, "&", 1);
-            break;
-        case '"':
-            failed = put(out, "\\\"", 2);
-            break;
-        case '\\':
-            failed = put(out, "\\\\", 2);
-            break;
-        case '\r':
+        if (c == '\r') {
             /* XML's end-of-line handling: CRLF and a lone CR are both one LF. */
             if (p < end && *p == '\n') {
                 p++;
             }
-            failed = put(out, "\\n", 2);
-            break;
-        case '\n':
-            failed = put(out, "\\n", 2);
-            break;
-        case '\t':
-            failed = put(out, "\\t", 2);
-            break;
-        default:
-            failed = put_code_point(out, c);
+            c = '\n';
         }
-        if (failed < 0) {
+        /* A quote, a backslash, a control character, or a CDATA section's '&': ASCII all. */
+        if (put_code_point(out, c) < 0) {
             return -1;
         }
     }

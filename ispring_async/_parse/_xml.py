@@ -80,6 +80,7 @@ class XmlListParser(Generic[S]):
         self._reference_type: type[ReferenceParser[S]] = (
             NestedReferenceParser if self._nested is not None else ReferenceParser
         )
+        self._python_passes_bounded = bounds.max_text_bytes >= _MAX_RUN_BYTES  # see _MAX_RUN_BYTES
         self._sniffed = False
         self._fed = 0
         self._mixed = False  # a run had records that are not flat
@@ -177,15 +178,14 @@ class XmlListParser(Generic[S]):
             raise DeclinedError
         first = len(self._records)
         bounds = self._bounds
-        counted = bounds.max_text_bytes >= _MAX_RUN_BYTES  # see _MAX_RUN_BYTES
         if self._nested is not None:
-            if not counted:
+            if not self._python_passes_bounded:
                 raise DeclinedError
             records = self._nested_run(chunk[start:], self._nested, first)
         else:
             run = chunk[start:]
             one = one_pass(run, shape, max_depth=bounds.max_depth, max_text=bounds.max_text_bytes)
-            if one is None and not counted:
+            if one is None and not self._python_passes_bounded:
                 raise DeclinedError
             records = one if one is not None else self._run(prepare(run), first)
         self._envelope.check_records(first + len(records))
