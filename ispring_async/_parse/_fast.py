@@ -5,7 +5,7 @@ element. The rewrite is done by ``one_pass`` — one pass in C over the run (``_
 applies the reference route's rules itself and so handles every layout alike, about 1 ns a byte —
 wherever the C module was built and the pass does not decline. Otherwise it is done by the Python
 passes below, each one ``bytes`` or ``re`` call over the run: the same records, the whole parse
-1.3-2.4x slower by layout (``python -m benchmarks.parse --layouts 5``, "Python passes"). Worked example (the
+1.3-2.5x slower by layout (``python -m benchmarks.parse --layouts 5``, "Python passes"). Worked example (the
 Python passes' steps; the C pass writes the same records without the ``"~"`` and ``"/name"`` keys),
 two records of an indented page::
 
